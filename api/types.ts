@@ -1,0 +1,128 @@
+// The modelcache API: KServe-compatible field names (serving.kserve.io/v1alpha1) plus our additions.
+import type { Condition, KubeObject, ResourceType } from '../kube/types.ts';
+
+export const GROUP = 'serving.kserve.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** KServe's finalizer name, so caches created under KServe are handled the same way. */
+export const CACHE_FINALIZER = 'localmodel.kserve.io/finalizer';
+export const DEFAULT_STORAGE_PATH = '/var/lib/modelcache';
+
+export const LOCAL_MODEL_CACHES: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelcaches', kind: 'LocalModelCache', namespaced: false };
+export const LOCAL_MODEL_NODE_GROUPS: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelnodegroups', kind: 'LocalModelNodeGroup', namespaced: false };
+export const LOCAL_MODEL_NODES: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelnodes', kind: 'LocalModelNode', namespaced: false };
+
+export type NodeState = 'NodeNotReady' | 'NodeDownloadPending' | 'NodeDownloading' | 'NodeDownloaded' | 'NodeDownloadError';
+export const NODE_STATES: NodeState[] = ['NodeNotReady', 'NodeDownloadPending', 'NodeDownloading', 'NodeDownloaded', 'NodeDownloadError'];
+
+export type ModelState = 'ModelDownloadPending' | 'ModelDownloading' | 'ModelDownloaded' | 'ModelDownloadError';
+export const MODEL_STATES: ModelState[] = ['ModelDownloadPending', 'ModelDownloading', 'ModelDownloaded', 'ModelDownloadError'];
+
+export interface StorageSpec {
+  key?: string;
+  parameters?: Record<string, string>;
+}
+
+export interface LocalModelCacheSpec {
+  sourceModelUri: string;
+  /** A Kubernetes quantity; YAML may give it as a number. */
+  modelSize: string | number;
+  nodeGroups: string[];
+  serviceAccountName?: string;
+  storage?: StorageSpec;
+}
+
+export interface Copies {
+  available: number;
+  failed: number;
+  total: number;
+}
+
+export interface LocalModelCacheStatus {
+  copies?: Copies;
+  nodeStatus?: Record<string, NodeState>;
+  inferenceServices?: Array<{ name: string; namespace: string }>;
+  conditions?: Condition[];
+  observedGeneration?: number;
+}
+
+export interface LocalModelCache extends KubeObject {
+  spec: LocalModelCacheSpec;
+  status?: LocalModelCacheStatus;
+}
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  values?: string[];
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+export interface LocalModelNodeGroupSpec {
+  nodeSelector: LabelSelector;
+  storageLimit: string | number;
+  storagePath?: string;
+  /** Accepted for KServe manifests; modelcache uses a host path and does not read these. */
+  persistentVolumeSpec?: Record<string, unknown>;
+  persistentVolumeClaimSpec?: Record<string, unknown>;
+}
+
+export interface LocalModelNodeGroupStatus {
+  nodes?: string[];
+  nodeCount?: number;
+  caches?: string[];
+  cacheCount?: number;
+  bytesPlanned?: number;
+  storageLimitBytes?: number;
+  /** "3Gi/10Gi": planned over limit, for kubectl get. */
+  usage?: string;
+  conditions?: Condition[];
+  observedGeneration?: number;
+}
+
+export interface LocalModelNodeGroup extends KubeObject {
+  spec: LocalModelNodeGroupSpec;
+  status?: LocalModelNodeGroupStatus;
+}
+
+export interface LocalModelInfo {
+  sourceModelUri: string;
+  /** The LocalModelCache name. */
+  modelName: string;
+  namespace?: string;
+  nodeGroup?: string;
+  serviceAccountName?: string;
+  storage?: StorageSpec;
+  /** Bytes the model may take on disk (from the cache's modelSize). */
+  modelSize: number;
+  /** Host directory under which the model is stored (from the node group). */
+  storagePath: string;
+  /** Folder name of the model under storagePath: stable for a URI. */
+  storageKey: string;
+}
+
+export interface LocalModelDetail {
+  bytesDone?: number;
+  bytesTotal?: number;
+  reason?: string;
+  message?: string;
+  startedAt?: string;
+  completedAt?: string;
+}
+
+export interface LocalModelNodeStatus {
+  modelStatus?: Record<string, ModelState>;
+  models?: Record<string, LocalModelDetail>;
+  /** Counts for kubectl get. */
+  summary?: { models: number; downloaded: number; failed: number };
+  observedGeneration?: number;
+}
+
+export interface LocalModelNode extends KubeObject {
+  spec: { localModels: LocalModelInfo[] };
+  status?: LocalModelNodeStatus;
+}

@@ -1,0 +1,19 @@
+// The subcommands of the modelcache executable. Each component adds its entry here.
+import { readFile } from 'node:fs/promises';
+
+export interface Command {
+  summary: string;
+  /** Runs the command; resolves to the process exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+export const commands: Record<string, Command> = {
+  version: {
+    summary: 'print the version',
+    async run() {
+      const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+      console.log(pkg.version);
+      return 0;
+    },
+  },
+};

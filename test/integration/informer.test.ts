@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Informer } from '../../kube/informer.ts';
+import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
+import type { KubeObject } from '../../kube/types.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
+
+interface ConfigMap extends KubeObject {
+  data?: Record<string, string>;
+}
+
+const cluster = useControlPlane({ controllerManager: false });
+
+async function createNamespace(): Promise<string> {
+  const ns = uniqueName('inf');
+  await cluster.client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  return ns;
+}
+
+async function createConfigMap(ns: string, name: string, labels: Record<string, string> = {}, data: Record<string, string> = {}): Promise<void> {
+  await cluster.client.create<ConfigMap>(CONFIGMAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, labels }, data });
+}
+
+function names(inf: Informer<ConfigMap>): string[] {
+  return inf.list().map((c) => c.metadata.name ?? '').sort();
+}
+
+test('informer sees every object after the apiserver is restarted mid-watch', async (t) => {
+  const ns = await createNamespace();
+  for (const i of [1, 2, 3]) await createConfigMap(ns, `cm-${i}`);
+  const ac = new AbortController();
+  t.after(() => ac.abort());
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, backoff: { baseMs: 100, maxMs: 1000 } });
+  const deleted: string[] = [];
+  inf.on({ delete: (o) => deleted.push(o.metadata.name ?? '') });
+  void inf.start(ac.signal);
+  await inf.waitForSync(ac.signal);
+  assert.deepEqual(names(inf), ['cm-1', 'cm-2', 'cm-3']);
+
+  await cluster.cp.stopApiserver();
+  await cluster.cp.startApiserver();
+  for (const i of [4, 5]) await createConfigMap(ns, `cm-${i}`);
+  await cluster.client.mergePatch(CONFIGMAPS, 'cm-2', { data: { changed: 'yes' } }, { namespace: ns });
+  await cluster.client.delete(CONFIGMAPS, 'cm-1', { namespace: ns });
+
+  await eventually(() => {
+    assert.deepEqual(names(inf), ['cm-2', 'cm-3', 'cm-4', 'cm-5']);
+    assert.equal(inf.get(`${ns}/cm-2`)?.data?.changed, 'yes');
+    assert.deepEqual(deleted, ['cm-1']);
+  });
+});
+
+test('informer relists after its resourceVersion is compacted away (410 Gone) and delivers what it missed', async (t) => {
+  const ns = await createNamespace();
+  await createConfigMap(ns, 'watched-1', { watched: 'yes' });
+  await createConfigMap(ns, 'watched-2', { watched: 'yes' });
+  const ac = new AbortController();
+  t.after(() => ac.abort());
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, labelSelector: 'watched=yes', backoff: { baseMs: 100, maxMs: 500 } });
+  const added: string[] = [];
+  const deleted: string[] = [];
+  inf.on({ add: (o) => added.push(o.metadata.name ?? ''), delete: (o) => deleted.push(o.metadata.name ?? '') });
+  void inf.start(ac.signal);
+  await inf.waitForSync(ac.signal);
+  assert.equal(inf.relists, 1);
+
+  // Writes the informer does not watch move etcd's revision past the informer's resourceVersion.
+  for (let i = 0; i < 5; i++) await createConfigMap(ns, `unwatched-${i}`);
+  await cluster.cp.stopApiserver();
+  await cluster.cp.compactEtcd();
+  await cluster.cp.startApiserver();
+
+  await eventually(() => assert.ok(inf.relists >= 2, `relists=${inf.relists}`));
+  await createConfigMap(ns, 'watched-3', { watched: 'yes' });
+  await cluster.client.delete(CONFIGMAPS, 'watched-1', { namespace: ns });
+  await eventually(() => {
+    assert.deepEqual(names(inf), ['watched-2', 'watched-3']);
+    assert.deepEqual(deleted, ['watched-1']);
+    assert.deepEqual(added, ['watched-1', 'watched-2', 'watched-3'], 'a relist does not re-announce objects it already had');
+  });
+});
+
+test('an informer started while the apiserver is down is not synced until a list succeeds', async (t) => {
+  const ns = await createNamespace();
+  await createConfigMap(ns, 'early');
+  const ac = new AbortController();
+  t.after(() => ac.abort());
+  await cluster.cp.stopApiserver();
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, backoff: { baseMs: 100, maxMs: 500 } });
+  void inf.start(ac.signal);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(inf.hasSynced, false);
+  await cluster.cp.startApiserver();
+  await inf.waitForSync(AbortSignal.any([ac.signal, AbortSignal.timeout(30_000)]));
+  assert.deepEqual(names(inf), ['early']);
+});
