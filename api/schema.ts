@@ -7,7 +7,7 @@ const SCHEMES = ['http', 'https', 's3', 'gs', 'hf', 'file'];
 function quantity(field: string, example: string): KubeObjectSchema {
   return {
     'x-kubernetes-int-or-string': true,
-    anyOf: [{ type: 'integer' }, { type: 'string', maxLength: 64 }],
+    anyOf: [{ type: 'integer' }, { type: 'string' }],
     'x-kubernetes-validations': [
       {
         rule: "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",
@@ -205,13 +205,14 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
     properties: {
       localModels: {
         type: 'array',
+        maxItems: 1000,
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['modelName'],
         items: {
           type: 'object',
           required: ['sourceModelUri', 'modelName', 'modelSize', 'storageKey'],
           properties: {
-            sourceModelUri: { ...sourceModelUri, 'x-kubernetes-validations': uriRules },
+            sourceModelUri,
             modelName: { type: 'string', maxLength: 253 },
             namespace: { type: 'string' },
             nodeGroup: { type: 'string' },

@@ -8,6 +8,13 @@ export interface Command {
 }
 
 export const commands: Record<string, Command> = {
+  controller: {
+    summary: 'run the cluster controller (LocalModelCache → LocalModelNode fan-out and status)',
+    async run(args) {
+      const { runController } = await import('../controller/main.ts');
+      return runController(args);
+    },
+  },
   version: {
     summary: 'print the version',
     async run() {

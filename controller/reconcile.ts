@@ -1,0 +1,110 @@
+import type { Logger } from 'pino';
+import { CACHE_FINALIZER, LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES } from '../api/types.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import { createMergePatch } from '../kube/merge-patch.ts';
+import type { KubeObject, ResourceType } from '../kube/types.ts';
+import type { ReconcileResult } from '../kube/reconciler.ts';
+import { planCache, type PlannedEvent } from './local-model-cache/plan.ts';
+import { planGroup } from './local-model-node-group/plan.ts';
+import { planLocalModelNode } from './local-model-node/plan.ts';
+import type { ControllerMetrics } from './metrics.ts';
+import type { World } from './world.ts';
+
+export interface ReconcileDeps {
+  client: KubeClient;
+  world: World;
+  events: EventRecorder;
+  metrics: ControllerMetrics;
+  log: Logger;
+  now: () => string;
+}
+
+/** Thin shells: observe from the informers, plan (pure), apply only what differs. */
+export class Reconcilers {
+  readonly #d: ReconcileDeps;
+
+  constructor(deps: ReconcileDeps) {
+    this.#d = deps;
+  }
+
+  /** Dispatches a queue key (`cache:`, `node:`, `group:`) to its reconcile. */
+  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void> {
+    const i = key.indexOf(':');
+    const kind = key.slice(0, i);
+    const name = key.slice(i + 1);
+    if (kind === 'cache') return this.cache(name, signal);
+    if (kind === 'node') return this.node(name, signal);
+    if (kind === 'group') return this.group(name, signal);
+  }
+
+  #count(rt: ResourceType, verb: string): void {
+    this.#d.metrics.writes.inc({ resource: rt.plural, verb });
+  }
+
+  async #emit(obj: KubeObject, events: PlannedEvent[]): Promise<void> {
+    for (const e of events) {
+      this.#d.log.info({ kind: obj.kind, name: obj.metadata.name, reason: e.reason, message: e.message }, 'event');
+      await this.#d.events.record(obj, e.type, e.reason, e.message);
+    }
+  }
+
+  async cache(name: string, signal: AbortSignal): Promise<void> {
+    const { world, client, log } = this.#d;
+    const cache = world.caches.get(name);
+    if (!cache) return;
+    const placement = world.placement().caches.get(name) ?? { name, deleting: Boolean(cache.metadata.deletionTimestamp), nodes: [], problems: [] };
+    const plan = planCache({ cache, placement, nodes: world.nodesByName(), localModelNodes: world.localModelNodesByName(), now: this.#d.now() });
+    const finalizers = cache.metadata.finalizers ?? [];
+    if (plan.finalizer === 'add') {
+      await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: [...finalizers, CACHE_FINALIZER], resourceVersion: cache.metadata.resourceVersion } }, { signal });
+      this.#count(LOCAL_MODEL_CACHES, 'finalize');
+    }
+    if (plan.status) {
+      const patch = createMergePatch(cache.status ?? {}, plan.status);
+      if (patch !== undefined) {
+        await client.patchStatus(LOCAL_MODEL_CACHES, name, patch, { signal });
+        this.#count(LOCAL_MODEL_CACHES, 'status');
+      }
+    }
+    await this.#emit(cache, plan.events);
+    if (plan.finalizer === 'remove') {
+      await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: finalizers.filter((f) => f !== CACHE_FINALIZER), resourceVersion: cache.metadata.resourceVersion } }, { signal });
+      this.#count(LOCAL_MODEL_CACHES, 'finalize');
+      log.info({ cache: name }, 'files removed from every node; finalizer released');
+    }
+  }
+
+  async node(name: string, signal: AbortSignal): Promise<void> {
+    const { world, client, log } = this.#d;
+    const desired = world.placement().nodeModels.get(name) ?? [];
+    const plan = planLocalModelNode(name, world.nodes.get(name), desired, world.localModelNodes.get(name));
+    if (plan.action === 'create' || plan.action === 'update') {
+      // A merge patch replaces the whole list (server-side apply would drop an emptied list and with it spec).
+      if (plan.action === 'create') await client.create(LOCAL_MODEL_NODES, plan.object, { signal });
+      else await client.mergePatch(LOCAL_MODEL_NODES, name, { metadata: { ownerReferences: plan.object.metadata.ownerReferences }, spec: plan.object.spec }, { signal });
+      this.#count(LOCAL_MODEL_NODES, plan.action);
+      log.info({ node: name, models: desired.map((m) => m.modelName) }, 'LocalModelNode spec written');
+    } else if (plan.action === 'delete') {
+      const uid = world.localModelNodes.get(name)?.metadata.uid;
+      await client.delete(LOCAL_MODEL_NODES, name, { uid, signal });
+      this.#count(LOCAL_MODEL_NODES, 'delete');
+      log.info({ node: name, reason: plan.reason }, 'LocalModelNode deleted');
+    }
+  }
+
+  async group(name: string, signal: AbortSignal): Promise<void> {
+    const { world, client } = this.#d;
+    const group = world.groups.get(name);
+    if (!group || group.metadata.deletionTimestamp) return;
+    const plan = planGroup(group, world.placement().groups.get(name), this.#d.now());
+    if (plan.status) {
+      const patch = createMergePatch(group.status ?? {}, plan.status);
+      if (patch !== undefined) {
+        await client.patchStatus(LOCAL_MODEL_NODE_GROUPS, name, patch, { signal });
+        this.#count(LOCAL_MODEL_NODE_GROUPS, 'status');
+      }
+    }
+    await this.#emit(group, plan.events);
+  }
+}

@@ -1,0 +1,40 @@
+import { readFile } from 'node:fs/promises';
+import type { KubeClient } from '../../kube/client.ts';
+import { CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, NAMESPACES, NODES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
+import type { KubeObject, Node } from '../../kube/types.ts';
+import { fromYamlAll } from '../../kube/yaml.ts';
+import { LOCAL_MODEL_NODES, type LocalModelDetail, type ModelState } from '../../api/types.ts';
+
+/** Creates a Node and sets its Ready condition, as a kubelet would. */
+export async function createNode(client: KubeClient, name: string, labels: Record<string, string>, ready = true): Promise<Node> {
+  await client.create<Node>(NODES, { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } });
+  return setNodeReady(client, name, ready);
+}
+
+export async function setNodeReady(client: KubeClient, name: string, ready: boolean): Promise<Node> {
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return client.patchStatus<Node>(NODES, name, {
+    conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'KubeletReady' : 'KubeletNotReady', message: 'set by test', lastHeartbeatTime: now, lastTransitionTime: now }],
+  });
+}
+
+/** Writes a LocalModelNode's status for one model as the node daemon would (null removes the entry: files gone). */
+export async function reportModel(client: KubeClient, node: string, model: string, state: ModelState | null, detail?: LocalModelDetail): Promise<void> {
+  await client.patchStatus(LOCAL_MODEL_NODES, node, { modelStatus: { [model]: state }, models: { [model]: state ? (detail ?? {}) : null } });
+}
+
+/**
+ * Installs the controller's shipped RBAC (manifests/controller/rbac.yaml) bound to a static-token
+ * user instead of the ServiceAccount, so tests run the controller with exactly those rights.
+ */
+export async function grantControllerRbac(client: KubeClient, username: string): Promise<void> {
+  const docs = fromYamlAll(await readFile(new URL('../../manifests/controller/rbac.yaml', import.meta.url), 'utf8')) as Array<KubeObject & { subjects?: unknown[] }>;
+  await client.apply(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'modelcache-system' } });
+  const types = { ClusterRole: CLUSTER_ROLES, ClusterRoleBinding: CLUSTER_ROLE_BINDINGS, Role: ROLES, RoleBinding: ROLE_BINDINGS } as const;
+  for (const doc of docs) {
+    const rt = types[doc.kind as keyof typeof types];
+    if (!rt) continue;
+    if (doc.subjects) doc.subjects = [{ kind: 'User', name: username, apiGroup: 'rbac.authorization.k8s.io' }];
+    await client.apply(rt, doc);
+  }
+}

@@ -1,0 +1,134 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { computePlacement } from '../../controller/placement/plan.ts';
+import { matchesSelector } from '../../controller/placement/selector.ts';
+import { planCache } from '../../controller/local-model-cache/plan.ts';
+import { planLocalModelNode } from '../../controller/local-model-node/plan.ts';
+import { planGroup } from '../../controller/local-model-node-group/plan.ts';
+import { createMergePatch } from '../../kube/merge-patch.ts';
+import { CACHE_FINALIZER } from '../../api/types.ts';
+import { cache, group, node, reportedNode } from '../helpers/fixtures.ts';
+
+const NOW = '2026-11-22T00:00:00Z';
+
+test('selector semantics: matchLabels and every operator; {} matches all', () => {
+  const labels = { gpu: 'a100', zone: 'z1' };
+  assert.ok(matchesSelector(labels, {}));
+  assert.ok(matchesSelector(labels, { matchLabels: { gpu: 'a100' } }));
+  assert.ok(!matchesSelector(labels, { matchLabels: { gpu: 'h100' } }));
+  assert.ok(matchesSelector(labels, { matchExpressions: [{ key: 'gpu', operator: 'In', values: ['h100', 'a100'] }] }));
+  assert.ok(!matchesSelector(labels, { matchExpressions: [{ key: 'zone', operator: 'NotIn', values: ['z1'] }] }));
+  assert.ok(matchesSelector(labels, { matchExpressions: [{ key: 'zone', operator: 'Exists' }] }));
+  assert.ok(!matchesSelector(labels, { matchExpressions: [{ key: 'zone', operator: 'DoesNotExist' }] }));
+  assert.ok(matchesSelector(undefined, { matchExpressions: [{ key: 'x', operator: 'NotIn', values: ['y'] }] }));
+});
+
+test('a cache goes to every node of ANY of its groups; a node in two groups gets it once', () => {
+  const p = computePlacement({
+    caches: [cache('llama', 's3://b/llama', '10Gi', ['ga', 'gb'])],
+    groups: [group('ga', { pool: 'a' }, '100Gi'), group('gb', { pool: 'b' }, '100Gi')],
+    nodes: [node('n1', { pool: 'a' }), node('n2', { pool: 'b' }), node('n3', { pool: 'c' })],
+  });
+  assert.deepEqual(p.caches.get('llama')?.nodes, ['n1', 'n2']);
+  assert.deepEqual(p.caches.get('llama')?.problems, []);
+  assert.equal(p.nodeModels.get('n1')?.[0]?.nodeGroup, 'ga');
+  assert.equal(p.nodeModels.get('n2')?.[0]?.nodeGroup, 'gb');
+  assert.equal(p.nodeModels.get('n1')?.[0]?.modelSize, 10 * 2 ** 30);
+  assert.equal(p.nodeModels.has('n3'), false);
+});
+
+test('storageLimit: oldest caches placed first, the one that does not fit is refused with numbers; deleting one makes room', () => {
+  const groups = [group('g', { pool: 'a' }, '25Gi')];
+  const nodes = [node('n1', { pool: 'a' })];
+  const caches = [
+    cache('b-second', 's3://b/2', '10Gi', ['g'], '2026-01-02T00:00:00Z'),
+    cache('a-first', 's3://b/1', '10Gi', ['g'], '2026-01-01T00:00:00Z'),
+    cache('c-third', 's3://b/3', '10Gi', ['g'], '2026-01-03T00:00:00Z'),
+  ];
+  const p = computePlacement({ caches, groups, nodes });
+  assert.deepEqual(p.groups.get('g')?.caches, ['a-first', 'b-second']);
+  const third = p.caches.get('c-third');
+  assert.deepEqual(third?.nodes, []);
+  assert.equal(third?.problems[0]?.reason, 'StorageLimitExceeded');
+  assert.match(third?.problems[0]?.message ?? '', /needs 10Gi but node group g has 5Gi of its 25Gi storageLimit left/);
+
+  const deleting = { ...caches[1]!, metadata: { ...caches[1]!.metadata, deletionTimestamp: NOW } };
+  const p2 = computePlacement({ caches: [caches[0]!, deleting, caches[2]!], groups, nodes });
+  assert.deepEqual(p2.groups.get('g')?.caches, ['b-second', 'c-third']);
+  assert.deepEqual(p2.nodeModels.get('n1')?.map((m) => m.modelName), ['b-second', 'c-third']);
+});
+
+test('duplicate sourceModelUri: the newer cache is not placed; a missing group is reported', () => {
+  const p = computePlacement({
+    caches: [cache('old', 's3://b/m', '1Gi', ['g'], '2026-01-01T00:00:00Z'), cache('new', 's3://b/m', '1Gi', ['g', 'nope'], '2026-01-02T00:00:00Z'), cache('lost', 's3://b/x', '1Gi', ['nope'])],
+    groups: [group('g', {}, '10Gi')],
+    nodes: [node('n1', {})],
+  });
+  assert.deepEqual(p.caches.get('old')?.nodes, ['n1']);
+  assert.equal(p.caches.get('new')?.problems[0]?.reason, 'DuplicateSourceModelUri');
+  assert.match(p.caches.get('new')?.problems[0]?.message ?? '', /already cached by LocalModelCache old/);
+  assert.equal(p.caches.get('lost')?.problems[0]?.reason, 'NodeGroupNotFound');
+});
+
+test('cache status: nodeStatus follows node reports and readiness; copies equal what nodeStatus says', () => {
+  const c = { ...cache('m', 's3://b/m', '1Gi', ['g']), metadata: { ...cache('m', 's3://b/m', '1Gi', ['g']).metadata, finalizers: [CACHE_FINALIZER] } };
+  const placement = { name: 'm', deleting: false, nodes: ['n1', 'n2', 'n3', 'n4'], problems: [] };
+  const nodes = new Map([['n1', node('n1', {})], ['n2', node('n2', {})], ['n3', node('n3', {}, false)], ['n4', node('n4', {})]]);
+  const lmns = new Map([['n1', reportedNode('n1', { m: 'ModelDownloaded' })], ['n2', reportedNode('n2', { m: 'ModelDownloadError' })], ['n3', reportedNode('n3', { m: 'ModelDownloaded' })]]);
+  const plan = planCache({ cache: c, placement, nodes, localModelNodes: lmns, now: NOW });
+  assert.deepEqual(plan.status?.nodeStatus, { n1: 'NodeDownloaded', n2: 'NodeDownloadError', n3: 'NodeNotReady', n4: 'NodeDownloadPending' });
+  assert.deepEqual(plan.status?.copies, { available: 1, failed: 1, total: 4 });
+  assert.equal(plan.finalizer, 'keep');
+  assert.ok(plan.events.some((e) => e.reason === 'NodeDownloadError' && e.message.startsWith('node n2')));
+  const ready = plan.status?.conditions?.find((c) => c.type === 'Ready');
+  assert.equal(ready?.reason, 'DownloadFailed');
+  // Applying the planned status and planning again changes nothing: no write, no repeated Event.
+  const again = planCache({ cache: { ...c, status: plan.status }, placement, nodes, localModelNodes: lmns, now: '2026-11-23T00:00:00Z' });
+  assert.equal(again.status, undefined);
+  assert.deepEqual(again.events, []);
+});
+
+test('cache deletion waits for Ready nodes that still hold the files; deleted or NotReady nodes count as gone', () => {
+  const base = cache('m', 's3://b/m', '1Gi', ['g']);
+  const c = { ...base, metadata: { ...base.metadata, finalizers: [CACHE_FINALIZER], deletionTimestamp: NOW } };
+  const placement = { name: 'm', deleting: true, nodes: [], problems: [] };
+  const lmns = new Map([['n1', reportedNode('n1', { m: 'ModelDownloaded' }, [])], ['n2', reportedNode('n2', { m: 'ModelDownloaded' })]]);
+  const waiting = planCache({ cache: c, placement, nodes: new Map([['n1', node('n1', {})], ['n2', node('n2', {}, false)]]), localModelNodes: lmns, now: NOW });
+  assert.equal(waiting.finalizer, 'keep');
+  assert.deepEqual(Object.keys(waiting.status?.nodeStatus ?? {}), ['n1']);
+  const done = planCache({ cache: c, placement, nodes: new Map([['n2', node('n2', {}, false)]]), localModelNodes: lmns, now: NOW });
+  assert.equal(done.finalizer, 'remove');
+});
+
+test('LocalModelNode plan: apply when different, nothing when equal, delete when the node is gone or holds nothing', () => {
+  const n = node('n1', {});
+  const p = computePlacement({ caches: [cache('m', 's3://b/m', '1Gi', ['g'])], groups: [group('g', {}, '10Gi')], nodes: [n] });
+  const desired = p.nodeModels.get('n1') ?? [];
+  const first = planLocalModelNode('n1', n, desired, undefined);
+  assert.equal(first.action, 'create');
+  const obj = first.action === 'create' ? first.object : undefined;
+  assert.deepEqual(obj?.metadata.ownerReferences?.[0], { apiVersion: 'v1', kind: 'Node', name: 'n1', uid: 'uid-n1' });
+  assert.equal(planLocalModelNode('n1', n, desired, obj).action, 'none');
+  assert.equal(planLocalModelNode('n1', undefined, desired, obj).action, 'delete');
+  const emptied = planLocalModelNode('n1', n, [], obj);
+  assert.equal(emptied.action, 'update');
+  assert.equal(planLocalModelNode('n1', n, [], { ...obj!, spec: { localModels: [] } }).action, 'delete');
+});
+
+test('group status: planned bytes against the limit and who did not fit', () => {
+  const g = group('g', {}, '15Gi');
+  const p = computePlacement({ caches: [cache('a', 's3://b/a', '10Gi', ['g']), cache('b', 's3://b/b', '10Gi', ['g'], '2026-02-01T00:00:00Z')], groups: [g], nodes: [node('n1', {})] });
+  const plan = planGroup(g, p.groups.get('g'), NOW);
+  assert.equal(plan.status?.usage, '10Gi/15Gi');
+  assert.equal(plan.status?.cacheCount, 1);
+  assert.equal(plan.status?.conditions?.[0]?.reason, 'StorageLimitExceeded');
+  assert.equal(plan.events.length, 1);
+  assert.equal(planGroup({ ...g, status: plan.status }, p.groups.get('g'), NOW).status, undefined);
+});
+
+test('merge patch removes keys that are gone and leaves equal values out', () => {
+  assert.deepEqual(createMergePatch({ a: 1, m: { x: 'A', y: 'B' } }, { a: 1, m: { x: 'A' } }), { m: { y: null } });
+  assert.equal(createMergePatch({ a: [1] }, { a: [1] }), undefined);
+  assert.deepEqual(createMergePatch({ a: [1] }, { a: [1, 2] }), { a: [1, 2] });
+  assert.deepEqual(createMergePatch(undefined, { a: 1 }), { a: 1 });
+});
