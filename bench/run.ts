@@ -1,3 +1,15 @@
-// npm run bench: the benchmark suites land with the controller and daemon issues.
-console.error('npm run bench: no benchmark suite has landed yet (controller and daemon benchmarks come with those issues).');
-process.exit(1);
+// npm run bench [-- controller|daemon]: runs the suites and prints one table (also bench/results.json).
+import { benchController } from './controller.ts';
+import { report, type BenchFigure } from './table.ts';
+
+const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController };
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const names = wanted.length ? wanted : Object.keys(suites);
+for (const name of names) {
+  const suite = suites[name];
+  if (!suite) {
+    console.error(`unknown benchmark '${name}'; have: ${Object.keys(suites).join(', ')}`);
+    process.exit(2);
+  }
+  await report(name, await suite());
+}

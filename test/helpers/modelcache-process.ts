@@ -1,0 +1,42 @@
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { Reaper, startLogged, stopProcess, type Managed } from './processes.ts';
+import { eventually } from './eventually.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/modelcache.ts', import.meta.url));
+
+export interface ModelcacheProcess {
+  managed: Managed;
+  /** Base URL of the ops server (/metrics, /healthz, /readyz), read from the start-up log line. */
+  opsUrl: string;
+  /** JSON log lines written so far. */
+  logs(): Promise<Array<Record<string, unknown>>>;
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+}
+
+/** Runs `modelcache <args>` as a real process (Node 24 from this run), logging into `dir`. */
+export async function startModelcache(name: string, args: string[], dir: string, reaper: Reaper): Promise<ModelcacheProcess> {
+  const logFile = join(dir, `${name}.log`);
+  const managed = startLogged(name, process.execPath, [BIN, ...args], logFile, { reaper });
+  const logs = async (): Promise<Array<Record<string, unknown>>> => {
+    const text = await readFile(logFile, 'utf8').catch(() => '');
+    return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  const started = await eventually(async () => {
+    if (managed.child.exitCode !== null) throw new Error(`${name} exited: ${await readFile(logFile, 'utf8')}`);
+    const line = (await logs()).find((l) => typeof l.metrics === 'string');
+    if (!line) throw new Error(`${name} has not logged its ops address yet`);
+    return line;
+  }, { timeoutMs: 30_000 });
+  const opsUrl = String(started.metrics).replace(/\/metrics$/, '');
+  return {
+    managed,
+    opsUrl,
+    logs,
+    async stop(signal = 'SIGTERM') {
+      if (signal === 'SIGKILL') managed.child.kill('SIGKILL');
+      await stopProcess(managed);
+    },
+  };
+}
