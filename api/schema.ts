@@ -238,6 +238,7 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
         additionalProperties: {
           type: 'object',
           properties: {
+            storageKey: { type: 'string' },
             bytesDone: { type: 'integer', format: 'int64' },
             bytesTotal: { type: 'integer', format: 'int64' },
             reason: { type: 'string' },

@@ -106,6 +106,8 @@ export interface LocalModelInfo {
 }
 
 export interface LocalModelDetail {
+  /** Folder of the model on this node (so a removal can be tracked after the spec entry is gone). */
+  storageKey?: string;
   bytesDone?: number;
   bytesTotal?: number;
   reason?: string;

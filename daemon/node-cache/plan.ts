@@ -1,0 +1,119 @@
+import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
+
+/** What is on this node's disk, by storage key (from the inventory). */
+export interface DiskState {
+  /** Complete models: marker present; the URI the marker records. */
+  complete: ReadonlyMap<string, { uri: string; bytes: number; completedAt: string }>;
+  /** Keys with partial data (staging) that a download can resume. */
+  partial: ReadonlySet<string>;
+}
+
+/** A download running now. */
+export interface InFlight {
+  modelName: string;
+  uri: string;
+  bytesDone: number;
+  bytesTotal?: number;
+  startedAt: string;
+}
+
+/** The last failure of a model's download, and when it may be tried again. */
+export interface Failure {
+  uri: string;
+  reason: string;
+  message: string;
+  retryAt: number;
+  startedAt?: string;
+}
+
+export interface NodeObservation {
+  desired: readonly LocalModelInfo[];
+  disk: DiskState;
+  inFlight: ReadonlyMap<string, InFlight>;
+  failures: ReadonlyMap<string, Failure>;
+  /** storageKey of models reported before but no longer desired (from the last status), by modelName. */
+  reportedKeys: ReadonlyMap<string, string>;
+  now: number;
+}
+
+export type NodeAction =
+  | { kind: 'download'; model: LocalModelInfo }
+  | { kind: 'cancel'; storageKey: string }
+  | { kind: 'remove'; storageKey: string };
+
+export interface NodePlan {
+  actions: NodeAction[];
+  status: LocalModelNodeStatus;
+  /** Earliest time (ms) a waiting failure becomes retryable, to requeue then. */
+  nextRetryAt?: number;
+}
+
+/**
+ * Desired models (spec) against what is on disk and in flight. Pure. A model is Downloaded only when
+ * its completion marker exists for the same URI; files of models no longer desired are removed,
+ * and their status entries stay until the files are gone (the controller waits on that).
+ */
+export function planNode(o: NodeObservation): NodePlan {
+  const actions: NodeAction[] = [];
+  const modelStatus: Record<string, ModelState> = {};
+  const models: Record<string, LocalModelDetail> = {};
+  const wantedKeys = new Set(o.desired.map((m) => m.storageKey));
+  let nextRetryAt: number | undefined;
+
+  for (const m of o.desired) {
+    const key = m.storageKey;
+    const done = o.disk.complete.get(key);
+    const running = o.inFlight.get(key);
+    const failed = o.failures.get(key);
+    if (done && done.uri === m.sourceModelUri) {
+      modelStatus[m.modelName] = 'ModelDownloaded';
+      models[m.modelName] = { storageKey: key, bytesDone: done.bytes, bytesTotal: done.bytes, completedAt: done.completedAt };
+      continue;
+    }
+    if (done && done.uri !== m.sourceModelUri) {
+      // Same folder, other URI (a hash collision or a changed spec): replace it.
+      actions.push({ kind: 'remove', storageKey: key });
+      modelStatus[m.modelName] = 'ModelDownloadPending';
+      models[m.modelName] = { storageKey: key };
+      continue;
+    }
+    if (running) {
+      modelStatus[m.modelName] = 'ModelDownloading';
+      models[m.modelName] = { storageKey: key, bytesDone: running.bytesDone, ...(running.bytesTotal !== undefined ? { bytesTotal: running.bytesTotal } : {}), startedAt: running.startedAt };
+      continue;
+    }
+    if (failed && failed.uri === m.sourceModelUri && failed.retryAt > o.now) {
+      modelStatus[m.modelName] = 'ModelDownloadError';
+      models[m.modelName] = { storageKey: key, reason: failed.reason, message: failed.message, ...(failed.startedAt ? { startedAt: failed.startedAt } : {}) };
+      nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, failed.retryAt);
+      continue;
+    }
+    actions.push({ kind: 'download', model: m });
+    modelStatus[m.modelName] = 'ModelDownloadPending';
+    models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize };
+  }
+
+  for (const key of o.inFlight.keys()) if (!wantedKeys.has(key)) actions.push({ kind: 'cancel', storageKey: key });
+  const onDisk = new Set([...o.disk.complete.keys(), ...o.disk.partial]);
+  for (const key of onDisk) if (!wantedKeys.has(key) && !o.inFlight.has(key)) actions.push({ kind: 'remove', storageKey: key });
+
+  // Models no longer desired keep their entry while their files are still on disk.
+  for (const [name, key] of o.reportedKeys) {
+    if (modelStatus[name] !== undefined || wantedKeys.has(key)) continue;
+    if (onDisk.has(key) || o.inFlight.has(key)) {
+      modelStatus[name] = o.disk.complete.has(key) ? 'ModelDownloaded' : 'ModelDownloading';
+      models[name] = { storageKey: key, message: 'removing: no longer wanted on this node' };
+    }
+  }
+
+  const states = Object.values(modelStatus);
+  return {
+    actions,
+    status: {
+      modelStatus,
+      models,
+      summary: { models: states.length, downloaded: states.filter((s) => s === 'ModelDownloaded').length, failed: states.filter((s) => s === 'ModelDownloadError').length },
+    },
+    ...(nextRetryAt !== undefined ? { nextRetryAt } : {}),
+  };
+}

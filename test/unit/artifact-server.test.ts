@@ -1,0 +1,87 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { artifactRoutes, MARKER_FILE } from '../../daemon/artifact-server.ts';
+import { startOpsServer } from '../../ops/server.ts';
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** GET with the path sent exactly as written (fetch would normalise '..' away). */
+function rawGet(base: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, path, method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('artifact server: lists complete models only, serves files with Range/ETag, refuses traversal and symlink escapes', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'modelcache-art-'));
+  const outside = await mkdtemp(join(tmpdir(), 'modelcache-outside-'));
+  t.after(() => Promise.all([rm(root, { recursive: true, force: true }), rm(outside, { recursive: true, force: true })]));
+  const content = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+  await mkdir(join(root, 'abc123', 'sub'), { recursive: true });
+  await writeFile(join(root, 'abc123', 'weights.bin'), content);
+  await writeFile(join(root, 'abc123', 'sub', 'config.json'), '{"a":1}');
+  await writeFile(join(outside, 'secret'), 'top secret');
+  await symlink(join(outside, 'secret'), join(root, 'abc123', 'escape'));
+  await symlink('weights.bin', join(root, 'abc123', 'alias'));
+  await writeFile(join(root, 'abc123', MARKER_FILE), JSON.stringify({ uri: 's3://b/m', storageKey: 'abc123', bytes: 1007, files: 2, completedAt: '2026-11-22T00:00:00Z' }));
+  await mkdir(join(root, 'partial1'));
+  await writeFile(join(root, 'partial1', 'half.bin'), 'xx');
+
+  const srv = await startOpsServer({ addr: '127.0.0.1:0', registry: new Registry(), ready: () => true, extra: artifactRoutes(root) });
+  t.after(() => srv.close());
+
+  const list = JSON.parse((await rawGet(srv.url, '/v1/models')).body.toString()) as Array<{ key: string; uri: string; path: string }>;
+  assert.deepEqual(list.map((m) => [m.key, m.uri, m.path]), [['abc123', 's3://b/m', join(root, 'abc123')]]);
+  assert.equal((await rawGet(srv.url, '/v1/models/partial1')).status, 404, 'incomplete model is 404');
+  assert.equal((await rawGet(srv.url, '/v1/models/partial1/files/half.bin')).status, 404);
+
+  const files = JSON.parse((await rawGet(srv.url, '/v1/models/abc123/files')).body.toString()) as Array<{ path: string; size: number }>;
+  assert.deepEqual(files, [{ path: 'sub/config.json', size: 7 }, { path: 'weights.bin', size: 1000 }]);
+
+  const whole = await rawGet(srv.url, '/v1/models/abc123/files/weights.bin');
+  assert.equal(whole.status, 200);
+  assert.ok(whole.body.equals(content));
+  assert.equal(whole.headers['content-length'], '1000');
+  const etag = String(whole.headers.etag);
+  const part = await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=100-199' });
+  assert.equal(part.status, 206);
+  assert.equal(part.headers['content-range'], 'bytes 100-199/1000');
+  assert.ok(part.body.equals(content.subarray(100, 200)));
+  const tail = await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=-10' });
+  assert.ok(tail.body.equals(content.subarray(990)));
+  assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=5000-' })).status, 416);
+  assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { 'if-none-match': etag })).status, 304);
+  assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=0-9', 'if-range': '"stale"' })).status, 200, 'stale If-Range gets the whole file');
+  assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/sub/config.json')).body.toString(), '{"a":1}');
+  assert.ok((await rawGet(srv.url, '/v1/models/abc123/files/alias')).body.equals(content), 'a symlink inside the model is served');
+
+  for (const path of [
+    '/v1/models/abc123/files/../../../etc/passwd',
+    '/v1/models/abc123/files/%2e%2e/%2e%2e/etc/passwd',
+    '/v1/models/abc123/files/sub%2f..%2f..%2fpartial1%2fhalf.bin',
+    '/v1/models/abc123/files/escape',
+    `/v1/models/abc123/files/${MARKER_FILE}`,
+  ]) {
+    const r = await rawGet(srv.url, path);
+    assert.ok([400, 403, 404].includes(r.status), `${path} → ${r.status}`);
+    assert.ok(!r.body.toString().includes('top secret') && !r.body.toString().includes('root:'), `${path} leaked`);
+  }
+  assert.equal((await rawGet(srv.url, '/v1/models/..%2f..%2fetc')).status, 400);
+  assert.equal((await rawGet(srv.url, '/healthz')).body.toString(), 'ok');
+});

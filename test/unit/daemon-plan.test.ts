@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planNode, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
+import type { LocalModelInfo } from '../../api/types.ts';
+
+const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalModelInfo => ({ sourceModelUri: uri, modelName: name, modelSize: 100, storagePath: '/x', storageKey: key });
+const disk = (complete: Record<string, string> = {}, partial: string[] = []): DiskState => ({
+  complete: new Map(Object.entries(complete).map(([k, uri]) => [k, { uri, bytes: 100, completedAt: '2026-11-22T00:00:00Z' }])),
+  partial: new Set(partial),
+});
+const NOW = 1_000_000;
+
+test('daemon plan: downloads what is missing, reports complete ones Downloaded, never re-downloads them', () => {
+  const plan = planNode({ desired: [model('a'), model('b')], disk: disk({ 'k-a': 's3://b/a' }), inFlight: new Map(), failures: new Map(), reportedKeys: new Map(), now: NOW });
+  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('b') }]);
+  assert.deepEqual(plan.status.modelStatus, { a: 'ModelDownloaded', b: 'ModelDownloadPending' });
+  assert.deepEqual(plan.status.summary, { models: 2, downloaded: 1, failed: 0 });
+});
+
+test('daemon plan: a partial download is resumed (download action), one in flight is reported with progress', () => {
+  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', uri: 's3://b/b', bytesDone: 40, bytesTotal: 100, startedAt: 't0' }]]);
+  const plan = planNode({ desired: [model('a'), model('b')], disk: disk({}, ['k-a']), inFlight, failures: new Map(), reportedKeys: new Map(), now: NOW });
+  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a') }]);
+  assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
+  assert.equal(plan.status.models?.b?.bytesDone, 40);
+});
+
+test('daemon plan: failures wait for their retry time, then are tried again', () => {
+  const failures = new Map<string, Failure>([['k-a', { uri: 's3://b/a', reason: 'SourceNotFound', message: '404', retryAt: NOW + 5000 }]]);
+  const waiting = planNode({ desired: [model('a')], disk: disk(), inFlight: new Map(), failures, reportedKeys: new Map(), now: NOW });
+  assert.deepEqual(waiting.actions, []);
+  assert.equal(waiting.status.modelStatus?.a, 'ModelDownloadError');
+  assert.equal(waiting.status.models?.a?.reason, 'SourceNotFound');
+  assert.equal(waiting.nextRetryAt, NOW + 5000);
+  const later = planNode({ desired: [model('a')], disk: disk(), inFlight: new Map(), failures, reportedKeys: new Map(), now: NOW + 6000 });
+  assert.equal(later.actions[0]?.kind, 'download');
+});
+
+test('daemon plan: unwanted files are removed and their status entry stays until they are gone; unwanted downloads are cancelled', () => {
+  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
+  const reportedKeys = new Map([['old', 'k-old'], ['c', 'k-c'], ['gone', 'k-gone']]);
+  const plan = planNode({ desired: [], disk: disk({ 'k-old': 's3://b/old' }, ['k-stray']), inFlight, failures: new Map(), reportedKeys, now: NOW });
+  assert.deepEqual(plan.actions.sort((x, y) => JSON.stringify(x) < JSON.stringify(y) ? -1 : 1), [
+    { kind: 'cancel', storageKey: 'k-c' },
+    { kind: 'remove', storageKey: 'k-old' },
+    { kind: 'remove', storageKey: 'k-stray' },
+  ]);
+  assert.deepEqual(Object.keys(plan.status.modelStatus ?? {}).sort(), ['c', 'old'], "'gone' has no files left: its entry is dropped");
+});
+
+test('daemon plan: a folder holding another URI is replaced', () => {
+  const plan = planNode({ desired: [model('a', 'k-a', 's3://b/new')], disk: disk({ 'k-a': 's3://b/old' }), inFlight: new Map(), failures: new Map(), reportedKeys: new Map(), now: NOW });
+  assert.deepEqual(plan.actions, [{ kind: 'remove', storageKey: 'k-a' }]);
+  assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
+});
