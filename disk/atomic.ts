@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MARKER_FILE, modelPaths, trashRoot, type Marker } from './layout.ts';
+
+/** fsync a file or directory so a rename that follows survives a crash. */
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+/** Moves a path into the trash (same filesystem, so a rename) and deletes it from there. */
+async function discard(root: string, path: string): Promise<void> {
+  if (!(await exists(path))) return;
+  const trash = trashRoot(root);
+  await mkdir(trash, { recursive: true });
+  const aside = join(trash, `${Date.now()}-${randomBytes(4).toString('hex')}`);
+  await rename(path, aside);
+  await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Publishes a finished staging directory: writes the marker (temp file, fsync, rename), fsyncs the
+ * staging dir, then renames it to its final place and fsyncs the root. Consumers never see a
+ * directory without its marker, and a crash leaves either the old state or the complete model.
+ */
+export async function commitModel(root: string, key: string, marker: Omit<Marker, 'storageKey' | 'completedAt'>): Promise<Marker> {
+  const p = modelPaths(root, key);
+  const full: Marker = { ...marker, storageKey: key, completedAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') };
+  const tmp = join(p.staging, `${MARKER_FILE}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(full)}\n`);
+  await fsyncPath(tmp);
+  await rename(tmp, join(p.staging, MARKER_FILE));
+  await fsyncPath(p.staging);
+  await discard(root, p.final); // a stale, incomplete folder from an older run
+  await rename(p.staging, p.final);
+  await fsyncPath(root);
+  return full;
+}
+
+/** Removes a model's final and staging directories: renamed aside first, so consumers never see half a model. */
+export async function removeModel(root: string, key: string): Promise<void> {
+  const p = modelPaths(root, key);
+  await discard(root, p.final);
+  await discard(root, p.staging);
+}
+
+/** A fresh, empty staging directory for a download that cannot resume. */
+export async function resetStaging(root: string, key: string): Promise<string> {
+  const p = modelPaths(root, key);
+  await discard(root, p.staging);
+  await mkdir(p.staging, { recursive: true });
+  await mkdir(dirname(p.final), { recursive: true });
+  return p.staging;
+}

@@ -1,0 +1,28 @@
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isReservedName, MARKER_FILE, stagingRoot, trashRoot, type Marker } from './layout.ts';
+
+export interface Inventory {
+  /** Complete models by storage key. */
+  complete: Map<string, Marker>;
+  /** Keys with partial data in staging (resumable). */
+  partial: Set<string>;
+  /** Folders under the root that are neither complete models nor ours (a crash mid-commit, or foreign). */
+  unknown: string[];
+}
+
+/** What is on disk under a cache root, e.g. after a restart. Leftover trash is deleted. */
+export async function takeInventory(root: string): Promise<Inventory> {
+  const inv: Inventory = { complete: new Map(), partial: new Set(), unknown: [] };
+  for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
+    if (isReservedName(e.name) || !e.isDirectory()) continue;
+    const marker = await readFile(join(root, e.name, MARKER_FILE), 'utf8').then((t) => JSON.parse(t) as Marker, () => undefined);
+    if (marker && marker.storageKey === e.name) inv.complete.set(e.name, marker);
+    else inv.unknown.push(e.name);
+  }
+  for (const e of await readdir(stagingRoot(root), { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) inv.partial.add(e.name);
+  }
+  await rm(trashRoot(root), { recursive: true, force: true });
+  return inv;
+}

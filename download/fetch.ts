@@ -1,0 +1,23 @@
+import { DownloadError } from './errors.ts';
+import { downloadHttp } from './sources/http.ts';
+import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions, type DownloadRequest, type DownloadResult } from './types.ts';
+
+type Source = (req: DownloadRequest, opts: DownloadOptions) => Promise<DownloadResult>;
+
+/** One source per URI scheme; s3, gs, hf and file come with their own modules. */
+const SOURCES: Record<string, Source> = { 'http:': downloadHttp, 'https:': downloadHttp };
+
+/** Downloads `req.uri` into `req.workDir` (the one entry point the daemon uses). */
+export async function downloadModel(req: DownloadRequest): Promise<DownloadResult> {
+  let scheme: string;
+  try {
+    scheme = new URL(req.uri).protocol;
+  } catch {
+    throw new DownloadError('InvalidUri', `sourceModelUri '${req.uri}' is not a valid URI`);
+  }
+  const source = SOURCES[scheme];
+  if (!source) throw new DownloadError('UnsupportedScheme', `${scheme}// sources are not supported by this daemon yet (supported: ${Object.keys(SOURCES).join(', ')})`);
+  return source(req, { ...DEFAULT_DOWNLOAD_OPTIONS, ...req.options });
+}
+
+export type { DownloadRequest, DownloadResult, DownloadOptions } from './types.ts';

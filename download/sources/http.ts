@@ -1,0 +1,227 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import got, { type Response } from 'got';
+import { backoffDelay, sleep } from '../../kube/backoff.ts';
+import { detectArchive, extractZip, tarExtractor, type ByteBudget } from '../archive.ts';
+import { DownloadError, diskError, redactUrl } from '../errors.ts';
+import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
+
+interface ResumeMeta {
+  url: string;
+  etag?: string;
+  lastModified?: string;
+  total?: number;
+}
+
+/** File name for a single-file download: the URL's last path segment, made safe. */
+export function fileNameFromUrl(url: string): string {
+  const seg = decodeURIComponent(new URL(url).pathname.split('/').filter(Boolean).pop() ?? '');
+  const clean = seg.replace(/[/\\\0]/g, '_');
+  if (!clean || clean === '.' || clean === '..') return 'model';
+  return clean.startsWith('.') ? `_${clean}` : clean;
+}
+
+function retryAfterMs(res: Response, maxMs: number): number | undefined {
+  const h = res.headers['retry-after'];
+  if (!h) return undefined;
+  const secs = Number(h);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), maxMs) : undefined;
+}
+
+function statusError(res: Response, url: string, maxMs: number): DownloadError & { retryAfterMs?: number } {
+  const s = res.statusCode;
+  const where = `${redactUrl(url)} answered HTTP ${s}`;
+  if (s === 401 || s === 403) return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
+  if (s === 404 || s === 410) return new DownloadError('SourceNotFound', `${where}: check sourceModelUri`);
+  if (s === 429 || s >= 500) return Object.assign(new DownloadError('SourceUnavailable', where, { retryable: true }), { retryAfterMs: retryAfterMs(res, maxMs) });
+  return new DownloadError('BadResponse', where);
+}
+
+/**
+ * Downloads one HTTP(S) object into req.workDir, resuming from bytes already on disk (Range +
+ * If-Range), retrying 5xx/429/resets/stalls with capped backoff, stopping at the size limit,
+ * and extracting tar/tar.gz/zip archives recognised by their bytes.
+ */
+export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+  const { uri: url, workDir, signal } = req;
+  const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
+  const dl = join(workDir, '.download');
+  await mkdir(dl, { recursive: true });
+  const name = fileNameFromUrl(url);
+  const partial = join(dl, `${name}.partial`);
+  const metaPath = `${partial}.json`;
+  let streamed: Promise<{ files: number }> | undefined;
+  let lastError: unknown;
+  let done = false;
+
+  for (let attempt = 1; attempt <= o.attempts && !done; attempt++) {
+    if (signal.aborted) throw new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason });
+    const meta = await readFile(metaPath, 'utf8').then((t) => JSON.parse(t) as ResumeMeta, () => undefined);
+    let offset = await stat(partial).then((s) => s.size, () => 0);
+    if (offset > 0 && meta?.url !== url) offset = 0;
+    if (offset > 0 && meta?.total !== undefined && offset === meta.total) { done = true; break; }
+    const validator = meta?.etag ?? meta?.lastModified;
+    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) } : {};
+    const attemptAbort = new AbortController();
+    const stream = got.stream(url, {
+      headers,
+      throwHttpErrors: false,
+      retry: { limit: 0 },
+      decompress: false,
+      timeout: { connect: o.connectTimeoutMs, response: o.responseTimeoutMs },
+      signal: AbortSignal.any([signal, attemptAbort.signal]),
+    });
+    let stall: NodeJS.Timeout | undefined;
+    try {
+      const res = await new Promise<Response>((resolve, reject) => {
+        stream.once('response', resolve);
+        stream.once('error', reject);
+      });
+      if (res.statusCode === 416 && offset > 0) throw new DownloadError('IntegrityMismatch', 'resume position beyond the object', { retryable: true });
+      if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, url, o.backoffMaxMs);
+      let total: number | undefined;
+      if (res.statusCode === 206) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+        if (!m || Number(m[1]) !== offset) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${res.headers['content-range']}' for a resume at ${offset}`, { retryable: true });
+        total = m[3] === '*' ? undefined : Number(m[3]);
+      } else {
+        offset = 0;
+        const cl = res.headers['content-length'];
+        total = cl === undefined ? undefined : Number(cl);
+      }
+      if (total !== undefined && total > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`);
+      await writeFile(metaPath, JSON.stringify({ url, etag: res.headers.etag, lastModified: res.headers['last-modified'], total } satisfies ResumeMeta));
+      if (offset === 0) await truncate(partial, 0).catch(() => undefined);
+
+      let received = 0;
+      let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
+      let extractor: ReturnType<typeof tarExtractor> | undefined;
+      let lastProgress = 0;
+      const budget = sizeBudget(limit);
+      stall = setTimeout(() => attemptAbort.abort(new Error('stalled')), o.stallTimeoutMs);
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          stall?.refresh();
+          received += chunk.length;
+          if (offset + received > limit) return cb(new DownloadError('SizeExceeded', `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`));
+          if (total !== undefined && offset + received > total) return cb(new DownloadError('IntegrityMismatch', `body longer than the announced ${total} bytes`));
+          const now = Date.now();
+          if (now - lastProgress >= 100) {
+            lastProgress = now;
+            req.onProgress?.({ bytesDone: offset + received, ...(total !== undefined ? { bytesTotal: total } : {}) });
+          }
+          // Archives are extracted while they stream, when this attempt starts from the first byte.
+          if (head !== undefined && head.length < 262) {
+            head = Buffer.concat([head, chunk]);
+            if (head.length >= 262 || (total !== undefined && head.length >= total)) {
+              const kind = detectArchive(head);
+              if (kind === 'tar' || kind === 'tar.gz') {
+                const first = head;
+                void clearExtracted(workDir).then(() => {
+                  extractor = tarExtractor(workDir, kind, budget);
+                  extractor.done.catch(() => undefined);
+                  writeTo(extractor.input, first, () => cb(null, chunk));
+                }, (err: unknown) => cb(err as Error));
+                head = undefined;
+                return;
+              }
+              head = undefined;
+            }
+            return cb(null, chunk);
+          }
+          if (extractor) return writeTo(extractor.input, chunk, () => cb(null, chunk));
+          cb(null, chunk);
+        },
+        flush(cb) {
+          extractor?.input.end();
+          cb();
+        },
+      });
+      await pipeline(stream, counter, createWriteStream(partial, { flags: offset === 0 ? 'w' : 'a' }));
+      if (total !== undefined && offset + received < total) {
+        throw new DownloadError('IntegrityMismatch', `body ended after ${offset + received} of ${total} bytes`, { retryable: true });
+      }
+      if (extractor) streamed = extractor.done;
+      done = true;
+    } catch (err) {
+      stream.destroy();
+      const e = signal.aborted ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason }) : classify(diskError(err, `writing ${name}`));
+      if (!e.retryable) {
+        if (e.code === 'SizeExceeded' || e.code === 'IntegrityMismatch' || e.code === 'InsufficientCapacity') await rm(dl, { recursive: true, force: true });
+        throw e;
+      }
+      lastError = e;
+      if (attempt < o.attempts) {
+        const wait = (e as { retryAfterMs?: number }).retryAfterMs ?? backoffDelay(attempt, { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs });
+        await sleep(wait, signal).catch(() => undefined);
+      }
+    } finally {
+      if (stall) clearTimeout(stall);
+    }
+  }
+  if (!done) {
+    const last = lastError as DownloadError | undefined;
+    if (last?.code === 'IntegrityMismatch') { await rm(dl, { recursive: true, force: true }); throw new DownloadError('IntegrityMismatch', `${last.message} (after ${o.attempts} attempts)`); }
+    throw new DownloadError('SourceUnavailable', `${redactUrl(url)} failed after ${o.attempts} attempts: ${last?.message ?? 'unknown error'}`, { cause: last });
+  }
+  return finish(workDir, dl, partial, name, streamed, sizeBudget(limit));
+}
+
+/** After the bytes are all on disk: archives extracted (if not already while streaming), a plain file moved into place. */
+async function finish(workDir: string, dl: string, partial: string, name: string, streamed: Promise<{ files: number }> | undefined, budget: ByteBudget): Promise<DownloadResult> {
+  const bytes = (await stat(partial)).size;
+  let files: number;
+  if (streamed) {
+    files = (await streamed).files;
+  } else {
+    const fh = await open(partial, 'r');
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(head, 0, 512, 0);
+    await fh.close();
+    const kind = detectArchive(head.subarray(0, bytesRead));
+    if (kind !== 'none') await clearExtracted(workDir);
+    if (kind === 'zip') files = (await extractZip(partial, workDir, budget)).files;
+    else if (kind === 'tar' || kind === 'tar.gz') {
+      const ex = tarExtractor(workDir, kind, budget);
+      await pipeline(createReadStream(partial), ex.input);
+      files = (await ex.done).files;
+    } else {
+      await rename(partial, join(workDir, name));
+      files = 1;
+    }
+  }
+  await rm(dl, { recursive: true, force: true });
+  return { bytes, files };
+}
+
+/** Removes what an earlier, interrupted extraction left in workDir (everything but .download). */
+async function clearExtracted(workDir: string): Promise<void> {
+  for (const e of await readdir(workDir)) if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
+}
+
+function writeTo(target: NodeJS.WritableStream, chunk: Buffer, then: () => void): void {
+  if (target.write(chunk)) then();
+  else target.once('drain', then);
+}
+
+function sizeBudget(limit: number): ByteBudget {
+  let used = 0;
+  return {
+    add(n: number) {
+      used += n;
+      if (used > limit) throw new DownloadError('SizeExceeded', `extracted contents exceed what modelSize allows (${limit} bytes)`);
+    },
+  };
+}
+
+/** Any failure as a DownloadError; network trouble (resets, timeouts, stalls) is retryable. */
+function classify(err: unknown): DownloadError {
+  if (err instanceof DownloadError) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  if (/Content-Length mismatch/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
+  return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
+}

@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** One scripted misbehaviour, consumed by one request to its path. */
+export type Fault =
+  | { status: number; retryAfter?: string }
+  | { resetAfterBytes: number }
+  | { stallAfterBytes: number; stallMs: number }
+  | { shortBody: number }
+  | { ignoreRange: true };
+
+/** Content served at a path: bytes in memory, or a deterministic generator for big files. */
+export type Body = Buffer | { size: number; chunk: (offset: number, length: number) => Buffer };
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  range?: string;
+  ifRange?: string;
+  status: number;
+}
+
+interface Entry {
+  body: Body;
+  etag: string;
+  range: boolean;
+  contentType: string;
+}
+
+/** Deterministic pseudo-random bytes (same seed → same bytes), cheap to produce at any offset. */
+export function generated(size: number, seed = 1): Body {
+  return {
+    size,
+    chunk(offset, length) {
+      const b = Buffer.allocUnsafe(length);
+      for (let i = 0; i < length; i++) b[i] = ((offset + i) * 2654435761 + seed * 97) >>> 24;
+      return b;
+    },
+  };
+}
+
+/** A real HTTP origin on loopback with Range support, ETags, scripted faults and a request log. */
+export class Origin {
+  readonly requests: RequestRecord[] = [];
+  readonly #files = new Map<string, Entry>();
+  readonly #faults = new Map<string, Fault[]>();
+  readonly #sockets = new Set<Socket>();
+  readonly #server: Server;
+  #port = 0;
+
+  private constructor() {
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server.on('connection', (s) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+  }
+
+  static async start(): Promise<Origin> {
+    const o = new Origin();
+    await new Promise<void>((r) => o.#server.listen(0, '127.0.0.1', r));
+    const a = o.#server.address();
+    o.#port = typeof a === 'object' && a ? a.port : 0;
+    return o;
+  }
+
+  url(path: string): string {
+    return `http://127.0.0.1:${this.#port}${path}`;
+  }
+
+  set(path: string, body: Body, opts: { range?: boolean; contentType?: string; etag?: string } = {}): void {
+    const etag = opts.etag ?? `"${Buffer.isBuffer(body) ? createHash('sha1').update(body).digest('hex').slice(0, 16) : `gen-${body.size}`}"`;
+    this.#files.set(path, { body, etag, range: opts.range ?? true, contentType: opts.contentType ?? 'application/octet-stream' });
+  }
+
+  fault(path: string, ...faults: Fault[]): void {
+    this.#faults.set(path, [...(this.#faults.get(path) ?? []), ...faults]);
+  }
+
+  requestsFor(path: string): RequestRecord[] {
+    return this.requests.filter((r) => r.path === path);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const record: RequestRecord = { method: req.method ?? 'GET', path, status: 0, ...(req.headers.range ? { range: req.headers.range } : {}), ...(req.headers['if-range'] ? { ifRange: String(req.headers['if-range']) } : {}) };
+    this.requests.push(record);
+    const entry = this.#files.get(path);
+    const fault = this.#faults.get(path)?.shift();
+    if (fault && 'status' in fault) {
+      record.status = fault.status;
+      res.writeHead(fault.status, fault.retryAfter ? { 'retry-after': fault.retryAfter } : {});
+      res.end(`fault ${fault.status}`);
+      return;
+    }
+    if (!entry) {
+      record.status = 404;
+      res.writeHead(404).end('not found');
+      return;
+    }
+    const size = Buffer.isBuffer(entry.body) ? entry.body.length : entry.body.size;
+    let start = 0;
+    let end = size - 1;
+    let status = 200;
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    const rangeOk = entry.range && !(fault && 'ignoreRange' in fault) && m && (!req.headers['if-range'] || req.headers['if-range'] === entry.etag);
+    if (rangeOk && m) {
+      start = Number(m[1]);
+      end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+      if (start >= size) {
+        record.status = 416;
+        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+        return;
+      }
+      status = 206;
+    }
+    record.status = status;
+    const length = end - start + 1;
+    res.writeHead(status, {
+      'content-type': entry.contentType,
+      'content-length': String(length),
+      etag: entry.etag,
+      'accept-ranges': entry.range ? 'bytes' : 'none',
+      ...(status === 206 ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
+    });
+    const cut = fault && 'resetAfterBytes' in fault ? fault.resetAfterBytes : fault && 'shortBody' in fault ? length - fault.shortBody : fault && 'stallAfterBytes' in fault ? fault.stallAfterBytes : length;
+    await this.#send(res, entry.body, start, Math.min(length, cut));
+    if (fault && 'stallAfterBytes' in fault) {
+      await new Promise((r) => setTimeout(r, fault.stallMs));
+      res.destroy();
+    } else if (cut < length) {
+      res.socket?.destroy(); // reset or short body: the connection ends before Content-Length bytes
+    } else {
+      res.end();
+    }
+  }
+
+  async #send(res: ServerResponse, body: Body, start: number, length: number): Promise<void> {
+    const CHUNK = 256 * 1024;
+    for (let off = 0; off < length; off += CHUNK) {
+      const n = Math.min(CHUNK, length - off);
+      const data = Buffer.isBuffer(body) ? body.subarray(start + off, start + off + n) : body.chunk(start + off, n);
+      if (!res.write(data)) await new Promise((r) => res.once('drain', r));
+      if (res.destroyed) return;
+    }
+  }
+}

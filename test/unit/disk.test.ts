@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { commitModel, removeModel, resetStaging } from '../../disk/atomic.ts';
+import { CapacityLedger } from '../../disk/capacity.ts';
+import { takeInventory } from '../../disk/inventory.ts';
+import { MARKER_FILE, modelPaths } from '../../disk/layout.ts';
+import { DownloadError } from '../../download/errors.ts';
+import { downloadModel } from '../../download/fetch.ts';
+import { Origin, generated } from '../helpers/origin.ts';
+
+test('commit publishes staging with its marker; inventory sees complete, partial and unknown; remove leaves nothing', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'modelcache-disk-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const staging = await resetStaging(root, 'k1');
+  await writeFile(join(staging, 'w.bin'), 'abc');
+  const marker = await commitModel(root, 'k1', { uri: 's3://b/m', bytes: 3, files: 1 });
+  assert.equal(JSON.parse(await readFile(join(root, 'k1', MARKER_FILE), 'utf8')).uri, 's3://b/m');
+  assert.equal(marker.storageKey, 'k1');
+  await resetStaging(root, 'k2');
+  await mkdir(join(root, 'crashed-mid-commit'));
+  const inv = await takeInventory(root);
+  assert.deepEqual([...inv.complete.keys()], ['k1']);
+  assert.deepEqual([...inv.partial], ['k2']);
+  assert.deepEqual(inv.unknown, ['crashed-mid-commit']);
+  await removeModel(root, 'k1');
+  await removeModel(root, 'k2');
+  assert.deepEqual((await readdir(root)).filter((n) => n !== '.trash' && n !== '.staging').sort(), ['crashed-mid-commit']);
+  assert.throws(() => modelPaths(root, '../evil'), /invalid storage key/);
+});
+
+test('capacity: reservations of downloads in flight and the margin count against free space; the message has the numbers', async () => {
+  const ledger = new CapacityLedger('/models', 1024 ** 3, async () => 10 * 1024 ** 3);
+  await ledger.reserve('a', 6 * 1024 ** 3);
+  await assert.rejects(ledger.reserve('b', 4 * 1024 ** 3), (err: unknown) => {
+    assert.ok(err instanceof DownloadError && err.code === 'InsufficientCapacity');
+    assert.match(err.message, /needs 4Gi but only 3Gi is available on \/models \(10Gi free, 6Gi reserved by downloads in flight, 1Gi safety margin\)/);
+    return true;
+  });
+  ledger.release('a');
+  await ledger.reserve('b', 4 * 1024 ** 3);
+});
+
+test('disk full on a real tmpfs: the capacity check refuses, and a download that fills the disk leaves nothing behind', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root to mount a tmpfs (run the suite as root to cover disk-full)');
+    return;
+  }
+  const mnt = await mkdtemp(join(tmpdir(), 'modelcache-tmpfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  const origin = await Origin.start();
+  t.after(async () => {
+    await origin.close();
+    execFileSync('umount', [mnt]);
+    await rm(mnt, { recursive: true, force: true });
+  });
+  const ledger = new CapacityLedger(mnt, 0);
+  await assert.rejects(ledger.reserve('big', 8 * 1024 * 1024), /needs 8Mi but only .* is available/);
+  origin.set('/fill.bin', generated(6 * 1024 * 1024));
+  const staging = await resetStaging(mnt, 'fill');
+  const err = await downloadModel({ uri: origin.url('/fill.bin'), workDir: staging, maxBytes: 8 * 1024 * 1024, signal: AbortSignal.timeout(20_000) }).catch((e: unknown) => e);
+  assert.ok(err instanceof DownloadError && err.code === 'InsufficientCapacity', String(err));
+  assert.deepEqual(await readdir(staging), [], 'no partial data left in staging');
+  assert.deepEqual((await takeInventory(mnt)).complete.size, 0);
+});
