@@ -15,6 +15,13 @@ export const commands: Record<string, Command> = {
       return runController(args);
     },
   },
+  daemon: {
+    summary: 'run the node daemon (capacity check, download, cache, status, artifact server)',
+    async run(args) {
+      const { runDaemon } = await import('../daemon/main.ts');
+      return runDaemon(args);
+    },
+  },
   version: {
     summary: 'print the version',
     async run() {

@@ -3,8 +3,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, sep } from 'node:path';
 
-/** The completion marker a model directory holds once every byte is on disk (see disk/layout.ts). */
-export const MARKER_FILE = '.modelcache.json';
+import { MARKER_FILE } from '../disk/layout.ts';
 
 export interface ModelEntry {
   key: string;

@@ -11,6 +11,8 @@ export interface DiskState {
 /** A download running now. */
 export interface InFlight {
   modelName: string;
+  /** Waiting for a download slot (reported Pending, not Downloading). */
+  queued: boolean;
   uri: string;
   bytesDone: number;
   bytesTotal?: number;
@@ -78,7 +80,7 @@ export function planNode(o: NodeObservation): NodePlan {
       continue;
     }
     if (running) {
-      modelStatus[m.modelName] = 'ModelDownloading';
+      modelStatus[m.modelName] = running.queued ? 'ModelDownloadPending' : 'ModelDownloading';
       models[m.modelName] = { storageKey: key, bytesDone: running.bytesDone, ...(running.bytesTotal !== undefined ? { bytesTotal: running.bytesTotal } : {}), startedAt: running.startedAt };
       continue;
     }

@@ -28,7 +28,12 @@ export async function reportModel(client: KubeClient, node: string, model: strin
  * user instead of the ServiceAccount, so tests run the controller with exactly those rights.
  */
 export async function grantControllerRbac(client: KubeClient, username: string): Promise<void> {
-  const docs = fromYamlAll(await readFile(new URL('../../manifests/controller/rbac.yaml', import.meta.url), 'utf8')) as Array<KubeObject & { subjects?: unknown[] }>;
+  await grantShippedRbac(client, 'controller', username);
+}
+
+/** The same for any component's shipped rbac.yaml (controller, daemon). */
+export async function grantShippedRbac(client: KubeClient, component: 'controller' | 'daemon', username: string): Promise<void> {
+  const docs = fromYamlAll(await readFile(new URL(`../../manifests/${component}/rbac.yaml`, import.meta.url), 'utf8')) as Array<KubeObject & { subjects?: unknown[] }>;
   await client.apply(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'modelcache-system' } });
   const types = { ClusterRole: CLUSTER_ROLES, ClusterRoleBinding: CLUSTER_ROLE_BINDINGS, Role: ROLES, RoleBinding: ROLE_BINDINGS } as const;
   for (const doc of docs) {

@@ -132,7 +132,7 @@ export class Origin {
     const cut = fault && 'resetAfterBytes' in fault ? fault.resetAfterBytes : fault && 'shortBody' in fault ? length - fault.shortBody : fault && 'stallAfterBytes' in fault ? fault.stallAfterBytes : length;
     await this.#send(res, entry.body, start, Math.min(length, cut));
     if (fault && 'stallAfterBytes' in fault) {
-      await new Promise((r) => setTimeout(r, fault.stallMs));
+      await new Promise((r) => setTimeout(r, fault.stallMs).unref()); // unref: a stall never keeps the test process alive
       res.destroy();
     } else if (cut < length) {
       res.socket?.destroy(); // reset or short body: the connection ends before Content-Length bytes

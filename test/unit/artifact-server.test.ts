@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { artifactRoutes, MARKER_FILE } from '../../daemon/artifact-server.ts';
+import { artifactRoutes } from '../../daemon/artifact-server.ts';
+import { MARKER_FILE } from '../../disk/layout.ts';
 import { startOpsServer } from '../../ops/server.ts';
 
 interface Reply {

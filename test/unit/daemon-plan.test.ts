@@ -18,7 +18,7 @@ test('daemon plan: downloads what is missing, reports complete ones Downloaded, 
 });
 
 test('daemon plan: a partial download is resumed (download action), one in flight is reported with progress', () => {
-  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', uri: 's3://b/b', bytesDone: 40, bytesTotal: 100, startedAt: 't0' }]]);
+  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, bytesTotal: 100, startedAt: 't0' }]]);
   const plan = planNode({ desired: [model('a'), model('b')], disk: disk({}, ['k-a']), inFlight, failures: new Map(), reportedKeys: new Map(), now: NOW });
   assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a') }]);
   assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
@@ -37,7 +37,7 @@ test('daemon plan: failures wait for their retry time, then are tried again', ()
 });
 
 test('daemon plan: unwanted files are removed and their status entry stays until they are gone; unwanted downloads are cancelled', () => {
-  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
+  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
   const reportedKeys = new Map([['old', 'k-old'], ['c', 'k-c'], ['gone', 'k-gone']]);
   const plan = planNode({ desired: [], disk: disk({ 'k-old': 's3://b/old' }, ['k-stray']), inFlight, failures: new Map(), reportedKeys, now: NOW });
   assert.deepEqual(plan.actions.sort((x, y) => JSON.stringify(x) < JSON.stringify(y) ? -1 : 1), [

@@ -1,0 +1,116 @@
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
+import { parseQuantity } from '../api/quantity.ts';
+import { KubeClient } from '../kube/client.ts';
+import { Informer } from '../kube/informer.ts';
+import { runReconciler } from '../kube/reconciler.ts';
+import { WorkQueue } from '../kube/workqueue.ts';
+import { CapacityLedger } from '../disk/capacity.ts';
+import { takeInventory } from '../disk/inventory.ts';
+import { createLogger } from '../ops/logger.ts';
+import { startOpsServer } from '../ops/server.ts';
+import { artifactRoutes } from './artifact-server.ts';
+import { DownloadManager } from './downloads.ts';
+import { DaemonMetrics } from './metrics.ts';
+import { reconcileNode } from './node-cache/reconcile.ts';
+import { StatusWriter } from './status-writer.ts';
+
+export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [flags]
+
+  --kubeconfig FILE        kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --node-name N            this node (default: $NODE_NAME, from the downward API)
+  --root DIR               cache directory on the node (the group's storagePath, mounted)
+  --listen ADDR            artifact server, /metrics, /healthz, /readyz (default 127.0.0.1:8081)
+  --max-concurrent N       downloads at once (default 2)
+  --safety-margin Q        free space always left on the disk, a quantity (default 1Gi)
+  --stall-timeout-seconds  abort and retry a download that received nothing this long (default 30)
+  --progress-interval-ms   at most one progress write per this interval (default 2000)
+  --log-level LEVEL        debug, info, warn, error (default info)`;
+
+function positiveInt(name: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number ≥ 1 (got '${v}')`);
+  return n;
+}
+
+/** `modelcache daemon`: runs on every cache node until SIGTERM/SIGINT. */
+export async function runDaemon(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      kubeconfig: { type: 'string' },
+      'node-name': { type: 'string' },
+      root: { type: 'string' },
+      listen: { type: 'string', default: '127.0.0.1:8081' },
+      'max-concurrent': { type: 'string', default: '2' },
+      'safety-margin': { type: 'string', default: '1Gi' },
+      'stall-timeout-seconds': { type: 'string', default: '30' },
+      'progress-interval-ms': { type: 'string', default: '2000' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(daemonUsage);
+    return 0;
+  }
+  const nodeName = values['node-name'] ?? process.env.NODE_NAME;
+  if (!nodeName) throw new Error('--node-name (or $NODE_NAME from the downward API) is required: the daemon serves one node');
+  if (!values.root) throw new Error('--root DIR is required: the directory that holds this node\'s cached models');
+  const root = resolve(values.root);
+  await mkdir(root, { recursive: true });
+  const margin = parseQuantity(values['safety-margin'] ?? '1Gi', '--safety-margin');
+  const log = createLogger('daemon', values['log-level']).child({ node: nodeName });
+  const client = KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig });
+  const shutdown = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
+
+  const inv = await takeInventory(root);
+  log.info({ root, complete: inv.complete.size, partial: inv.partial.size, unknown: inv.unknown }, 'inventory taken');
+  const metrics = new DaemonMetrics();
+  const ledger = new CapacityLedger(root, margin);
+  const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
+  const KEY = 'node';
+  const downloads = new DownloadManager({
+    root,
+    ledger,
+    maxConcurrent: positiveInt('max-concurrent', values['max-concurrent']),
+    log,
+    metrics,
+    onChange: () => queue.add(KEY),
+    download: { stallTimeoutMs: positiveInt('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000 },
+  });
+  const status = new StatusWriter(client, nodeName, positiveInt('progress-interval-ms', values['progress-interval-ms']), log);
+  const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
+  informer.on({ add: () => queue.add(KEY), update: () => queue.add(KEY), delete: () => queue.add(KEY) });
+  void informer.start(shutdown.signal);
+  const capacityTimer = setInterval(() => {
+    void ledger.free().then((free) => metrics.cacheCapacity.set(free + ledger.reservedBytes), () => undefined);
+    queue.add(KEY); // capacity may have freed: failed-for-space models are re-checked when their retry time comes
+  }, 30_000);
+  capacityTimer.unref();
+
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, ready: () => informer.hasSynced, extra: artifactRoutes(root) });
+  log.info({ metrics: `${ops.url}/metrics`, artifacts: `${ops.url}/v1/models`, root }, 'daemon started');
+  await informer.waitForSync(shutdown.signal).catch(() => undefined);
+  queue.add(KEY);
+  await runReconciler({
+    queue,
+    workers: 1,
+    signal: shutdown.signal,
+    reconcile: () => reconcileNode({ nodeName, root, informer, downloads, status, metrics, log }),
+    observe: (_k, outcome, _ms, err) => {
+      if (outcome === 'error') log.warn({ err: String((err as Error)?.message ?? err) }, 'reconcile failed; will retry');
+    },
+  });
+  clearInterval(capacityTimer);
+  await downloads.stop();
+  await status.flush().catch(() => undefined);
+  status.stop();
+  await ops.close();
+  await client.close();
+  log.info('daemon stopped');
+  return 0;
+}

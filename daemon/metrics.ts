@@ -1,0 +1,23 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The node daemon's Prometheus metrics, on a registry of its own. */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly bytes: Counter<'scheme' | 'outcome'>;
+  readonly downloads: Counter<'outcome' | 'reason'>;
+  readonly duration: Histogram<'outcome'>;
+  readonly inFlight: Gauge;
+  readonly cacheUsed: Gauge;
+  readonly cacheCapacity: Gauge;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'modelcache_daemon_' });
+    const registers = [this.registry];
+    this.bytes = new Counter({ name: 'modelcache_daemon_downloaded_bytes_total', help: 'Bytes received from sources, by URI scheme and outcome of the download.', labelNames: ['scheme', 'outcome'], registers });
+    this.downloads = new Counter({ name: 'modelcache_daemon_downloads_total', help: 'Finished downloads by outcome (success, error, cancelled) and reason code.', labelNames: ['outcome', 'reason'], registers });
+    this.duration = new Histogram({ name: 'modelcache_daemon_download_duration_seconds', help: 'Time from start to end of a download.', labelNames: ['outcome'], buckets: [1, 5, 15, 60, 300, 900, 3600, 10800], registers });
+    this.inFlight = new Gauge({ name: 'modelcache_daemon_downloads_in_flight', help: 'Downloads running now.', registers });
+    this.cacheUsed = new Gauge({ name: 'modelcache_daemon_cache_bytes_used', help: 'Bytes of complete models on this node.', registers });
+    this.cacheCapacity = new Gauge({ name: 'modelcache_daemon_cache_bytes_capacity', help: 'Free plus used bytes on the cache filesystem.', registers });
+  }
+}

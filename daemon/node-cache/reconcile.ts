@@ -1,0 +1,53 @@
+import type { Logger } from 'pino';
+import type { LocalModelNode } from '../../api/types.ts';
+import type { Informer } from '../../kube/informer.ts';
+import type { ReconcileResult } from '../../kube/reconciler.ts';
+import { takeInventory } from '../../disk/inventory.ts';
+import type { DownloadManager } from '../downloads.ts';
+import type { DaemonMetrics } from '../metrics.ts';
+import type { StatusWriter } from '../status-writer.ts';
+import { planNode } from './plan.ts';
+
+export interface NodeCacheDeps {
+  nodeName: string;
+  root: string;
+  informer: Informer<LocalModelNode>;
+  downloads: DownloadManager;
+  status: StatusWriter;
+  metrics: DaemonMetrics;
+  log: Logger;
+}
+
+/**
+ * One pass over this node: what the spec wants, what the disk holds, what is running → start,
+ * cancel or remove, then report. Level-based: it reads the disk each time, so a restart or a
+ * hand-deleted folder is simply the next observation.
+ */
+export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult | void> {
+  const lmn = d.informer.get(d.nodeName);
+  const inv = await takeInventory(d.root);
+  const reportedKeys = new Map<string, string>();
+  for (const [name, detail] of Object.entries(lmn?.status?.models ?? {})) if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
+  const observe = () => planNode({
+    desired: lmn?.spec?.localModels ?? [],
+    disk: { complete: new Map([...inv.complete].map(([k, m]) => [k, { uri: m.uri, bytes: m.bytes, completedAt: m.completedAt }])), partial: inv.partial },
+    inFlight: d.downloads.inFlight,
+    failures: d.downloads.failures,
+    reportedKeys,
+    now: Date.now(),
+  });
+  const plan = observe();
+  for (const a of plan.actions) {
+    if (a.kind === 'download') d.downloads.start(a.model);
+    else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
+    else d.downloads.remove(a.storageKey);
+  }
+  d.metrics.cacheUsed.set([...inv.complete.values()].reduce((s, m) => s + m.bytes, 0));
+  if (lmn) {
+    d.status.observed(lmn.status);
+    // Actions just taken change what is in flight: report from the state after them.
+    const after = plan.actions.length ? observe() : plan;
+    await d.status.set(after.status);
+  }
+  if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
+}

@@ -1,0 +1,181 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { installCrds } from '../../api/install.ts';
+import { storageKeyFor } from '../../api/storage-key.ts';
+import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode } from '../../api/types.ts';
+import { KubeClient } from '../../kube/client.ts';
+import { CacheController } from '../../controller/controller.ts';
+import { createLogger } from '../../ops/logger.ts';
+import { ControlPlane } from '../helpers/control-plane.ts';
+import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { createNode, grantShippedRbac } from '../helpers/kube-fixtures.ts';
+import { Origin, generated, type Body } from '../helpers/origin.ts';
+import { makeTar } from '../helpers/archives.ts';
+import { Reaper } from '../helpers/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+
+const stop = new AbortController();
+let running: Promise<void> | undefined;
+let origin: Origin;
+let work: string;
+let reaper: Reaper;
+let daemonKubeconfig: string;
+const group = uniqueName('grp');
+const nodes = [`${group}-n1`, `${group}-n2`];
+const daemons = new Map<string, ModelcacheProcess>();
+
+const cluster = useControlPlane({
+  controllerManager: false,
+  setup: async (c) => {
+    await installCrds(c.client);
+    await grantShippedRbac(c.client, 'daemon', ControlPlane.username('tester-2'));
+    daemonKubeconfig = await c.cp.kubeconfigFor('tester-2');
+    origin = await Origin.start();
+    work = await mkdtemp(join(tmpdir(), 'modelcache-daemons-'));
+    reaper = new Reaper();
+    const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+    const controller = new CacheController({ client: c.client, log: createLogger('controller', 'warn', quiet) });
+    controller.start(stop.signal);
+    running = controller.run(stop.signal);
+    await c.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: group }, spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' } });
+    for (const n of nodes) {
+      await createNode(c.client, n, { [`${group}/cache`]: 'yes' });
+      await startDaemon(n);
+    }
+  },
+  teardown: async () => {
+    stop.abort();
+    await running?.catch(() => undefined);
+    await Promise.all([...daemons.values()].map((d) => d.stop('SIGKILL')));
+    reaper.close();
+    await origin.close();
+    await rm(work, { recursive: true, force: true });
+  },
+});
+
+const rootOf = (node: string): string => join(work, node);
+
+async function startDaemon(node: string): Promise<ModelcacheProcess> {
+  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', rootOf(node), '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2'], work, reaper);
+  daemons.set(node, d);
+  return d;
+}
+
+async function createCache(name: string, uri: string, size: string): Promise<void> {
+  await cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: size, nodeGroups: [group] } });
+}
+const getCache = (name: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name);
+const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
+function bodyBytes(b: Body): Buffer {
+  return Buffer.isBuffer(b) ? b : b.chunk(0, b.size);
+}
+
+async function waitDownloaded(name: string, timeoutMs = 60_000): Promise<void> {
+  await eventually(async () => {
+    const c = await getCache(name);
+    assert.deepEqual(c?.status?.copies, { available: 2, failed: 0, total: 2 }, JSON.stringify(c?.status));
+  }, { timeoutMs });
+}
+
+test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on disk and served are the origin\'s', async () => {
+  const weights = generated(3_000_000, 11);
+  origin.set('/models/plain/model.safetensors', weights);
+  const tarball = await makeTar([{ name: 'config.json', content: '{"arch":"x"}' }, { name: 'weights/w0.bin', content: bodyBytes(generated(500_000, 3)) }], true);
+  origin.set('/models/archive/model.tar.gz', tarball);
+  await createCache('plain', origin.url('/models/plain/model.safetensors'), '10Mi');
+  await createCache('archive', origin.url('/models/archive/model.tar.gz'), '10Mi');
+  await waitDownloaded('plain');
+  await waitDownloaded('archive');
+  for (const n of nodes) {
+    const key = storageKeyFor(origin.url('/models/plain/model.safetensors'));
+    assert.equal(sha(await readFile(join(rootOf(n), key, 'model.safetensors'))), sha(bodyBytes(weights)));
+    const akey = storageKeyFor(origin.url('/models/archive/model.tar.gz'));
+    assert.deepEqual((await readdir(join(rootOf(n), akey))).sort(), ['.modelcache.json', 'config.json', 'weights']);
+    const served = Buffer.from(await (await fetch(`${daemons.get(n)?.opsUrl}/v1/models/${key}/files/model.safetensors`)).arrayBuffer());
+    assert.equal(sha(served), sha(bodyBytes(weights)));
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
+    assert.equal(lmn?.status?.models?.plain?.bytesDone, 3_000_000);
+    assert.ok(lmn?.status?.models?.plain?.completedAt);
+    assert.deepEqual(lmn?.status?.summary, { models: 2, downloaded: 2, failed: 0 });
+  }
+});
+
+test('kill -9 mid-download, restart: resumed with a Range request, bytes identical, never Downloaded early', async () => {
+  const body = generated(40_000_000, 21);
+  origin.set('/models/big/model.bin', body);
+  origin.fault('/models/big/model.bin', { stallAfterBytes: 15_000_000, stallMs: 60_000 }, { stallAfterBytes: 15_000_000, stallMs: 60_000 });
+  await createCache('big', origin.url('/models/big/model.bin'), '64Mi');
+  const key = storageKeyFor(origin.url('/models/big/model.bin'));
+  const [n1] = nodes as [string];
+  const partial = join(rootOf(n1), '.staging', key, '.download', 'model.bin.partial');
+  await eventually(async () => assert.ok((await stat(partial)).size >= 15_000_000));
+  const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
+  assert.notEqual(lmn?.status?.modelStatus?.big, 'ModelDownloaded');
+  await daemons.get(n1)?.stop('SIGKILL');
+  await startDaemon(n1);
+  await waitDownloaded('big', 90_000);
+  const resumed = origin.requestsFor('/models/big/model.bin').filter((r) => r.range === 'bytes=15000000-');
+  assert.ok(resumed.length >= 1, JSON.stringify(origin.requestsFor('/models/big/model.bin')));
+  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), key, 'model.bin'))), sha(bodyBytes(body)));
+});
+
+test('origin 503 ×3 then OK is retried; 404 is NodeDownloadError with reason SourceNotFound and no retry storm', async () => {
+  origin.set('/models/flaky/m.bin', generated(100_000, 5));
+  origin.fault('/models/flaky/m.bin', { status: 503 }, { status: 503 }, { status: 503 });
+  await createCache('flaky', origin.url('/models/flaky/m.bin'), '1Mi');
+  await createCache('missing', origin.url('/models/nope/m.bin'), '1Mi');
+  await waitDownloaded('flaky');
+  await eventually(async () => {
+    const c = await getCache('missing');
+    assert.deepEqual(c?.status?.copies, { available: 0, failed: 2, total: 2 });
+    assert.equal(c?.status?.conditions?.find((x) => x.type === 'Ready')?.reason, 'DownloadFailed');
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
+    assert.equal(lmn?.status?.models?.missing?.reason, 'SourceNotFound');
+    assert.match(lmn?.status?.models?.missing?.message ?? '', /HTTP 404/);
+  });
+  const before = origin.requestsFor('/models/nope/m.bin').length;
+  assert.equal(before, 2, 'one request per node');
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(origin.requestsFor('/models/nope/m.bin').length, before, 'no retry storm');
+});
+
+test('restart with complete models: zero origin requests; a deleted cache\'s files are removed and its finalizer released', async () => {
+  const count = origin.requests.length;
+  const [, n2] = nodes as [string, string];
+  await daemons.get(n2)?.stop('SIGTERM');
+  const d = await startDaemon(n2);
+  await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n2);
+    assert.equal(lmn?.status?.modelStatus?.plain, 'ModelDownloaded');
+  });
+  await new Promise((r) => setTimeout(r, 1000));
+  const fresh = origin.requests.slice(count).filter((r) => !r.path.startsWith('/models/nope'));
+  assert.deepEqual(fresh, [], 'a restart re-downloads nothing');
+
+  const key = storageKeyFor(origin.url('/models/plain/model.safetensors'));
+  await cluster.client.delete(LOCAL_MODEL_CACHES, 'plain');
+  await eventually(async () => assert.equal(await getCache('plain'), undefined));
+  for (const n of nodes) {
+    assert.equal(await stat(join(rootOf(n), key)).catch(() => 'gone'), 'gone');
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
+    assert.equal(lmn?.status?.modelStatus?.plain, undefined);
+  }
+});
+
+test('the daemon identity can write LocalModelNode status and nothing more', async () => {
+  const daemon = KubeClient.fromKubeconfig({ kubeconfig: daemonKubeconfig });
+  try {
+    await assert.rejects(daemon.mergePatch(LOCAL_MODEL_NODES, nodes[0] as string, { spec: { localModels: [] } }), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(daemon.list(LOCAL_MODEL_CACHES), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(daemon.delete(LOCAL_MODEL_NODES, nodes[0] as string), (e: { status?: number }) => e.status === 403);
+  } finally {
+    await daemon.close();
+  }
+});
