@@ -56,7 +56,10 @@ try {
     if (!state) {
       console.log(`nothing running in ${dir}`);
     } else {
-      for (const name of ['kube-controller-manager', 'kube-apiserver', 'etcd']) {
+      // Newest first: components the demo added (controller, daemons), then the control plane.
+      const order = ['kube-controller-manager', 'kube-apiserver', 'etcd'];
+      const names = Object.keys(state.pids).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+      for (const name of names) {
         const pid = state.pids[name];
         if (pid) await stopPid(pid);
       }

@@ -40,6 +40,11 @@ export function generated(size: number, seed = 1): Body {
   };
 }
 
+/** The whole body as bytes (generated bodies are made on the spot: keep them small). */
+export function toBuffer(b: Body): Buffer {
+  return Buffer.isBuffer(b) ? b : b.chunk(0, b.size);
+}
+
 /** A real HTTP origin on loopback with Range support, ETags, scripted faults and a request log. */
 export class Origin {
   readonly requests: RequestRecord[] = [];

@@ -15,7 +15,7 @@ import { ControlPlane } from '../helpers/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createNode, grantShippedRbac } from '../helpers/kube-fixtures.ts';
-import { Origin, generated, type Body } from '../helpers/origin.ts';
+import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
 import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
@@ -72,9 +72,6 @@ async function createCache(name: string, uri: string, size: string): Promise<voi
 }
 const getCache = (name: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name);
 const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
-function bodyBytes(b: Body): Buffer {
-  return Buffer.isBuffer(b) ? b : b.chunk(0, b.size);
-}
 
 async function waitDownloaded(name: string, timeoutMs = 60_000): Promise<void> {
   await eventually(async () => {
@@ -86,7 +83,7 @@ async function waitDownloaded(name: string, timeoutMs = 60_000): Promise<void> {
 test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on disk and served are the origin\'s', async () => {
   const weights = generated(3_000_000, 11);
   origin.set('/models/plain/model.safetensors', weights);
-  const tarball = await makeTar([{ name: 'config.json', content: '{"arch":"x"}' }, { name: 'weights/w0.bin', content: bodyBytes(generated(500_000, 3)) }], true);
+  const tarball = await makeTar([{ name: 'config.json', content: '{"arch":"x"}' }, { name: 'weights/w0.bin', content: toBuffer(generated(500_000, 3)) }], true);
   origin.set('/models/archive/model.tar.gz', tarball);
   await createCache('plain', origin.url('/models/plain/model.safetensors'), '10Mi');
   await createCache('archive', origin.url('/models/archive/model.tar.gz'), '10Mi');
@@ -94,11 +91,11 @@ test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on dis
   await waitDownloaded('archive');
   for (const n of nodes) {
     const key = storageKeyFor(origin.url('/models/plain/model.safetensors'));
-    assert.equal(sha(await readFile(join(rootOf(n), key, 'model.safetensors'))), sha(bodyBytes(weights)));
+    assert.equal(sha(await readFile(join(rootOf(n), key, 'model.safetensors'))), sha(toBuffer(weights)));
     const akey = storageKeyFor(origin.url('/models/archive/model.tar.gz'));
     assert.deepEqual((await readdir(join(rootOf(n), akey))).sort(), ['.modelcache.json', 'config.json', 'weights']);
     const served = Buffer.from(await (await fetch(`${daemons.get(n)?.opsUrl}/v1/models/${key}/files/model.safetensors`)).arrayBuffer());
-    assert.equal(sha(served), sha(bodyBytes(weights)));
+    assert.equal(sha(served), sha(toBuffer(weights)));
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
     assert.equal(lmn?.status?.models?.plain?.bytesDone, 3_000_000);
     assert.ok(lmn?.status?.models?.plain?.completedAt);
@@ -122,7 +119,7 @@ test('kill -9 mid-download, restart: resumed with a Range request, bytes identic
   await waitDownloaded('big', 90_000);
   const resumed = origin.requestsFor('/models/big/model.bin').filter((r) => r.range === 'bytes=15000000-');
   assert.ok(resumed.length >= 1, JSON.stringify(origin.requestsFor('/models/big/model.bin')));
-  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), key, 'model.bin'))), sha(bodyBytes(body)));
+  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), key, 'model.bin'))), sha(toBuffer(body)));
 });
 
 test('origin 503 ×3 then OK is retried; 404 is NodeDownloadError with reason SourceNotFound and no retry storm', async () => {
