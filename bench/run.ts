@@ -1,8 +1,9 @@
 // npm run bench [-- controller|daemon]: runs the suites and prints one table (also bench/results.json).
 import { benchController } from './controller.ts';
+import { benchDaemon } from './daemon.ts';
 import { report, type BenchFigure } from './table.ts';
 
-const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController };
+const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController, daemon: benchDaemon };
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = wanted.length ? wanted : Object.keys(suites);
 for (const name of names) {

@@ -100,6 +100,7 @@ export class DownloadManager {
     const t0 = performance.now();
     metrics.inFlight.inc();
     let received = 0;
+    let lastNotice = 0;
     try {
       const already = await bytesUnder(staging);
       await ledger.reserve(key, Math.max(0, model.modelSize - already));
@@ -114,7 +115,11 @@ export class DownloadManager {
           received = p.bytesDone - already;
           entry.bytesDone = p.bytesDone;
           if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
-          this.#o.onChange();
+          // Progress wakes the reconcile (which reports it) at most once a second.
+          if (Date.now() - lastNotice >= 1000) {
+            lastNotice = Date.now();
+            this.#o.onChange();
+          }
         },
       });
       await commitModel(root, key, { uri: model.sourceModelUri, bytes: result.bytes, files: result.files });

@@ -141,7 +141,7 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
           cb();
         },
       });
-      await pipeline(stream, counter, createWriteStream(partial, { flags: offset === 0 ? 'w' : 'a' }));
+      await pipeline(stream, counter, createWriteStream(partial, { flags: offset === 0 ? 'w' : 'a', highWaterMark: 4 * 1024 * 1024 }));
       if (total !== undefined && offset + received < total) {
         throw new DownloadError('IntegrityMismatch', `body ended after ${offset + received} of ${total} bytes`, { retryable: true });
       }

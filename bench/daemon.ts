@@ -1,0 +1,122 @@
+// Daemon throughput and memory: one big file over loopback HTTP into tmpfs, as a ratio to `curl -o`
+// measured in the same run; a tar.gz against `curl | tar xz`; the daemon process's peak RSS.
+// MODELCACHE_BENCH_SIZE_MIB (default 2048) makes it smaller for a quick run.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createGzip } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { pack as tarPack } from 'tar-stream';
+import { installCrds } from '../api/install.ts';
+import { storageKeyFor } from '../api/storage-key.ts';
+import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
+import { KubeClient } from '../kube/client.ts';
+import { ControlPlane } from '../test/helpers/control-plane.ts';
+import { ensureBinaries } from '../test/helpers/binaries.ts';
+import { eventually } from '../test/helpers/eventually.ts';
+import { createNode } from '../test/helpers/kube-fixtures.ts';
+import { Reaper } from '../test/helpers/processes.ts';
+import { startModelcache } from '../test/helpers/modelcache-process.ts';
+import { serveDir } from './static-server.ts';
+import type { BenchFigure } from './table.ts';
+
+const MiB = 2 ** 20;
+
+/** Random (incompressible) bytes written in 16 MiB blocks, never held whole in memory. */
+async function writeRandom(path: string, bytes: number): Promise<void> {
+  const block = Buffer.alloc(16 * MiB);
+  let left = bytes;
+  await pipeline(Readable.from((function* () {
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      left -= n;
+      yield randomFillSync(block.subarray(0, n));
+    }
+  })()), createWriteStream(path));
+}
+
+async function writeTarGz(path: string, files: number, each: number): Promise<void> {
+  const p = tarPack();
+  const done = pipeline(p as unknown as NodeJS.ReadableStream, createGzip({ level: 1 }), createWriteStream(path));
+  const block = Buffer.alloc(each);
+  for (let i = 0; i < files; i++) {
+    randomFillSync(block);
+    await new Promise<void>((res, rej) => p.entry({ name: `model/shard-${i}.bin`, size: each }, block, (e) => (e ? rej(e) : res())));
+  }
+  p.finalize();
+  await done;
+}
+
+/** Wall time of a command, run asynchronously (the origin it fetches from lives in this process). */
+async function timeCommand(cmd: string, args: string[]): Promise<number> {
+  const t0 = performance.now();
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`${cmd} failed (exit ${code})`);
+  return (performance.now() - t0) / 1000;
+}
+
+export async function benchDaemon(): Promise<BenchFigure[]> {
+  const sizeMiB = Number(process.env.MODELCACHE_BENCH_SIZE_MIB ?? '2048');
+  const base = await mkdtemp('/dev/shm/modelcache-bench-');
+  const src = join(base, 'origin');
+  await mkdir(src);
+  process.stderr.write(`daemon bench: writing a ${sizeMiB} MiB file and a tar.gz into tmpfs…\n`);
+  await writeRandom(join(src, 'model.bin'), sizeMiB * MiB);
+  const tarFiles = Math.max(2, Math.round(sizeMiB / 256));
+  await writeTarGz(join(src, 'model.tar.gz'), tarFiles, 128 * MiB);
+  const origin = await serveDir(src);
+  const cp = await ControlPlane.start({ dir: join(base, 'cp'), binaries: await ensureBinaries(), controllerManager: false });
+  const client = KubeClient.fromKubeconfig({ kubeconfig: cp.kubeconfig });
+  const reaper = new Reaper();
+  try {
+    await installCrds(client);
+    const curlS = await timeCommand('curl', ['-s', '-o', join(base, 'curl.bin'), origin.url('/model.bin')]);
+    await rm(join(base, 'curl.bin'));
+    await mkdir(join(base, 'tar-out'));
+    const curlTarS = await timeCommand('bash', ['-c', 'curl -s "$0" | tar xzf - -C "$1"', origin.url('/model.tar.gz'), join(base, 'tar-out')]);
+    await rm(join(base, 'tar-out'), { recursive: true });
+
+    await createNode(client, 'bench-node', {});
+    const root = join(base, 'root');
+    const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper);
+    const seconds: number[] = [];
+    for (const [name, path, size] of [['big', '/model.bin', sizeMiB * MiB], ['tgz', '/model.tar.gz', tarFiles * 128 * MiB]] as const) {
+      const uri = origin.url(path);
+      const lmn = await client.get<LocalModelNode>(LOCAL_MODEL_NODES, 'bench-node');
+      const models = [...(lmn?.spec.localModels ?? []), { sourceModelUri: uri, modelName: name, modelSize: Math.ceil(size * 1.05), storagePath: root, storageKey: storageKeyFor(uri) }];
+      if (lmn) await client.mergePatch(LOCAL_MODEL_NODES, 'bench-node', { spec: { localModels: models } });
+      else await client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: 'bench-node' }, spec: { localModels: models } } as LocalModelNode);
+      const line = await eventually(async () => {
+        const l = (await daemon.logs()).find((x) => x.msg === 'model downloaded' && x.model === name);
+        if (!l) throw new Error('not yet');
+        return l;
+      }, { timeoutMs: 900_000, intervalMs: 200 });
+      seconds.push(Number(line.seconds));
+      await rm(join(root, storageKeyFor(uri)), { recursive: true, force: true }); // keep tmpfs use low
+    }
+    const rssKiB = Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${daemon.managed.child.pid}/status`, 'utf8'))?.[1] ?? 0);
+    await daemon.stop();
+    const [bigS, tgzS] = seconds as [number, number];
+    const mbps = (bytes: number, s: number): number => bytes / MiB / s;
+    const big = sizeMiB * MiB;
+    const tgz = tarFiles * 128 * MiB;
+    return [
+      { name: `daemon: ${sizeMiB} MiB file → tmpfs`, value: mbps(big, bigS), unit: 'MiB/s', reference: mbps(big, curlS), ratio: curlS / bigS, goal: 'ratio ≥ 0.95 vs curl -o', ok: curlS / bigS >= 0.95 },
+      { name: `daemon: ${Math.round(tgz / MiB)} MiB tar.gz → extracted`, value: mbps(tgz, tgzS), unit: 'MiB/s', reference: mbps(tgz, curlTarS), ratio: curlTarS / tgzS, goal: 'ratio ≥ 0.9 vs curl | tar xz', ok: curlTarS / tgzS >= 0.9 },
+      { name: 'daemon: peak RSS', value: rssKiB / 1024, unit: 'MiB', goal: '< 150 MiB', ok: rssKiB / 1024 < 150 },
+    ];
+  } finally {
+    reaper.close();
+    await client.close();
+    await cp.stop();
+    await origin.close();
+    execFileSync('rm', ['-rf', base]);
+  }
+}
