@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -61,14 +62,14 @@ const cluster = useControlPlane({
 
 const rootOf = (node: string): string => join(work, node);
 
-async function startDaemon(node: string): Promise<ModelcacheProcess> {
-  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', rootOf(node), '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2'], work, reaper);
+async function startDaemon(node: string, root = rootOf(node)): Promise<ModelcacheProcess> {
+  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', root, '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2'], work, reaper);
   daemons.set(node, d);
   return d;
 }
 
-async function createCache(name: string, uri: string, size: string): Promise<void> {
-  await cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: size, nodeGroups: [group] } });
+async function createCache(name: string, uri: string, size: string, groups = [group]): Promise<void> {
+  await cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: size, nodeGroups: groups } });
 }
 const getCache = (name: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name);
 const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -175,4 +176,38 @@ test('the daemon identity can write LocalModelNode status and nothing more', asy
   } finally {
     await daemon.close();
   }
+});
+
+test('disk full on a small tmpfs: InsufficientCapacity with the numbers, nothing partial left, other models still cached', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root to mount a tmpfs (run the suite as root to cover disk-full)');
+    return;
+  }
+  const small = `${group}-small`;
+  const node = `${group}-n3`;
+  const root = join(work, 'tmpfs-root');
+  await mkdir(root, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', root]);
+  t.after(async () => {
+    await daemons.get(node)?.stop('SIGKILL');
+    execFileSync('umount', ['-l', root]);
+  });
+  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: small }, spec: { nodeSelector: { matchLabels: { [`${group}/small`]: 'yes' } }, storageLimit: '1Gi' } });
+  await createNode(cluster.client, node, { [`${group}/small`]: 'yes' });
+  await startDaemon(node, root);
+  origin.set('/models/huge/m.bin', generated(12_000_000, 9));
+  origin.set('/models/tiny/m.bin', generated(500_000, 8));
+  await createCache('too-big', origin.url('/models/huge/m.bin'), '16Mi', [small]);
+  await createCache('fits', origin.url('/models/tiny/m.bin'), '1Mi', [small]);
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, node);
+    assert.equal(lmn?.status?.modelStatus?.['too-big'], 'ModelDownloadError');
+    assert.equal(lmn?.status?.models?.['too-big']?.reason, 'InsufficientCapacity');
+    assert.match(lmn?.status?.models?.['too-big']?.message ?? '', /needs 16Mi but only .* is available/);
+    assert.equal(lmn?.status?.modelStatus?.fits, 'ModelDownloaded');
+  });
+  const key = storageKeyFor(origin.url('/models/huge/m.bin'));
+  assert.equal(await stat(join(root, '.staging', key)).catch(() => 'absent'), 'absent', 'nothing partial left behind');
+  assert.equal(await stat(join(root, key)).catch(() => 'absent'), 'absent');
+  assert.equal(origin.requestsFor('/models/huge/m.bin').length, 0, 'refused before any byte was fetched');
 });
