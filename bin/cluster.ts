@@ -5,7 +5,7 @@ import { readFile, writeFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ControlPlane, type ControlPlaneState } from '../test/helpers/control-plane.ts';
 import { ensureBinaries } from '../test/helpers/binaries.ts';
-import { stopPid } from '../test/helpers/processes.ts';
+import { isAlive, stopPid } from '../test/helpers/processes.ts';
 
 const usage = `usage: npm run cluster -- <start|stop|status> --dir DIR
 
@@ -74,13 +74,4 @@ try {
 } catch (err) {
   console.error((err as Error).message);
   process.exit(1);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -42,6 +42,14 @@ export class Reconcilers {
     this.#d.metrics.writes.inc({ resource: rt.plural, verb });
   }
 
+  /** Merge-patches status from what was observed to what was planned; no request when they are equal. */
+  async #writeStatus(rt: ResourceType, name: string, observed: unknown, planned: unknown, signal: AbortSignal): Promise<void> {
+    const patch = createMergePatch(observed ?? {}, planned);
+    if (patch === undefined) return;
+    await this.#d.client.patchStatus(rt, name, patch, { signal });
+    this.#count(rt, 'status');
+  }
+
   async #emit(obj: KubeObject, events: PlannedEvent[]): Promise<void> {
     for (const e of events) {
       this.#d.log.info({ kind: obj.kind, name: obj.metadata.name, reason: e.reason, message: e.message }, 'event');
@@ -60,13 +68,7 @@ export class Reconcilers {
       await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: [...finalizers, CACHE_FINALIZER], resourceVersion: cache.metadata.resourceVersion } }, { signal });
       this.#count(LOCAL_MODEL_CACHES, 'finalize');
     }
-    if (plan.status) {
-      const patch = createMergePatch(cache.status ?? {}, plan.status);
-      if (patch !== undefined) {
-        await client.patchStatus(LOCAL_MODEL_CACHES, name, patch, { signal });
-        this.#count(LOCAL_MODEL_CACHES, 'status');
-      }
-    }
+    if (plan.status) await this.#writeStatus(LOCAL_MODEL_CACHES, name, cache.status, plan.status, signal);
     await this.#emit(cache, plan.events);
     if (plan.finalizer === 'remove') {
       await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: finalizers.filter((f) => f !== CACHE_FINALIZER), resourceVersion: cache.metadata.resourceVersion } }, { signal });
@@ -94,17 +96,11 @@ export class Reconcilers {
   }
 
   async group(name: string, signal: AbortSignal): Promise<void> {
-    const { world, client } = this.#d;
+    const { world } = this.#d;
     const group = world.groups.get(name);
     if (!group || group.metadata.deletionTimestamp) return;
     const plan = planGroup(group, world.placement().groups.get(name), this.#d.now());
-    if (plan.status) {
-      const patch = createMergePatch(group.status ?? {}, plan.status);
-      if (patch !== undefined) {
-        await client.patchStatus(LOCAL_MODEL_NODE_GROUPS, name, patch, { signal });
-        this.#count(LOCAL_MODEL_NODE_GROUPS, 'status');
-      }
-    }
+    if (plan.status) await this.#writeStatus(LOCAL_MODEL_NODE_GROUPS, name, group.status, plan.status, signal);
     await this.#emit(group, plan.events);
   }
 }

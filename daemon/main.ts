@@ -8,7 +8,7 @@ import { Informer } from '../kube/informer.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { CapacityLedger } from '../disk/capacity.ts';
-import { takeInventory } from '../disk/inventory.ts';
+import { emptyTrash, takeInventory } from '../disk/inventory.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { artifactRoutes } from './artifact-server.ts';
@@ -67,6 +67,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
+  await emptyTrash(root);
   const inv = await takeInventory(root);
   log.info({ root, complete: inv.complete.size, partial: inv.partial.size, unknown: inv.unknown }, 'inventory taken');
   const metrics = new DaemonMetrics();

@@ -11,7 +11,7 @@ export interface Inventory {
   unknown: string[];
 }
 
-/** What is on disk under a cache root, e.g. after a restart. Leftover trash is deleted. */
+/** What is on disk under a cache root. Read-only: safe to call while removals are under way. */
 export async function takeInventory(root: string): Promise<Inventory> {
   const inv: Inventory = { complete: new Map(), partial: new Set(), unknown: [] };
   for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
@@ -23,6 +23,10 @@ export async function takeInventory(root: string): Promise<Inventory> {
   for (const e of await readdir(stagingRoot(root), { withFileTypes: true }).catch(() => [])) {
     if (e.isDirectory()) inv.partial.add(e.name);
   }
-  await rm(trashRoot(root), { recursive: true, force: true });
   return inv;
+}
+
+/** Deletes what a removal interrupted by a crash left in the trash: call once at start-up, before any removal. */
+export async function emptyTrash(root: string): Promise<void> {
+  await rm(trashRoot(root), { recursive: true, force: true });
 }

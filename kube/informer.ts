@@ -78,7 +78,7 @@ export class Informer<T extends KubeObject> {
     });
   }
 
-  /** Runs until the signal aborts. Returns at once; the loop keeps running in the background. */
+  /** Lists and watches until the signal aborts; the returned promise settles only then (do not await it to wait for a sync: use waitForSync). */
   start(signal: AbortSignal): Promise<void> {
     const loop = this.#run(signal);
     if (this.#opts.resyncMs) this.#resyncLoop(this.#opts.resyncMs, signal);

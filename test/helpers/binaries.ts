@@ -3,6 +3,7 @@ import { access, mkdir, readFile, rename, rm, writeFile, constants } from 'node:
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { isAlive } from './processes.ts';
 
 /** Versions of the control plane we build and test against. */
 export const CONTROL_PLANE_VERSIONS = {
@@ -119,15 +120,6 @@ async function acquireLock(path: string, log: (l: string) => void, signal?: Abor
       told = true;
       await delay(1000, undefined, { signal });
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -50,6 +50,7 @@ export class ControlPlane {
   #apiPort = 0;
   #etcdPort = 0;
   #caPem = '';
+  #readyAgent?: Agent;
 
   private constructor(opts: ControlPlaneOptions, binaries: Binaries) {
     this.dir = resolve(opts.dir);
@@ -217,7 +218,7 @@ export class ControlPlane {
     }
     const res = await fetch(`${this.server}/readyz`, {
       headers: { authorization: `Bearer ${this.tokens.admin}` },
-      dispatcher: new Agent({ connect: { ca: this.#caPem } }),
+      dispatcher: (this.#readyAgent ??= new Agent({ connect: { ca: this.#caPem } })),
       signal: AbortSignal.timeout(2000),
     });
     await res.body?.cancel();
@@ -264,6 +265,7 @@ export class ControlPlane {
   /** Stops every process this control plane started, newest first. Safe to call twice. */
   async stop(): Promise<void> {
     for (const m of [this.#kcm, this.#apiserver, this.#etcd]) if (m) await stopProcess(m);
+    await this.#readyAgent?.close();
     this.#reaper?.close();
   }
 }

@@ -111,16 +111,19 @@ export async function stopProcess(m: Managed, graceMs = 5000): Promise<void> {
   clearTimeout(timer);
 }
 
+/** True while a process with this pid exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Stops a process known only by pid (from a state file written by an earlier command). */
 export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
-  const alive = (): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = (): boolean => isAlive(pid);
   const kill = (sig: NodeJS.Signals): void => {
     try {
       process.kill(-pid, sig);

@@ -56,8 +56,11 @@ test('two controller processes with --leader-elect: one acts; on SIGTERM the oth
   await cluster.client.create(LOCAL_MODEL_CACHES, { ...cacheObj(`${s}-one`, `s3://m/${s}/1`, '1Gi', [`${s}-g`]), metadata: { name: `${s}-one` } });
   const models = async () => (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, `${s}-n`))?.spec.localModels.map((m) => m.modelName);
   await eventually(async () => assert.deepEqual(await models(), [`${s}-one`]));
-  const metrics = await (await fetch(`${leader.opsUrl}/metrics`)).text();
-  assert.match(metrics, /modelcache_controller_reconciles_total\{kind="cache",outcome="success"\} [1-9]/);
+  const metrics = await eventually(async () => {
+    const text = await (await fetch(`${leader.opsUrl}/metrics`)).text();
+    assert.match(text, /modelcache_controller_reconciles_total\{kind="cache",outcome="success"\} [1-9]/);
+    return text;
+  });
   assert.match(metrics, /modelcache_controller_workqueue_depth \d/);
   assert.match(metrics, /modelcache_controller_reconcile_duration_seconds_bucket/);
   const standbyMetrics = await (await fetch(`${standby.opsUrl}/metrics`)).text();
@@ -68,7 +71,9 @@ test('two controller processes with --leader-elect: one acts; on SIGTERM the oth
   await eventually(async () => assert.equal(await isLeader(standby), true), { timeoutMs: 10_000 });
   await cluster.client.create(LOCAL_MODEL_CACHES, { ...cacheObj(`${s}-two`, `s3://m/${s}/2`, '1Gi', [`${s}-g`]), metadata: { name: `${s}-two` } });
   await eventually(async () => assert.deepEqual(await models(), [`${s}-one`, `${s}-two`]));
-  const logs = await standby.logs();
-  assert.ok(logs.some((l) => l.msg === 'became leader'));
-  assert.ok(logs.some((l) => l.msg === 'LocalModelNode spec written' && l.node === `${s}-n`), 'logs name the object');
+  await eventually(async () => {
+    const logs = await standby.logs();
+    assert.ok(logs.some((l) => l.msg === 'became leader'));
+    assert.ok(logs.some((l) => l.msg === 'LocalModelNode spec written' && l.node === `${s}-n`), 'logs name the object');
+  });
 });

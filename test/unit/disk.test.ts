@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commitModel, removeModel, resetStaging } from '../../disk/atomic.ts';
 import { CapacityLedger } from '../../disk/capacity.ts';
-import { takeInventory } from '../../disk/inventory.ts';
+import { emptyTrash, takeInventory } from '../../disk/inventory.ts';
 import { MARKER_FILE, modelPaths } from '../../disk/layout.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { downloadModel } from '../../download/fetch.ts';
@@ -30,6 +30,9 @@ test('commit publishes staging with its marker; inventory sees complete, partial
   await removeModel(root, 'k2');
   assert.deepEqual((await readdir(root)).filter((n) => n !== '.trash' && n !== '.staging').sort(), ['crashed-mid-commit']);
   assert.throws(() => modelPaths(root, '../evil'), /invalid storage key/);
+  await mkdir(join(root, '.trash', 'interrupted-removal'), { recursive: true });
+  await emptyTrash(root);
+  assert.ok(!(await readdir(root)).includes('.trash'), 'start-up empties what a crash left in the trash');
 });
 
 test('capacity: reservations of downloads in flight and the margin count against free space; the message has the numbers', async () => {
