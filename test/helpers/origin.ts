@@ -26,6 +26,8 @@ interface Entry {
   etag: string;
   range: boolean;
   contentType: string;
+  /** Bytes per second per response, to make downloads long enough to interrupt. */
+  rate?: number;
 }
 
 /** Deterministic pseudo-random bytes (same seed → same bytes), cheap to produce at any offset. */
@@ -74,9 +76,9 @@ export class Origin {
     return `http://127.0.0.1:${this.#port}${path}`;
   }
 
-  set(path: string, body: Body, opts: { range?: boolean; contentType?: string; etag?: string } = {}): void {
+  set(path: string, body: Body, opts: { range?: boolean; contentType?: string; etag?: string; rate?: number } = {}): void {
     const etag = opts.etag ?? `"${Buffer.isBuffer(body) ? createHash('sha1').update(body).digest('hex').slice(0, 16) : `gen-${body.size}`}"`;
-    this.#files.set(path, { body, etag, range: opts.range ?? true, contentType: opts.contentType ?? 'application/octet-stream' });
+    this.#files.set(path, { body, etag, range: opts.range ?? true, contentType: opts.contentType ?? 'application/octet-stream', ...(opts.rate ? { rate: opts.rate } : {}) });
   }
 
   fault(path: string, ...faults: Fault[]): void {
@@ -135,7 +137,7 @@ export class Origin {
       ...(status === 206 ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
     });
     const cut = fault && 'resetAfterBytes' in fault ? fault.resetAfterBytes : fault && 'shortBody' in fault ? length - fault.shortBody : fault && 'stallAfterBytes' in fault ? fault.stallAfterBytes : length;
-    await this.#send(res, entry.body, start, Math.min(length, cut));
+    await this.#send(res, entry.body, start, Math.min(length, cut), entry.rate);
     if (fault && 'stallAfterBytes' in fault) {
       await new Promise((r) => setTimeout(r, fault.stallMs).unref()); // unref: a stall never keeps the test process alive
       res.destroy();
@@ -146,13 +148,14 @@ export class Origin {
     }
   }
 
-  async #send(res: ServerResponse, body: Body, start: number, length: number): Promise<void> {
-    const CHUNK = 256 * 1024;
+  async #send(res: ServerResponse, body: Body, start: number, length: number, rate?: number): Promise<void> {
+    const CHUNK = rate ? Math.max(1024, Math.min(256 * 1024, Math.floor(rate / 20))) : 256 * 1024;
     for (let off = 0; off < length; off += CHUNK) {
       const n = Math.min(CHUNK, length - off);
       const data = Buffer.isBuffer(body) ? body.subarray(start + off, start + off + n) : body.chunk(start + off, n);
       if (!res.write(data)) await new Promise((r) => res.once('drain', r));
       if (res.destroyed) return;
+      if (rate) await new Promise((r) => setTimeout(r, (n / rate) * 1000).unref());
     }
   }
 }
