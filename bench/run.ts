@@ -6,11 +6,11 @@ import { report, type BenchFigure } from './table.ts';
 const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController, daemon: benchDaemon };
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = wanted.length ? wanted : Object.keys(suites);
-for (const name of names) {
-  const suite = suites[name];
-  if (!suite) {
-    console.error(`unknown benchmark '${name}'; have: ${Object.keys(suites).join(', ')}`);
-    process.exit(2);
-  }
-  await report(name, await suite());
+const unknown = names.filter((n) => !suites[n]);
+if (unknown.length) {
+  console.error(`unknown benchmark '${unknown.join(', ')}'; have: ${Object.keys(suites).join(', ')}`);
+  process.exit(2);
 }
+const results: Record<string, BenchFigure[]> = {};
+for (const name of names) results[name] = await (suites[name] as () => Promise<BenchFigure[]>)();
+await report(results);

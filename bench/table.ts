@@ -11,8 +11,9 @@ export interface BenchFigure {
   ok: boolean;
 }
 
-/** Prints the figures as one table and merges them into bench/results.json under `suite`. */
-export async function report(suite: string, figures: BenchFigure[]): Promise<void> {
+/** Prints every suite's figures as one table and merges them into bench/results.json by suite. */
+export async function report(results: Record<string, BenchFigure[]>): Promise<void> {
+  const figures = Object.values(results).flat();
   const rows = figures.map((f) => [
     f.name,
     `${round(f.value)} ${f.unit}`,
@@ -29,7 +30,7 @@ export async function report(suite: string, figures: BenchFigure[]): Promise<voi
   for (const r of rows) console.log(line(r));
   const path = new URL('./results.json', import.meta.url);
   const all = JSON.parse(await readFile(path, 'utf8').catch(() => '{}')) as Record<string, unknown>;
-  all[suite] = { at: new Date().toISOString(), figures };
+  for (const [suite, f] of Object.entries(results)) all[suite] = { at: new Date().toISOString(), figures: f };
   await writeFile(path, `${JSON.stringify(all, null, 2)}\n`);
 }
 
