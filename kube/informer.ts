@@ -96,7 +96,14 @@ export class Informer<T extends KubeObject> {
           await this.#relist(signal);
           needList = false;
         }
+        const opened = Date.now();
         const outcome = await this.#watch(signal);
+        if (outcome === 'closed' && Date.now() - opened < 1000) {
+          // A watch the server ends at once, again and again, must not become a hot loop.
+          failures++;
+          await sleep(backoffDelay(failures, backoff), signal).catch(() => undefined);
+          continue;
+        }
         failures = 0;
         if (outcome === 'gone') {
           log?.info({ resource: this.#rt.plural }, 'watch resourceVersion expired (410); relisting');
