@@ -77,39 +77,46 @@ export async function benchDaemon(): Promise<BenchFigure[]> {
   const reaper = new Reaper();
   try {
     await installCrds(client);
-    const curlS = await timeCommand('curl', ['-s', '-o', join(base, 'curl.bin'), origin.url('/model.bin')]);
-    await rm(join(base, 'curl.bin'));
-    await mkdir(join(base, 'tar-out'));
-    const curlTarS = await timeCommand('bash', ['-c', 'curl -s "$0" | tar xzf - -C "$1"', origin.url('/model.tar.gz'), join(base, 'tar-out')]);
-    await rm(join(base, 'tar-out'), { recursive: true });
-
     await createNode(client, 'bench-node', {});
     const root = join(base, 'root');
-    const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper);
-    const seconds: number[] = [];
-    for (const [name, path, size] of [['big', '/model.bin', sizeMiB * MiB], ['tgz', '/model.tar.gz', tarFiles * 128 * MiB]] as const) {
-      const uri = origin.url(path);
-      const lmn = await client.get<LocalModelNode>(LOCAL_MODEL_NODES, 'bench-node');
-      const models = [...(lmn?.spec.localModels ?? []), { sourceModelUri: uri, modelName: name, modelSize: Math.ceil(size * 1.05), storagePath: root, storageKey: storageKeyFor(uri) }];
-      if (lmn) await client.mergePatch(LOCAL_MODEL_NODES, 'bench-node', { spec: { localModels: models } });
-      else await client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: 'bench-node' }, spec: { localModels: models } } as LocalModelNode);
+    const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper, { ...process.env, NODE_OPTIONS: process.env.MODELCACHE_DAEMON_NODE_OPTIONS ?? '' });
+    await client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: 'bench-node' }, spec: { localModels: [] } } as LocalModelNode);
+    /** The daemon's own download time for one model (from its log); the previous model is dropped from the spec, so the daemon removes it. */
+    const viaDaemon = async (name: string, uri: string, size: number): Promise<number> => {
+      await client.mergePatch(LOCAL_MODEL_NODES, 'bench-node', { spec: { localModels: [{ sourceModelUri: uri, modelName: name, modelSize: Math.ceil(size * 1.05), storagePath: root, storageKey: storageKeyFor(uri) }] } });
       const line = await eventually(async () => {
         const l = (await daemon.logs()).find((x) => x.msg === 'model downloaded' && x.model === name);
         if (!l) throw new Error('not yet');
         return l;
       }, { timeoutMs: 900_000, intervalMs: 200 });
-      seconds.push(Number(line.seconds));
-      await rm(join(root, storageKeyFor(uri)), { recursive: true, force: true }); // keep tmpfs use low
-    }
-    const rssKiB = Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${daemon.managed.child.pid}/status`, 'utf8'))?.[1] ?? 0);
-    await daemon.stop();
-    const [bigS, tgzS] = seconds as [number, number];
-    const mbps = (bytes: number, s: number): number => bytes / MiB / s;
+      return Number(line.seconds);
+    };
+    const viaCurlTar = async (): Promise<number> => {
+      await mkdir(join(base, 'tar-out'));
+      const s = await timeCommand('bash', ['-c', 'curl -s "$0" | tar xzf - -C "$1"', origin.url('/model.tar.gz'), join(base, 'tar-out')]);
+      await rm(join(base, 'tar-out'), { recursive: true });
+      return s;
+    };
+    // Interleaved repetitions, medians: this machine is small and shared, single samples swing widely.
+    const REPS = 3;
+    const samples = { curl: [] as number[], big: [] as number[], curlTar: [] as number[], tgz: [] as number[] };
     const big = sizeMiB * MiB;
     const tgz = tarFiles * 128 * MiB;
+    for (let rep = 0; rep < REPS; rep++) {
+      samples.curl.push(await timeCommand('curl', ['-s', '-o', join(base, 'curl.bin'), origin.url('/model.bin')]));
+      await rm(join(base, 'curl.bin'));
+      samples.big.push(await viaDaemon(`big-${rep}`, origin.url(`/model.bin?rep=${rep}`), big));
+      samples.curlTar.push(await viaCurlTar());
+      samples.tgz.push(await viaDaemon(`tgz-${rep}`, origin.url(`/model.tar.gz?rep=${rep}`), tgz));
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const [curlS, bigS, curlTarS, tgzS] = [median(samples.curl), median(samples.big), median(samples.curlTar), median(samples.tgz)];
+    const rssKiB = Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${daemon.managed.child.pid}/status`, 'utf8'))?.[1] ?? 0);
+    await daemon.stop();
+    const mbps = (bytes: number, s: number): number => bytes / MiB / s;
     return [
-      { name: `daemon: ${sizeMiB} MiB file → tmpfs`, value: mbps(big, bigS), unit: 'MiB/s', reference: mbps(big, curlS), ratio: curlS / bigS, goal: 'ratio ≥ 0.95 vs curl -o', ok: curlS / bigS >= 0.95 },
-      { name: `daemon: ${Math.round(tgz / MiB)} MiB tar.gz → extracted`, value: mbps(tgz, tgzS), unit: 'MiB/s', reference: mbps(tgz, curlTarS), ratio: curlTarS / tgzS, goal: 'ratio ≥ 0.9 vs curl | tar xz', ok: curlTarS / tgzS >= 0.9 },
+      { name: `daemon: ${sizeMiB} MiB file → tmpfs (median of ${REPS})`, value: mbps(big, bigS), unit: 'MiB/s', reference: mbps(big, curlS), ratio: curlS / bigS, goal: 'ratio ≥ 0.95 vs curl -o', ok: curlS / bigS >= 0.95 },
+      { name: `daemon: ${Math.round(tgz / MiB)} MiB tar.gz → extracted (median of ${REPS})`, value: mbps(tgz, tgzS), unit: 'MiB/s', reference: mbps(tgz, curlTarS), ratio: curlTarS / tgzS, goal: 'ratio ≥ 0.9 vs curl | tar xz', ok: curlTarS / tgzS >= 0.9 },
       { name: 'daemon: peak RSS', value: rssKiB / 1024, unit: 'MiB', goal: '< 150 MiB', ok: rssKiB / 1024 < 150 },
     ];
   } finally {
