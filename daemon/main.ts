@@ -26,6 +26,7 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
   --max-concurrent N       downloads at once (default 2)
   --safety-margin Q        free space always left on the disk, a quantity (default 1Gi)
   --stall-timeout-seconds  abort and retry a download that received nothing this long (default 30)
+  --allow-file-root DIR    let file:// sources read host paths under DIR (repeatable; default none)
   --progress-interval-ms   at most one progress write per this interval (default 2000)
   --log-level LEVEL        debug, info, warn, error (default info)`;
 
@@ -48,6 +49,7 @@ export async function runDaemon(args: string[]): Promise<number> {
       'safety-margin': { type: 'string', default: '1Gi' },
       'stall-timeout-seconds': { type: 'string', default: '30' },
       'progress-interval-ms': { type: 'string', default: '2000' },
+      'allow-file-root': { type: 'string', multiple: true, default: [] },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -81,7 +83,10 @@ export async function runDaemon(args: string[]): Promise<number> {
     log,
     metrics,
     onChange: () => queue.add(KEY),
-    download: { stallTimeoutMs: positiveInt('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000 },
+    download: {
+      stallTimeoutMs: positiveInt('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000,
+      fileRoots: (values['allow-file-root'] ?? []).map((d) => resolve(d)),
+    },
   });
   const status = new StatusWriter(client, nodeName, positiveInt('progress-interval-ms', values['progress-interval-ms']), log);
   const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });

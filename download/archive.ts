@@ -1,6 +1,6 @@
-import { createWriteStream } from 'node:fs';
-import { link, mkdir, symlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, rename, rm, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -135,4 +135,42 @@ export async function extractZip(file: string, root: string, budget: ByteBudget)
     throw new DownloadError('BadResponse', `the zip archive is corrupt: ${(err as Error).message}`, { cause: err });
   }
   return { files };
+}
+
+/** A budget that throws SizeExceeded once more than `limit` bytes were counted. */
+export function sizeBudget(limit: number): ByteBudget {
+  let used = 0;
+  return {
+    add(n: number) {
+      used += n;
+      if (used > limit) throw new DownloadError('SizeExceeded', `contents exceed what modelSize allows (${limit} bytes)`);
+    },
+  };
+}
+
+/** Removes what an earlier, interrupted extraction left in workDir (everything but .download). */
+export async function clearExtracted(workDir: string): Promise<void> {
+  for (const e of await readdir(workDir)) if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
+}
+
+/**
+ * A complete file on disk: an archive (recognised by its bytes) is extracted into workDir, anything
+ * else is moved (or, with `copy`, copied) to workDir/name.
+ */
+export async function extractOrPlace(file: string, workDir: string, name: string, budget: ByteBudget, opts: { copy?: boolean } = {}): Promise<{ files: number }> {
+  const fh = await open(file, 'r');
+  const head = Buffer.alloc(512);
+  const { bytesRead } = await fh.read(head, 0, 512, 0);
+  await fh.close();
+  const kind = detectArchive(head.subarray(0, bytesRead));
+  if (kind !== 'none') await clearExtracted(workDir);
+  if (kind === 'zip') return extractZip(file, workDir, budget);
+  if (kind === 'tar' || kind === 'tar.gz') {
+    const ex = tarExtractor(workDir, kind, budget);
+    await pipeline(createReadStream(file), ex.input);
+    return ex.done;
+  }
+  if (opts.copy) await copyFile(file, join(workDir, name));
+  else await rename(file, join(workDir, name));
+  return { files: 1 };
 }

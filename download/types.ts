@@ -9,6 +9,8 @@ export interface DownloadOptions {
   responseTimeoutMs: number;
   /** Bytes may exceed maxBytes by this fraction before SizeExceeded. */
   sizeTolerance: number;
+  /** Host directories file:// sources may read from; none means file:// is refused. */
+  fileRoots: string[];
 }
 
 export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
@@ -19,6 +21,7 @@ export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
   connectTimeoutMs: 10_000,
   responseTimeoutMs: 30_000,
   sizeTolerance: 0.01,
+  fileRoots: [],
 };
 
 export interface Progress {

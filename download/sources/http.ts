@@ -1,11 +1,11 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import got, { type Response } from 'got';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
-import { detectArchive, extractZip, tarExtractor, type ByteBudget } from '../archive.ts';
+import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
 import { DownloadError, diskError, redactUrl } from '../errors.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
 
@@ -174,48 +174,14 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
 /** After the bytes are all on disk: archives extracted (if not already while streaming), a plain file moved into place. */
 async function finish(workDir: string, dl: string, partial: string, name: string, streamed: Promise<{ files: number }> | undefined, budget: ByteBudget): Promise<DownloadResult> {
   const bytes = (await stat(partial)).size;
-  let files: number;
-  if (streamed) {
-    files = (await streamed).files;
-  } else {
-    const fh = await open(partial, 'r');
-    const head = Buffer.alloc(512);
-    const { bytesRead } = await fh.read(head, 0, 512, 0);
-    await fh.close();
-    const kind = detectArchive(head.subarray(0, bytesRead));
-    if (kind !== 'none') await clearExtracted(workDir);
-    if (kind === 'zip') files = (await extractZip(partial, workDir, budget)).files;
-    else if (kind === 'tar' || kind === 'tar.gz') {
-      const ex = tarExtractor(workDir, kind, budget);
-      await pipeline(createReadStream(partial), ex.input);
-      files = (await ex.done).files;
-    } else {
-      await rename(partial, join(workDir, name));
-      files = 1;
-    }
-  }
+  const files = streamed ? (await streamed).files : (await extractOrPlace(partial, workDir, name, budget)).files;
   await rm(dl, { recursive: true, force: true });
   return { bytes, files };
-}
-
-/** Removes what an earlier, interrupted extraction left in workDir (everything but .download). */
-async function clearExtracted(workDir: string): Promise<void> {
-  for (const e of await readdir(workDir)) if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
 }
 
 function writeTo(target: NodeJS.WritableStream, chunk: Buffer, then: () => void): void {
   if (target.write(chunk)) then();
   else target.once('drain', then);
-}
-
-function sizeBudget(limit: number): ByteBudget {
-  let used = 0;
-  return {
-    add(n: number) {
-      used += n;
-      if (used > limit) throw new DownloadError('SizeExceeded', `extracted contents exceed what modelSize allows (${limit} bytes)`);
-    },
-  };
 }
 
 /** Any failure as a DownloadError; network trouble (resets, timeouts, stalls) is retryable. */

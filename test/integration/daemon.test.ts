@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -63,7 +64,7 @@ const cluster = useControlPlane({
 const rootOf = (node: string): string => join(work, node);
 
 async function startDaemon(node: string, root = rootOf(node)): Promise<ModelcacheProcess> {
-  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', root, '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2'], work, reaper);
+  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', root, '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2', '--allow-file-root', join(work, 'host-models')], work, reaper);
   daemons.set(node, d);
   return d;
 }
@@ -165,6 +166,23 @@ test('restart with complete models: zero origin requests; a deleted cache\'s fil
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
     assert.equal(lmn?.status?.modelStatus?.plain, undefined);
   }
+});
+
+test('file:// from an allowed host directory reaches NodeDownloaded; outside it is AccessDenied', async () => {
+  const src = join(work, 'host-models', 'bert');
+  await mkdir(join(src, 'tokenizer'), { recursive: true });
+  await writeFile(join(src, 'model.bin'), toBuffer(generated(200_000, 4)));
+  await writeFile(join(src, 'tokenizer', 'vocab.txt'), 'a\nb\n');
+  await createCache('from-host', pathToFileURL(src).href, '1Mi');
+  await createCache('not-allowed', pathToFileURL(join(work, 'daemon-' + nodes[0] + '.log')).href, '1Mi');
+  await waitDownloaded('from-host');
+  const key = storageKeyFor(pathToFileURL(src).href);
+  for (const n of nodes) assert.equal(await readFile(join(rootOf(n), key, 'tokenizer', 'vocab.txt'), 'utf8'), 'a\nb\n');
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
+    assert.equal(lmn?.status?.models?.['not-allowed']?.reason, 'AccessDenied');
+    assert.match(lmn?.status?.models?.['not-allowed']?.message ?? '', /not under an allowed file root/);
+  });
 });
 
 test('the daemon identity can write LocalModelNode status and nothing more', async () => {
