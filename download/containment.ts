@@ -1,5 +1,5 @@
 import { lstat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { DownloadError } from './errors.ts';
 
 /** An entry name from an archive as a path inside `root`, or UnsafeArchive (absolute, '..', NUL). */
@@ -39,4 +39,3 @@ function unsafe(name: string, why: string): DownloadError {
   return new DownloadError('UnsafeArchive', `archive entry '${name.slice(0, 200)}' refused: ${why}; nothing was written outside the model directory`);
 }
 
-export const PATH_SEP = sep;

@@ -60,21 +60,10 @@ export interface ResourceType {
   namespaced: boolean;
 }
 
-/** The apiVersion string of a resource type. */
-export function apiVersionOf(rt: ResourceType): string {
-  return rt.group ? `${rt.group}/${rt.version}` : rt.version;
-}
-
 /** Queue key of an object: `namespace/name`, or `name` when cluster-scoped. */
 export function objectKey(obj: { metadata: ObjectMeta }): string {
   const { namespace, name } = obj.metadata;
   return namespace ? `${namespace}/${name}` : String(name);
-}
-
-/** Splits a queue key back into namespace and name. */
-export function splitKey(key: string): { namespace?: string; name: string } {
-  const i = key.indexOf('/');
-  return i < 0 ? { name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
 }
 
 export interface Node extends KubeObject {
