@@ -4,11 +4,13 @@ export type DownloadErrorCode =
   | 'UnsupportedScheme'
   | 'AccessDenied'
   | 'SourceNotFound'
+  | 'SourceEmpty'
   | 'SourceUnavailable'
   | 'BadResponse'
   | 'IntegrityMismatch'
   | 'SizeExceeded'
   | 'UnsafeArchive'
+  | 'UnsafeObjectName'
   | 'InsufficientCapacity'
   | 'Cancelled'
   | 'DiskError';

@@ -1,12 +1,13 @@
 import { DownloadError } from './errors.ts';
 import { downloadFile } from './sources/file.ts';
 import { downloadHttp } from './sources/http.ts';
+import { downloadS3 } from './sources/s3.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions, type DownloadRequest, type DownloadResult } from './types.ts';
 
 type Source = (req: DownloadRequest, opts: DownloadOptions) => Promise<DownloadResult>;
 
-/** One source per URI scheme; s3, gs and hf come with their own modules. */
-const SOURCES: Record<string, Source> = { 'http:': downloadHttp, 'https:': downloadHttp, 'file:': downloadFile };
+/** One source per URI scheme. */
+const SOURCES: Record<string, Source> = { 'http:': downloadHttp, 'https:': downloadHttp, 'file:': downloadFile, 's3:': downloadS3 };
 
 /** Downloads `req.uri` into `req.workDir` (the one entry point the daemon uses). */
 export async function downloadModel(req: DownloadRequest): Promise<DownloadResult> {

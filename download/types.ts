@@ -11,6 +11,12 @@ export interface DownloadOptions {
   sizeTolerance: number;
   /** Host directories file:// sources may read from; none means file:// is refused. */
   fileRoots: string[];
+  /** Objects of at least twice this size are fetched as parallel ranged GETs of this size. */
+  partSizeBytes: number;
+  /** Ranged GETs in flight per object (1: one stream per object). */
+  partParallelism: number;
+  /** Objects fetched at once when a source names many (s3/gs prefixes, hf repositories). */
+  fileConcurrency: number;
 }
 
 export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
@@ -22,7 +28,17 @@ export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
   responseTimeoutMs: 30_000,
   sizeTolerance: 0.01,
   fileRoots: [],
+  partSizeBytes: 16 * 1024 * 1024,
+  partParallelism: 4,
+  fileConcurrency: 4,
 };
+
+/**
+ * Settings and secrets for a source, by the environment-variable names the stores' own tools use
+ * (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, HF_TOKEN, STORAGE_EMULATOR_HOST…): the data of the node
+ * group's Secret over the daemon's environment. Never logged, never put in a status.
+ */
+export type SourceCredentials = Readonly<Record<string, string | undefined>>;
 
 export interface Progress {
   bytesDone: number;
@@ -38,6 +54,7 @@ export interface DownloadRequest {
   signal: AbortSignal;
   onProgress?: (p: Progress) => void;
   options?: Partial<DownloadOptions>;
+  credentials?: SourceCredentials;
 }
 
 export interface DownloadResult {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import got, { type Response } from 'got';
+import { classify, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
 import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
 import { DownloadError, diskError, redactUrl } from '../errors.ts';
@@ -22,23 +23,6 @@ export function fileNameFromUrl(url: string): string {
   const clean = seg.replace(/[/\\\0]/g, '_');
   if (!clean || clean === '.' || clean === '..') return 'model';
   return clean.startsWith('.') ? `_${clean}` : clean;
-}
-
-function retryAfterMs(res: Response, maxMs: number): number | undefined {
-  const h = res.headers['retry-after'];
-  if (!h) return undefined;
-  const secs = Number(h);
-  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
-  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), maxMs) : undefined;
-}
-
-function statusError(res: Response, url: string, maxMs: number): DownloadError & { retryAfterMs?: number } {
-  const s = res.statusCode;
-  const where = `${redactUrl(url)} answered HTTP ${s}`;
-  if (s === 401 || s === 403) return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
-  if (s === 404 || s === 410) return new DownloadError('SourceNotFound', `${where}: check sourceModelUri`);
-  if (s === 429 || s >= 500) return Object.assign(new DownloadError('SourceUnavailable', where, { retryable: true }), { retryAfterMs: retryAfterMs(res, maxMs) });
-  return new DownloadError('BadResponse', where);
 }
 
 /**
@@ -182,12 +166,4 @@ async function finish(workDir: string, dl: string, partial: string, name: string
 function writeTo(target: NodeJS.WritableStream, chunk: Buffer, then: () => void): void {
   if (target.write(chunk)) then();
   else target.once('drain', then);
-}
-
-/** Any failure as a DownloadError; network trouble (resets, timeouts, stalls) is retryable. */
-function classify(err: unknown): DownloadError {
-  if (err instanceof DownloadError) return err;
-  const msg = (err as Error)?.message ?? String(err);
-  if (/Content-Length mismatch/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
-  return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
 }

@@ -91,7 +91,7 @@ export async function ensureBinaries(opts: EnsureOptions = {}): Promise<Binaries
   return findBinaries(env);
 }
 
-function checkGo(env: NodeJS.ProcessEnv): void {
+export function checkGo(env: NodeJS.ProcessEnv): void {
   const r = spawnSync('go', ['version'], { env, encoding: 'utf8' });
   if (r.error || r.status !== 0) {
     throw new Error(
@@ -102,7 +102,7 @@ function checkGo(env: NodeJS.ProcessEnv): void {
   }
 }
 
-async function acquireLock(path: string, log: (l: string) => void, signal?: AbortSignal): Promise<() => Promise<void>> {
+export async function acquireLock(path: string, log: (l: string) => void, signal?: AbortSignal): Promise<() => Promise<void>> {
   let told = false;
   for (;;) {
     try {
@@ -175,7 +175,7 @@ async function stagingModules(dir: string, env: NodeJS.ProcessEnv): Promise<stri
 }
 
 /** `go build -v` with a progress line every few seconds (packages compiled so far). */
-async function goBuild(
+export async function goBuild(
   cwd: string,
   pkgs: string[],
   binDir: string,

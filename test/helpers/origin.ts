@@ -111,6 +111,11 @@ export class Origin {
       res.writeHead(404).end('not found');
       return;
     }
+    if (req.headers['if-match'] && req.headers['if-match'] !== entry.etag) {
+      record.status = 412;
+      res.writeHead(412).end('precondition failed');
+      return;
+    }
     const size = Buffer.isBuffer(entry.body) ? entry.body.length : entry.body.size;
     let start = 0;
     let end = size - 1;

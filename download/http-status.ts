@@ -1,0 +1,35 @@
+import type { Response } from 'got';
+import { DownloadError, redactUrl } from './errors.ts';
+
+/** A DownloadError that may carry the server's Retry-After. */
+export type RetryableError = DownloadError & { retryAfterMs?: number };
+
+function retryAfterMs(res: Response, maxMs: number): number | undefined {
+  const h = res.headers['retry-after'];
+  if (!h) return undefined;
+  const secs = Number(h);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), maxMs) : undefined;
+}
+
+/**
+ * An HTTP error status as a reason: 401/403 AccessDenied, 404/410 SourceNotFound, 429/5xx retryable
+ * SourceUnavailable (with Retry-After, capped), anything else BadResponse. `detail` (a store's own
+ * error code, say) is added to the message; URLs are shown without their query.
+ */
+export function statusError(res: Response, url: string, maxMs: number, detail?: string): RetryableError {
+  const s = res.statusCode;
+  const where = `${redactUrl(url)} answered HTTP ${s}${detail ? ` (${detail})` : ''}`;
+  if (s === 401 || s === 403) return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
+  if (s === 404 || s === 410) return new DownloadError('SourceNotFound', `${where}: check sourceModelUri`);
+  if (s === 429 || s >= 500) return Object.assign(new DownloadError('SourceUnavailable', where, { retryable: true }), { retryAfterMs: retryAfterMs(res, maxMs) });
+  return new DownloadError('BadResponse', where);
+}
+
+/** Any failure as a DownloadError; network trouble (resets, timeouts, stalls, refused connections) is retryable. */
+export function classify(err: unknown): DownloadError {
+  if (err instanceof DownloadError) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  if (/Content-Length mismatch/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
+  return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
+}

@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { extractOrPlace, sizeBudget } from './archive.ts';
+import { safeJoin } from './containment.ts';
+import { DownloadError } from './errors.ts';
+import { runAll } from './parallel.ts';
+import { fetchObject, type RemoteObject } from './ranged.ts';
+import type { Authorize } from './request.ts';
+import type { DownloadOptions, DownloadRequest, DownloadResult } from './types.ts';
+
+/** An object and where it goes in the model folder ('/'-separated, relative). */
+export interface ListedObject extends RemoteObject {
+  path: string;
+}
+
+export interface ObjectListing {
+  objects: ListedObject[];
+  /** The URI named one object (not a folder): archives are extracted, as for an HTTP URL. */
+  single: boolean;
+}
+
+/** What a store source provides: its listing and how to authorize a request. */
+export interface ObjectSource {
+  list(signal: AbortSignal): Promise<ObjectListing>;
+  authorize: Authorize;
+}
+
+/** Relative paths checked for escapes and for a file that is also a folder ('a' and 'a/b'). */
+function checkPaths(objects: ListedObject[], uri: string): void {
+  const files = new Set<string>();
+  for (const obj of objects) {
+    try {
+      safeJoin('/', obj.path);
+    } catch {
+      throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path.slice(0, 200)}' would be written outside the model folder; rename it in the store`);
+    }
+    if (files.has(obj.path)) throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path}' is listed twice`);
+    files.add(obj.path);
+  }
+  for (const p of files) {
+    for (let d = dirname(p); d !== '.' && d !== '/'; d = dirname(d)) {
+      if (files.has(d)) throw new DownloadError('UnsafeObjectName', `${uri}: '${d}' is both an object and a folder of '${p}'; a model folder cannot hold both`);
+    }
+  }
+}
+
+/** Removes files an earlier attempt left that the listing no longer has (or has at another size). */
+async function pruneStale(workDir: string, wanted: Map<string, ListedObject>): Promise<Set<string>> {
+  const kept = new Set<string>();
+  for (const e of await readdir(workDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    const abs = join(e.parentPath, e.name);
+    const rel = relative(workDir, abs).split(sep).join('/');
+    if (rel === '.download' || rel.startsWith('.download/') || !e.isFile()) continue;
+    const obj = wanted.get(rel);
+    const size = await stat(abs).then((s) => s.size, () => -1);
+    if (obj && obj.size !== undefined && obj.size === size) kept.add(rel);
+    else await rm(abs, { force: true });
+  }
+  return kept;
+}
+
+/**
+ * Downloads what a store lists for req.uri into req.workDir: every object to its relative path
+ * (a few at once), each through `fetchObject` (parallel ranges for big ones, resumable), or,
+ * when the URI named a single object, that object with archives extracted.
+ */
+export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, source: ObjectSource): Promise<DownloadResult> {
+  const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
+  const { objects, single } = await source.list(req.signal);
+  if (objects.length === 0) throw new DownloadError('SourceEmpty', `${req.uri} holds no objects: check the bucket, prefix or revision`);
+  checkPaths(objects, req.uri);
+  const listed = objects.reduce((a, x) => a + (x.size ?? 0), 0);
+  if (listed > limit) throw new DownloadError('SizeExceeded', `${req.uri} holds ${listed} bytes in ${objects.length} objects, more than modelSize allows (${limit} bytes)`);
+  const bytesTotal = objects.every((x) => x.size !== undefined) ? listed : undefined;
+
+  const dl = join(req.workDir, '.download');
+  await mkdir(dl, { recursive: true });
+  const wanted = new Map(objects.map((x) => [x.path, x]));
+  const kept = single ? new Set<string>() : await pruneStale(req.workDir, wanted);
+
+  let done = 0;
+  let lastProgress = 0;
+  const onBytes = (n: number): void => {
+    done += n;
+    const now = Date.now();
+    if (now - lastProgress < 100) return;
+    lastProgress = now;
+    req.onProgress?.({ bytesDone: done, ...(bytesTotal !== undefined ? { bytesTotal } : {}) });
+  };
+  for (const p of kept) onBytes(wanted.get(p)!.size!);
+  const partialOf = (x: ListedObject): string => join(dl, createHash('sha256').update(x.path).digest('hex').slice(0, 32));
+  const ctx = { o, authorize: source.authorize, onBytes, limit };
+
+  if (single) {
+    const obj = objects[0]!;
+    const partial = partialOf(obj);
+    const bytes = await fetchObject(obj, partial, { ...ctx, signal: req.signal });
+    const { files } = await extractOrPlace(partial, req.workDir, obj.path, sizeBudget(limit));
+    await rm(dl, { recursive: true, force: true });
+    return { bytes, files };
+  }
+
+  const todo = objects.filter((x) => !kept.has(x.path));
+  await runAll(todo, o.fileConcurrency, req.signal, async (obj, signal) => {
+    const partial = partialOf(obj);
+    const bytes = await fetchObject(obj, partial, { ...ctx, signal, limit: limit - (listed - (obj.size ?? 0)) });
+    if (done > limit) throw new DownloadError('SizeExceeded', `${req.uri} sent more than modelSize allows (${limit} bytes)`);
+    const dest = join(req.workDir, ...obj.path.split('/'));
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(partial, dest);
+    obj.size ??= bytes;
+  });
+  await rm(dl, { recursive: true, force: true });
+  req.onProgress?.({ bytesDone: done, bytesTotal: done });
+  return { bytes: objects.reduce((a, x) => a + (x.size ?? 0), 0), files: objects.length };
+}

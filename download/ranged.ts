@@ -1,0 +1,231 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import got, { type Response } from 'got';
+import { DownloadError, diskError, redactUrl } from './errors.ts';
+import { classify, statusError } from './http-status.ts';
+import { runAll, withRetries } from './parallel.ts';
+import type { Authorize } from './request.ts';
+import type { DownloadOptions } from './types.ts';
+
+/** One object in a store, as a listing describes it. */
+export interface RemoteObject {
+  /** GET address of the bytes. */
+  url: string;
+  /** Bytes, when the listing says (needed for parallel ranges). */
+  size?: number;
+  /** Sent as If-Match on every ranged request, so parts of two versions are never mixed. */
+  etag?: string;
+  /** Checked over the whole file before it is accepted. */
+  digest?: { algorithm: 'md5' | 'sha256'; hex: string };
+}
+
+export interface FetchContext {
+  o: DownloadOptions;
+  signal: AbortSignal;
+  authorize: Authorize;
+  /** Bytes arrived (negative when a restart drops bytes already counted). */
+  onBytes: (n: number) => void;
+  /** Most bytes this object may have (modelSize plus tolerance, minus what other files use). */
+  limit: number;
+}
+
+/** What survives a crash: which bytes of which version are already in the partial file. */
+interface PartState {
+  url: string;
+  etag?: string;
+  size?: number;
+  partSize: number;
+  done: number[];
+}
+
+/** Bytes gathered before one write: fewer, larger writes than one per socket chunk. */
+const WRITE_BATCH = 1024 * 1024;
+const STATE_EVERY_MS = 500;
+
+function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
+  const size = obj.size;
+  if (size === undefined || o.partParallelism <= 1 || size < 2 * o.partSizeBytes) return { partSize: size ?? 0, count: 1 };
+  return { partSize: o.partSizeBytes, count: Math.ceil(size / o.partSizeBytes) };
+}
+
+async function loadState(path: string, obj: RemoteObject, partSize: number, count: number): Promise<PartState | undefined> {
+  const s = await readFile(path, 'utf8').then((t) => JSON.parse(t) as PartState, () => undefined);
+  if (!s || s.url !== obj.url || s.etag !== obj.etag || s.size !== obj.size || s.partSize !== partSize || s.done.length !== count) return undefined;
+  return s;
+}
+
+/**
+ * Fetches one object into `partial`: parallel ranged GETs for large objects (each part retried on
+ * its own, resumed from its last written byte after a crash), one stream otherwise. Returns the
+ * byte count once every byte is written and, when the store gave a digest, verified.
+ */
+export async function fetchObject(obj: RemoteObject, partial: string, ctx: FetchContext): Promise<number> {
+  const { o } = ctx;
+  if (obj.size !== undefined && obj.size > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} is ${obj.size} bytes, more than modelSize allows (${ctx.limit} bytes)`);
+  const { partSize, count } = planParts(obj, o);
+  const statePath = `${partial}.state.json`;
+  const state = (await loadState(statePath, obj, partSize, count)) ?? { url: obj.url, etag: obj.etag, size: obj.size, partSize, done: new Array<number>(count).fill(0) };
+  let fh: FileHandle;
+  try {
+    fh = await open(partial, state.done.every((d) => d === 0) ? 'w' : 'r+').catch(() => {
+      state.done.fill(0); // the state outlived its file: start over
+      return open(partial, 'w');
+    });
+  } catch (err) {
+    throw diskError(err, `creating ${partial}`);
+  }
+  const saver = stateSaver(statePath, state);
+  try {
+    ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
+    const pending = state.done.map((_, i) => i).filter((i) => !partComplete(state, i));
+    await runAll(pending, o.partParallelism, ctx.signal, (i, signal) =>
+      withRetries(`${redactUrl(obj.url)}${count > 1 ? ` part ${i + 1}/${count}` : ''}`, o, signal, () => fetchPart(obj, fh, state, i, { ...ctx, signal }, saver)),
+    );
+  } finally {
+    await saver.flush(); // a cancelled download keeps what it has for the next attempt
+    await fh.close();
+  }
+  const bytes = state.size ?? state.done[0]!;
+  if (obj.digest) await verifyDigest(partial, obj.digest, obj.url);
+  await rm(statePath, { force: true });
+  return bytes;
+}
+
+function partComplete(s: PartState, i: number): boolean {
+  return s.size !== undefined && s.done[i] === partLength(s, i);
+}
+
+function partLength(s: PartState, i: number): number {
+  const size = s.size ?? Infinity;
+  return Math.min(s.partSize || size, size - i * s.partSize);
+}
+
+/** One attempt at one part: from its first missing byte to its end. */
+async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i: number, ctx: FetchContext, saver: StateSaver): Promise<void> {
+  const { o } = ctx;
+  const base = i * state.partSize;
+  const len = partLength(state, i);
+  let start = base + state.done[i]!;
+  const whole = state.done.length === 1 && start === 0;
+  const headers: Record<string, string> = {};
+  if (!whole) headers.range = `bytes=${start}-${Number.isFinite(len) ? base + len - 1 : ''}`;
+  if (obj.etag && !whole) headers['if-match'] = obj.etag;
+  const attempt = new AbortController();
+  const stream = got.stream(obj.url, {
+    headers: await ctx.authorize(obj.url, headers),
+    throwHttpErrors: false,
+    retry: { limit: 0 },
+    decompress: false,
+    timeout: { connect: o.connectTimeoutMs, response: o.responseTimeoutMs },
+    signal: AbortSignal.any([ctx.signal, attempt.signal]),
+  });
+  let stall: NodeJS.Timeout | undefined;
+  let flush = async (): Promise<void> => undefined;
+  try {
+    const res = await new Promise<Response>((resolve, reject) => {
+      stream.once('response', resolve);
+      stream.once('error', reject);
+    });
+    if (res.statusCode === 416) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} has no byte ${start}: it is shorter than the ${obj.size ?? start} bytes expected`);
+    if (res.statusCode === 412) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} changed while it was being downloaded (ETag no longer ${obj.etag})`);
+    if (res.statusCode === 200 && !whole) {
+      // The server ignored Range: only a single-stream download can use a full body.
+      if (state.done.length > 1) throw new DownloadError('BadResponse', `${redactUrl(obj.url)} ignores Range requests; set --parallel-parts 1 for this source`);
+      ctx.onBytes(-state.done[0]!);
+      state.done[0] = 0;
+      start = 0;
+    } else if (res.statusCode === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+      if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${res.headers['content-range']}' for a request from byte ${start}`, { retryable: true });
+    } else if (res.statusCode !== 200) {
+      throw statusError(res, obj.url, o.backoffMaxMs);
+    }
+    const end = Number.isFinite(len) ? base + len : undefined;
+    stall = setTimeout(() => attempt.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
+    let pos = start;
+    let batch: Buffer[] = [];
+    let batched = 0;
+    const write = async (): Promise<void> => {
+      if (batched === 0) return;
+      const bufs = batch;
+      const n = batched;
+      batch = [];
+      batched = 0;
+      try {
+        await fh.writev(bufs, pos);
+      } catch (err) {
+        throw diskError(err, `writing ${redactUrl(obj.url)}`);
+      }
+      pos += n;
+      state.done[i]! += n;
+      ctx.onBytes(n);
+      saver.touch();
+    };
+    flush = write;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      stall.refresh();
+      if (end !== undefined && pos + batched + chunk.length > end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`);
+      if (pos + batched + chunk.length > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} sent more than modelSize allows (${ctx.limit} bytes)`);
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_BATCH) await write();
+    }
+    await write();
+    if (end !== undefined && pos < end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} body ended at byte ${pos} of ${end}`, { retryable: true });
+    if (state.size === undefined) state.size = pos;
+    saver.touch(true);
+  } catch (err) {
+    stream.destroy();
+    const e = classify(err);
+    // Bytes that arrived before a reset or stall are good: keep them, so the retry starts after them.
+    if (e.retryable || attempt.signal.aborted) await flush().catch(() => undefined);
+    // A stall aborts only this attempt: it is network trouble, worth another try.
+    if (e.code === 'Cancelled' || !attempt.signal.aborted || ctx.signal.aborted) throw e;
+    throw new DownloadError('SourceUnavailable', `${redactUrl(obj.url)}: no bytes for ${o.stallTimeoutMs} ms`, { retryable: true });
+  } finally {
+    if (stall) clearTimeout(stall);
+  }
+}
+
+interface StateSaver {
+  /** Schedules a save (at once with `now`), at most one every STATE_EVERY_MS otherwise. */
+  touch(now?: boolean): void;
+  flush(): Promise<void>;
+}
+
+/** Writes the part state beside the file (temp + rename), never two writes at once. */
+function stateSaver(path: string, state: PartState): StateSaver {
+  let chain: Promise<void> = Promise.resolve();
+  let last = 0;
+  let queued = false;
+  const save = (): void => {
+    if (queued) return;
+    queued = true;
+    chain = chain.then(async () => {
+      queued = false;
+      last = Date.now();
+      await writeFile(`${path}.tmp`, JSON.stringify(state));
+      await rename(`${path}.tmp`, path);
+    }).catch(() => undefined);
+  };
+  return {
+    touch(now = false) {
+      if (now || Date.now() - last >= STATE_EVERY_MS) save();
+    },
+    async flush() {
+      save();
+      await chain;
+    },
+  };
+}
+
+async function verifyDigest(file: string, digest: NonNullable<RemoteObject['digest']>, url: string): Promise<void> {
+  const h = createHash(digest.algorithm);
+  await pipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), h);
+  const got = h.digest('hex');
+  if (got !== digest.hex.toLowerCase()) {
+    throw new DownloadError('IntegrityMismatch', `${redactUrl(url)}: ${digest.algorithm} of the downloaded bytes is ${got}, the store says ${digest.hex}`);
+  }
+}

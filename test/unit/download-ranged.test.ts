@@ -1,0 +1,89 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions } from '../../download/types.ts';
+import { DownloadError } from '../../download/errors.ts';
+import { fetchObject, type RemoteObject } from '../../download/ranged.ts';
+import { generated, Origin, toBuffer } from '../helpers/origin.ts';
+
+const MiB = 1024 * 1024;
+let origin: Origin;
+let base: string;
+const body = toBuffer(generated(10 * MiB + 77, 3));
+const md5 = createHash('md5').update(body).digest('hex');
+
+before(async () => {
+  origin = await Origin.start();
+  base = await mkdtemp(join(tmpdir(), 'modelcache-ranged-'));
+});
+after(async () => {
+  await origin.close();
+  await rm(base, { recursive: true, force: true });
+});
+
+const opts = (o: Partial<DownloadOptions> = {}): DownloadOptions => ({ ...DEFAULT_DOWNLOAD_OPTIONS, partSizeBytes: 4 * MiB, partParallelism: 2, backoffBaseMs: 10, backoffMaxMs: 50, stallTimeoutMs: 2000, ...o });
+let n = 0;
+function fetchTo(obj: RemoteObject, o: DownloadOptions, signal = AbortSignal.timeout(30_000), partial = join(base, `f${n++}`)) {
+  let bytes = 0;
+  const result = fetchObject(obj, partial, { o, signal, authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }), onBytes: (k) => (bytes += k), limit: 20 * MiB });
+  return { partial, result, bytes: () => bytes };
+}
+
+test('ranged: parts in parallel, If-Match on each, a reset part resumes from its last byte alone, digest checked', async () => {
+  origin.set('/big', body, { etag: '"v1"' });
+  origin.fault('/big', { resetAfterBytes: 1_500_000 });
+  const { partial, result, bytes } = fetchTo({ url: origin.url('/big'), size: body.length, etag: '"v1"', digest: { algorithm: 'md5', hex: md5 } }, opts());
+  assert.equal(await result, body.length);
+  assert.ok((await readFile(partial)).equals(body), 'bytes identical');
+  assert.equal(bytes(), body.length, 'progress adds up to the size');
+  const reqs = origin.requestsFor('/big');
+  assert.equal(reqs.length, 4, `3 parts + 1 retry: ${JSON.stringify(reqs)}`);
+  const ranges = reqs.map((r) => r.range);
+  const reset = reqs[0]!.range!; // the first request got the reset
+  const first = Number(/bytes=(\d+)-/.exec(reset)![1]);
+  assert.ok(ranges.includes(`bytes=${first + 1_500_000}-${first + 4 * MiB - 1}`), `retry starts after the bytes already written: ${ranges.join(' ')}`);
+  assert.ok(ranges.includes(`bytes=${8 * MiB}-${body.length - 1}`), 'last part ends at the last byte');
+});
+
+test('ranged: after a crash (abort) a new run fetches only the missing bytes, and a changed object is refused', async () => {
+  origin.set('/slow', body, { etag: '"v1"', rate: 8 * MiB });
+  const partial = join(base, 'crash');
+  const ac = new AbortController();
+  const first = fetchTo({ url: origin.url('/slow'), size: body.length, etag: '"v1"' }, opts(), ac.signal, partial);
+  const t = setInterval(() => { if (first.bytes() > 3 * MiB) ac.abort(new Error('crash')); }, 20);
+  await assert.rejects(first.result, (e: unknown) => e instanceof DownloadError && e.code === 'Cancelled');
+  clearInterval(t);
+  const before = origin.requestsFor('/slow').length;
+  const had = first.bytes();
+  origin.set('/slow', body, { etag: '"v1"' });
+  const second = fetchTo({ url: origin.url('/slow'), size: body.length, etag: '"v1"' }, opts(), undefined, partial);
+  assert.equal(await second.result, body.length);
+  assert.ok((await readFile(partial)).equals(body));
+  const resumed = origin.requestsFor('/slow').slice(before);
+  const fetched = resumed.reduce((a, r) => { const m = /bytes=(\d+)-(\d+)/.exec(r.range!)!; return a + Number(m[2]) - Number(m[1]) + 1; }, 0);
+  assert.ok(fetched <= body.length - had + 2 * MiB, `fetched ${fetched} after a crash at ${had} of ${body.length}`);
+  assert.ok(fetched < body.length, 'not everything again');
+  await assert.rejects(stat(`${partial}.state.json`), 'state removed when complete');
+
+  origin.set('/changed', body, { etag: '"v2"' });
+  const changed = fetchTo({ url: origin.url('/changed'), size: body.length, etag: '"v1"' }, opts());
+  await assert.rejects(changed.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /changed while it was being downloaded/.test(e.message));
+});
+
+test('ranged: a wrong digest, a short body and a server ignoring Range are clear failures; one stream without a size works', async () => {
+  origin.set('/d', body, { etag: '"v1"' });
+  const bad = fetchTo({ url: origin.url('/d'), size: body.length, digest: { algorithm: 'md5', hex: '0'.repeat(32) } }, opts());
+  await assert.rejects(bad.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /md5/.test(e.message));
+  origin.set('/short', body.subarray(0, 100), {});
+  const short = fetchTo({ url: origin.url('/short'), size: 200 }, opts({ attempts: 2 }));
+  await assert.rejects(short.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch');
+  origin.set('/norange', body, { range: false });
+  const norange = fetchTo({ url: origin.url('/norange'), size: body.length }, opts());
+  await assert.rejects(norange.result, (e: unknown) => e instanceof DownloadError && /ignores Range requests; set --parallel-parts 1/.test(e.message));
+  const single = fetchTo({ url: origin.url('/norange') }, opts());
+  assert.equal(await single.result, body.length);
+  assert.ok((await readFile(single.partial)).equals(body));
+});
