@@ -1,13 +1,15 @@
 import { DownloadError } from './errors.ts';
 import { downloadFile } from './sources/file.ts';
+import { downloadHf } from './sources/hf.ts';
 import { downloadHttp } from './sources/http.ts';
+import { downloadGcs } from './sources/gcs.ts';
 import { downloadS3 } from './sources/s3.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions, type DownloadRequest, type DownloadResult } from './types.ts';
 
 type Source = (req: DownloadRequest, opts: DownloadOptions) => Promise<DownloadResult>;
 
 /** One source per URI scheme. */
-const SOURCES: Record<string, Source> = { 'http:': downloadHttp, 'https:': downloadHttp, 'file:': downloadFile, 's3:': downloadS3 };
+const SOURCES: Record<string, Source> = { 'http:': downloadHttp, 'https:': downloadHttp, 'file:': downloadFile, 's3:': downloadS3, 'gs:': downloadGcs, 'hf:': downloadHf };
 
 /** Downloads `req.uri` into `req.workDir` (the one entry point the daemon uses). */
 export async function downloadModel(req: DownloadRequest): Promise<DownloadResult> {

@@ -26,6 +26,19 @@ export interface ObjectSource {
   authorize: Authorize;
 }
 
+/**
+ * What a store URI names, from a listing by its key prefix: the one object whose key equals the
+ * prefix (when nothing sits below `prefix/`), or every object below `prefix/` at its relative
+ * path. `models/llama` never picks up `models/llama-2/…`; folder markers (keys ending in '/') are skipped.
+ */
+export function underPrefix<T>(all: readonly T[], keyOf: (x: T) => string, prefix: string, toObject: (x: T, path: string) => ListedObject): ObjectListing {
+  const dir = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  const under = all.filter((x) => keyOf(x).startsWith(dir) && !keyOf(x).endsWith('/'));
+  const exact = dir !== prefix ? all.find((x) => keyOf(x) === prefix) : undefined;
+  if (exact && under.length === 0) return { single: true, objects: [toObject(exact, prefix.split('/').pop()!)] };
+  return { single: false, objects: under.map((x) => toObject(x, keyOf(x).slice(dir.length))) };
+}
+
 /** Relative paths checked for escapes and for a file that is also a folder ('a' and 'a/b'). */
 function checkPaths(objects: ListedObject[], uri: string): void {
   const files = new Set<string>();

@@ -1,7 +1,7 @@
 import aws4 from 'aws4';
 import { XMLParser } from 'fast-xml-parser';
 import { DownloadError } from '../errors.ts';
-import { downloadObjects, type ListedObject, type ObjectListing } from '../objects.ts';
+import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
 
@@ -106,11 +106,7 @@ async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOpt
   } while (token);
 
   const toObject = (x: { key: string; size: number; etag?: string }, path: string): ListedObject => ({ path, url: objectUrl(cfg, bucket, x.key), size: x.size, ...(x.etag ? { etag: x.etag } : {}) });
-  const exact = key && !key.endsWith('/') ? all.find((x) => x.key === key) : undefined;
-  const dir = key === '' || key.endsWith('/') ? key : `${key}/`;
-  const under = all.filter((x) => x.key.startsWith(dir) && !x.key.endsWith('/'));
-  if (exact && under.length === 0) return { single: true, objects: [toObject(exact, key.split('/').pop()!)] };
-  return { single: false, objects: under.map((x) => toObject(x, x.key.slice(dir.length))) };
+  return underPrefix(all, (x) => x.key, key, toObject);
 }
 
 /** Every object under an s3:// prefix (or the one object it names), SigV4-signed. */

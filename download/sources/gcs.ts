@@ -1,0 +1,94 @@
+import got from 'got';
+import { DownloadError } from '../errors.ts';
+import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
+import { getText, type Authorize } from '../request.ts';
+import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
+
+/** `gs://bucket/prefix` → bucket and object prefix ('' for the whole bucket). */
+export function parseGsUri(uri: string): { bucket: string; prefix: string } {
+  const m = /^gs:\/\/([^/]+)\/?(.*)$/.exec(uri);
+  if (!m || !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(m[1]!)) {
+    throw new DownloadError('InvalidUri', `'${uri}' is not a GCS URI: use gs://bucket/prefix (bucket names are lower-case letters, digits, '.', '_' and '-')`);
+  }
+  return { bucket: m[1]!, prefix: m[2]! };
+}
+
+/** The JSON API base: STORAGE_EMULATOR_HOST (as the Google client libraries read it) or Google's. */
+function apiBase(c: SourceCredentials): { base: string; emulator: boolean } {
+  const emu = c.STORAGE_EMULATOR_HOST;
+  if (emu) return { base: (/^https?:\/\//.test(emu) ? emu : `http://${emu}`).replace(/\/$/, ''), emulator: true };
+  return { base: 'https://storage.googleapis.com', emulator: false };
+}
+
+/**
+ * Bearer tokens: none for an emulator; GOOGLE_OAUTH_ACCESS_TOKEN when set; otherwise the GCE/GKE
+ * metadata server's token for the node's (or workload identity's) service account, refreshed
+ * before it expires; anonymous (public buckets) when there is no metadata server.
+ */
+function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOptions): Authorize {
+  if (emulator) return (_url, headers) => headers;
+  const fixed = c.GOOGLE_OAUTH_ACCESS_TOKEN;
+  if (fixed) return (_url, headers) => ({ ...headers, authorization: `Bearer ${fixed}` });
+  const host = c.GCE_METADATA_HOST || 'metadata.google.internal';
+  let token: { value?: string; expires: number } | undefined;
+  return async (_url, headers) => {
+    if (!token || Date.now() > token.expires - 60_000) {
+      try {
+        const r = await got(`http://${host}/computeMetadata/v1/instance/service-accounts/default/token`, {
+          headers: { 'metadata-flavor': 'Google' },
+          timeout: { request: Math.min(o.connectTimeoutMs, 2000) },
+          retry: { limit: 0 },
+        }).json<{ access_token: string; expires_in: number }>();
+        token = { value: r.access_token, expires: Date.now() + r.expires_in * 1000 };
+      } catch {
+        token = { expires: Date.now() + 5 * 60_000 }; // no metadata server: anonymous, asked again later
+      }
+    }
+    return token.value ? { ...headers, authorization: `Bearer ${token.value}` } : headers;
+  };
+}
+
+interface GcsObject {
+  name: string;
+  size: string;
+  md5Hash?: string;
+  generation: string;
+}
+
+function gcsErrorDetail(body: string): string | undefined {
+  try {
+    return (JSON.parse(body) as { error?: { message?: string } }).error?.message;
+  } catch {
+    return undefined;
+  }
+}
+
+async function listGcs(base: string, bucket: string, prefix: string, authorize: Authorize, o: DownloadOptions, signal: AbortSignal): Promise<ObjectListing> {
+  const all: GcsObject[] = [];
+  let pageToken: string | undefined;
+  do {
+    const q = new URLSearchParams({ prefix, fields: 'items(name,size,md5Hash,generation),nextPageToken', ...(pageToken ? { pageToken } : {}) });
+    const url = `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o?${q}`;
+    const page = JSON.parse((await getText({ url, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as { items?: GcsObject[]; nextPageToken?: string };
+    all.push(...(page.items ?? []));
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+
+  // The generation pins the version: every ranged part reads the same bytes, or fails with 404.
+  const toObject = (x: GcsObject, path: string): ListedObject => ({
+    path,
+    url: `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o/${encodeURIComponent(x.name)}?alt=media&generation=${x.generation}`,
+    size: Number(x.size),
+    ...(x.md5Hash ? { digest: { algorithm: 'md5' as const, hex: Buffer.from(x.md5Hash, 'base64').toString('hex') } } : {}),
+  });
+  return underPrefix(all, (x) => x.name, prefix, toObject);
+}
+
+/** Every object under a gs:// prefix (or the one object it names), through the JSON API. */
+export async function downloadGcs(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+  const { bucket, prefix } = parseGsUri(req.uri);
+  const c = req.credentials ?? {};
+  const { base, emulator } = apiBase(c);
+  const authorize = gcsAuthorize(c, emulator, o);
+  return downloadObjects(req, o, { list: (signal) => listGcs(base, bucket, prefix, authorize, o, signal), authorize });
+}
