@@ -8,12 +8,12 @@ interface CrdStatus extends KubeObject {
   status?: { conditions?: Array<{ type: string; status: string }> };
 }
 
-/** Applies our CRDs (server-side apply) and waits until the apiserver serves them. */
-export async function installCrds(client: KubeClient, signal?: AbortSignal): Promise<void> {
-  for (const crd of allCrds) await client.apply(CRDS, crd as unknown as KubeObject, { signal });
-  for (const crd of allCrds) {
+/** Applies our CRDs (server-side apply; by default from api/schema.ts) and waits until the apiserver serves them. */
+export async function installCrds(client: KubeClient, signal?: AbortSignal, crds: readonly KubeObject[] = allCrds as unknown as KubeObject[]): Promise<void> {
+  for (const crd of crds) await client.apply(CRDS, crd, { signal });
+  for (const crd of crds) {
     for (;;) {
-      const got = await client.get<CrdStatus>(CRDS, crd.metadata.name, { signal });
+      const got = await client.get<CrdStatus>(CRDS, crd.metadata.name ?? '', { signal });
       if (got?.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
       await sleep(100, signal);
     }

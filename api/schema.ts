@@ -171,6 +171,18 @@ export const localModelNodeGroupCrd = crd('LocalModelNodeGroup', 'localmodelnode
           immutable('storagePath', 'models already on disk would be orphaned; create a new group instead'),
         ],
       },
+      credentials: {
+        type: 'object',
+        required: ['secretName'],
+        description: "Secret in the daemon's namespace holding the source's settings under the usual variable names (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION, HF_TOKEN, HF_ENDPOINT, GOOGLE_OAUTH_ACCESS_TOKEN, STORAGE_EMULATOR_HOST…).",
+        properties: {
+          secretName: {
+            type: 'string',
+            maxLength: 253,
+            'x-kubernetes-validations': [{ rule: "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')", message: 'credentials.secretName must be a Secret name: lower-case letters, digits, - and .' }],
+          },
+        },
+      },
       persistentVolumeSpec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description: 'Accepted for KServe compatibility; not used.' },
       persistentVolumeClaimSpec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description: 'Accepted for KServe compatibility; not used.' },
     },
@@ -221,6 +233,7 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
             modelSize: { type: 'integer', format: 'int64', minimum: 1 },
             storagePath: { type: 'string', default: DEFAULT_STORAGE_PATH },
             storageKey: { type: 'string', pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', maxLength: 128 },
+            credentialsSecret: { type: 'string', maxLength: 253 },
           },
         },
       },

@@ -66,6 +66,8 @@ export interface LocalModelNodeGroupSpec {
   nodeSelector: LabelSelector;
   storageLimit: string | number;
   storagePath?: string;
+  /** Secret (in the daemon's namespace) whose keys are the source's settings: AWS_ACCESS_KEY_ID, HF_TOKEN… */
+  credentials?: { secretName: string };
   /** Accepted for KServe manifests; modelcache uses a host path and does not read these. */
   persistentVolumeSpec?: Record<string, unknown>;
   persistentVolumeClaimSpec?: Record<string, unknown>;
@@ -103,6 +105,8 @@ export interface LocalModelInfo {
   storagePath: string;
   /** Folder name of the model under storagePath: stable for a URI. */
   storageKey: string;
+  /** From the node group: the Secret the daemon reads the source's credentials from. */
+  credentialsSecret?: string;
 }
 
 export interface LocalModelDetail {

@@ -1,10 +1,12 @@
-// YAML through client-node's serializer (only kube/ imports the client library).
-import { dumpYaml, loadAllYaml } from '@kubernetes/client-node';
+// Plain YAML (js-yaml, the parser client-node itself uses). Not client-node's dumpYaml/loadAllYaml:
+// those pass objects through its typed model serializer, which drops fields its models spell
+// differently (x-kubernetes-validations, default, x-kubernetes-int-or-string in CRD schemas).
+import { dump, loadAll } from 'js-yaml';
 
 export function toYaml(obj: unknown): string {
-  return dumpYaml(obj, { noRefs: true, lineWidth: 120 } as never);
+  return dump(obj, { noRefs: true, lineWidth: 120 });
 }
 
 export function fromYamlAll(text: string): unknown[] {
-  return loadAllYaml(text);
+  return loadAll(text);
 }

@@ -129,6 +129,7 @@ export function computePlacement(input: PlacementInput): Placement {
         modelSize: size,
         storagePath: g?.spec.storagePath ?? DEFAULT_STORAGE_PATH,
         storageKey: storageKeyFor(uri),
+        ...(g?.spec.credentials?.secretName ? { credentialsSecret: g.spec.credentials.secretName } : {}),
         ...(cache.spec.serviceAccountName ? { serviceAccountName: cache.spec.serviceAccountName } : {}),
         ...(cache.spec.storage ? { storage: cache.spec.storage } : {}),
       };

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
+import { installCrds } from '../../api/install.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, NAMESPACES, NODES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
 import type { KubeObject, Node } from '../../kube/types.ts';
@@ -42,4 +43,14 @@ export async function grantShippedRbac(client: KubeClient, component: 'controlle
     if (doc.subjects) doc.subjects = [{ kind: 'User', name: username, apiGroup: 'rbac.authorization.k8s.io' }];
     await client.apply(rt, doc);
   }
+}
+
+/** Installs the CRDs from the shipped manifests/crds/*.yaml (what users apply), not from api/schema.ts. */
+export async function installShippedCrds(client: KubeClient): Promise<void> {
+  const dir = new URL('../../manifests/crds/', import.meta.url);
+  const docs: KubeObject[] = [];
+  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.yaml')).sort()) {
+    docs.push(...(fromYamlAll(await readFile(new URL(f, dir), 'utf8')) as KubeObject[]));
+  }
+  await installCrds(client, undefined, docs);
 }

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { installCrds } from '../../api/install.ts';
 import { CACHE_FINALIZER, LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode, type LocalModelNodeGroup } from '../../api/types.ts';
 import { KubeClient, KubeApiError } from '../../kube/client.ts';
 import { EVENTS, NODES, SECRETS } from '../../kube/resources.ts';
@@ -10,7 +9,7 @@ import { ControlPlane } from '../helpers/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
-import { createNode, grantControllerRbac, reportModel, setNodeReady } from '../helpers/kube-fixtures.ts';
+import { createNode, grantControllerRbac, installShippedCrds, reportModel, setNodeReady } from '../helpers/kube-fixtures.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { Writable } from 'node:stream';
 
@@ -22,7 +21,7 @@ let running: Promise<void>;
 const cluster = useControlPlane({ setup: startController, teardown: stopController });
 
 async function startController(): Promise<void> {
-  await installCrds(cluster.client);
+  await installShippedCrds(cluster.client);
   await grantControllerRbac(cluster.client, ControlPlane.username('tester-1'));
   controllerClient = KubeClient.fromKubeconfig({ kubeconfig: await cluster.cp.kubeconfigFor('tester-1') });
   const quiet = new Writable({ write: (_c, _e, cb) => cb() });
@@ -225,6 +224,8 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
   assert.match(await reject(mk({ nodeGroups: [] })), /nodeGroups/);
   const g = groupObj(`${s}-g`, {}, '10Gi', 'relative/path');
   assert.match(await reject({ ...g, metadata: { name: `${s}-g` } }, LOCAL_MODEL_NODE_GROUPS), /storagePath must be an absolute host path/);
+  const badSecret = { ...g, metadata: { name: `${s}-g2` }, spec: { ...g.spec, storagePath: '/var/lib/m', credentials: { secretName: 'Not_A_Name' } } };
+  assert.match(await reject(badSecret, LOCAL_MODEL_NODE_GROUPS), /credentials.secretName must be a Secret name/);
 
   await createCache(`${s}-ok`, `s3://b/${s}`, '1Gi', ['g']);
   for (const [field, value] of [['sourceModelUri', 's3://b/other'], ['modelSize', '2Gi'], ['nodeGroups', ['h']]] as const) {

@@ -7,7 +7,6 @@ import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { installCrds } from '../../api/install.ts';
 import { storageKeyFor } from '../../api/storage-key.ts';
 import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode } from '../../api/types.ts';
 import { KubeClient } from '../../kube/client.ts';
@@ -16,7 +15,7 @@ import { createLogger } from '../../ops/logger.ts';
 import { ControlPlane } from '../helpers/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { createNode, grantShippedRbac } from '../helpers/kube-fixtures.ts';
+import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
 import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
@@ -35,7 +34,7 @@ const daemons = new Map<string, ModelcacheProcess>();
 const cluster = useControlPlane({
   controllerManager: false,
   setup: async (c) => {
-    await installCrds(c.client);
+    await installShippedCrds(c.client);
     await grantShippedRbac(c.client, 'daemon', ControlPlane.username('tester-2'));
     daemonKubeconfig = await c.cp.kubeconfigFor('tester-2');
     origin = await Origin.start();
