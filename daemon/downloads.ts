@@ -9,6 +9,7 @@ import type { CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths } from '../disk/layout.ts';
 import { DownloadError, type DownloadErrorCode } from '../download/errors.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
+import type { SourceCredentials } from '../download/types.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight } from './node-cache/plan.ts';
 
@@ -26,6 +27,8 @@ export interface DownloadManagerOptions {
   /** Called whenever anything changed that status or the plan depends on. */
   onChange: () => void;
   download?: Partial<DownloadOptions>;
+  /** The source's settings and secrets for a model (env + its group's Secret). */
+  credentials?: (model: LocalModelInfo, signal: AbortSignal) => Promise<SourceCredentials>;
   retry?: { soonMs: [number, number]; laterMs: [number, number] };
 }
 
@@ -105,8 +108,10 @@ export class DownloadManager {
       const already = await bytesUnder(staging);
       await ledger.reserve(key, Math.max(0, model.modelSize - already));
       log.info({ model: model.modelName, storageKey: key, uri: model.sourceModelUri, resumeFrom: already }, already > 0 ? 'download resumed' : 'download started');
+      const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
       const result = await downloadModel({
         uri: model.sourceModelUri,
+        credentials,
         workDir: staging,
         maxBytes: model.modelSize,
         signal: entry.abort.signal,

@@ -12,6 +12,7 @@ import { emptyTrash, takeInventory } from '../disk/inventory.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { artifactRoutes } from './artifact-server.ts';
+import { SourceCredentialsReader } from './credentials.ts';
 import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { reconcileNode } from './node-cache/reconcile.ts';
@@ -27,6 +28,10 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
   --safety-margin Q        free space always left on the disk, a quantity (default 1Gi)
   --stall-timeout-seconds  abort and retry a download that received nothing this long (default 30)
   --allow-file-root DIR    let file:// sources read host paths under DIR (repeatable; default none)
+  --namespace NS           where node groups' credential Secrets live (default: $POD_NAMESPACE or modelcache-system)
+  --part-size Q            objects of twice this size are fetched as parallel ranged GETs of this size (default 16Mi)
+  --parallel-parts N       ranged GETs at once per object (default 4; 1 = one stream)
+  --parallel-files N       objects at once when a source lists many (default 4)
   --progress-interval-ms   at most one progress write per this interval (default 2000)
   --log-level LEVEL        debug, info, warn, error (default info)`;
 
@@ -50,6 +55,10 @@ export async function runDaemon(args: string[]): Promise<number> {
       'stall-timeout-seconds': { type: 'string', default: '30' },
       'progress-interval-ms': { type: 'string', default: '2000' },
       'allow-file-root': { type: 'string', multiple: true, default: [] },
+      namespace: { type: 'string' },
+      'part-size': { type: 'string', default: '16Mi' },
+      'parallel-parts': { type: 'string', default: '4' },
+      'parallel-files': { type: 'string', default: '4' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -76,6 +85,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   const ledger = new CapacityLedger(root, margin);
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'node';
+  const secrets = new SourceCredentialsReader(client, values.namespace ?? process.env.POD_NAMESPACE ?? 'modelcache-system', process.env);
   const downloads = new DownloadManager({
     root,
     ledger,
@@ -86,7 +96,11 @@ export async function runDaemon(args: string[]): Promise<number> {
     download: {
       stallTimeoutMs: positiveInt('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000,
       fileRoots: (values['allow-file-root'] ?? []).map((d) => resolve(d)),
+      partSizeBytes: parseQuantity(values['part-size'] ?? '16Mi', '--part-size'),
+      partParallelism: positiveInt('parallel-parts', values['parallel-parts']),
+      fileConcurrency: positiveInt('parallel-files', values['parallel-files']),
     },
+    credentials: (model, signal) => secrets.for(model, signal),
   });
   const status = new StatusWriter(client, nodeName, positiveInt('progress-interval-ms', values['progress-interval-ms']), log);
   const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });

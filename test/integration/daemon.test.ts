@@ -19,6 +19,8 @@ import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kub
 import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
+import { SECRETS } from '../../kube/resources.ts';
 import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
 
 const stop = new AbortController();
@@ -190,9 +192,50 @@ test('the daemon identity can write LocalModelNode status and nothing more', asy
     await assert.rejects(daemon.mergePatch(LOCAL_MODEL_NODES, nodes[0] as string, { spec: { localModels: [] } }), (e: { status?: number }) => e.status === 403);
     await assert.rejects(daemon.list(LOCAL_MODEL_CACHES), (e: { status?: number }) => e.status === 403);
     await assert.rejects(daemon.delete(LOCAL_MODEL_NODES, nodes[0] as string), (e: { status?: number }) => e.status === 403);
+    assert.ok(await daemon.get(SECRETS, 'anything', { namespace: 'modelcache-system' }).then(() => true), 'get secrets in its namespace');
+    await assert.rejects(daemon.list(SECRETS, { namespace: 'modelcache-system' }), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(daemon.get(SECRETS, 'anything', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
   } finally {
     await daemon.close();
   }
+});
+
+test('s3:// with the node group\'s Secret: downloaded on both nodes; a missing or wrong Secret is AccessDenied without leaking it', async (t) => {
+  const s3 = await S3Server.start(reaper);
+  t.after(() => s3.stop());
+  const weights = toBuffer(generated(2_500_000, 5));
+  await s3.putObject('models', 'llama/config.json', '{"l":1}');
+  await s3.putObject('models', 'llama/weights/w.bin', weights);
+  const ns = 'modelcache-system';
+  const secret = (name: string, secretKey: string) => cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, AWS_ENDPOINT_URL: s3.endpoint } } as never);
+  await secret(`${group}-s3`, S3_SECRET_KEY);
+  await secret(`${group}-s3-wrong`, 'wrong-secret-do-not-leak');
+  const mkGroup = (name: string, secretName: string) => cluster.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name }, spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '1Gi', credentials: { secretName } } });
+  await mkGroup(`${group}-s3`, `${group}-s3`);
+  await mkGroup(`${group}-absent`, 'no-such-secret');
+  await mkGroup(`${group}-wrong`, `${group}-s3-wrong`);
+  await createCache('s3-llama', 's3://models/llama', '10Mi', [`${group}-s3`]);
+  await createCache('s3-absent', 's3://models/llama/config.json', '1Mi', [`${group}-absent`]);
+  await createCache('s3-wrong', 's3://models/llama/weights', '10Mi', [`${group}-wrong`]);
+  await waitDownloaded('s3-llama');
+  for (const n of nodes) {
+    const dir = join(rootOf(n), storageKeyFor('s3://models/llama'));
+    assert.equal(sha(await readFile(join(dir, 'weights', 'w.bin'))), sha(weights));
+    assert.equal(await readFile(join(dir, 'config.json'), 'utf8'), '{"l":1}');
+  }
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
+    const absent = lmn?.status?.models?.['s3-absent'];
+    assert.equal(absent?.reason, 'AccessDenied');
+    assert.match(absent?.message ?? '', new RegExp(`Secret ${ns}/no-such-secret \\(spec.credentials.secretName of node group ${group}-absent\\) does not exist`));
+    const wrong = lmn?.status?.models?.['s3-wrong'];
+    assert.equal(wrong?.reason, 'AccessDenied');
+    assert.equal(lmn?.status?.modelStatus?.['s3-wrong'], 'ModelDownloadError');
+    assert.doesNotMatch(JSON.stringify(lmn), /wrong-secret-do-not-leak|AKIAMODELCACHETEST/);
+  }, { timeoutMs: 30_000 });
+  const logs = JSON.stringify(await daemons.get(nodes[0] as string)!.logs());
+  assert.match(logs, /s3-wrong/);
+  assert.doesNotMatch(logs, /wrong-secret-do-not-leak|modelcache-test-secret-key/);
 });
 
 test('disk full on a small tmpfs: InsufficientCapacity with the numbers, nothing partial left, other models still cached', async (t) => {
