@@ -1,9 +1,10 @@
-// npm run bench [-- controller|daemon]: runs the suites and prints one table (also bench/results.json).
+// npm run bench [-- controller|daemon|sources]: runs the suites and prints one table (also bench/results.json).
 import { benchController } from './controller.ts';
 import { benchDaemon } from './daemon.ts';
+import { benchSources } from './sources.ts';
 import { report, type BenchFigure } from './table.ts';
 
-const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController, daemon: benchDaemon };
+const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController, daemon: benchDaemon, sources: benchSources };
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = wanted.length ? wanted : Object.keys(suites);
 const unknown = names.filter((n) => !suites[n]);

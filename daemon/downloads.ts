@@ -35,7 +35,8 @@ export interface DownloadManagerOptions {
 async function bytesUnder(dir: string): Promise<number> {
   let sum = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-    if (e.isFile()) sum += await stat(join(e.parentPath, e.name)).then((s) => s.size, () => 0);
+    // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
+    if (e.isFile()) sum += await stat(join(e.parentPath, e.name)).then((s) => Math.min(s.size, s.blocks * 512), () => 0);
   }
   return sum;
 }
