@@ -18,7 +18,7 @@ const MiB = 2 ** 20;
 async function curlSeconds(url: string, out: string): Promise<number> {
   const t0 = performance.now();
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn('curl', ['-sf', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', `${S3_ACCESS_KEY}:${S3_SECRET_KEY}`, '-o', out, url], { stdio: 'ignore' });
+    const child = spawn('curl', ['-sf', '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', `${S3_ACCESS_KEY}:${S3_SECRET_KEY}`, '-o', out, url], { stdio: 'ignore' });
     child.on('error', reject);
     child.on('close', resolve);
   });

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import got, { type Response } from 'got';
+import { BatchWriter } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
 import { classify, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
@@ -40,8 +41,6 @@ interface PartState {
   done: number[];
 }
 
-/** Bytes gathered before one write: fewer, larger writes than one per socket chunk. */
-const WRITE_BATCH = 1024 * 1024;
 const STATE_EVERY_MS = 500;
 
 function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
@@ -144,43 +143,30 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
     }
     const end = Number.isFinite(len) ? base + len : undefined;
     stall = setTimeout(() => attempt.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
-    let pos = start;
-    let batch: Buffer[] = [];
-    let batched = 0;
-    const write = async (): Promise<void> => {
-      if (batched === 0) return;
-      const bufs = batch;
-      const n = batched;
-      batch = [];
-      batched = 0;
-      try {
-        await fh.writev(bufs, pos);
-      } catch (err) {
-        throw diskError(err, `writing ${redactUrl(obj.url)}`);
-      }
-      pos += n;
-      state.done[i]! += n;
+    const out = new BatchWriter(fh, start, (n) => {
+      state.done[i]! += n; // counted once written (page cache): what a resume may skip
       ctx.onBytes(n);
       saver.touch();
-    };
-    flush = write;
+    }, redactUrl(obj.url));
+    flush = () => out.drain();
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       stall.refresh();
-      if (end !== undefined && pos + batched + chunk.length > end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`);
-      if (pos + batched + chunk.length > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} sent more than modelSize allows (${ctx.limit} bytes)`);
-      batch.push(chunk);
-      batched += chunk.length;
-      if (batched >= WRITE_BATCH) await write();
+      const after = out.position + out.pending + chunk.length;
+      if (end !== undefined && after > end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`);
+      if (after > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} sent more than modelSize allows (${ctx.limit} bytes)`);
+      await out.push(chunk);
     }
-    await write();
+    await out.drain();
+    const pos = out.position;
     if (end !== undefined && pos < end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} body ended at byte ${pos} of ${end}`, { retryable: true });
     if (state.size === undefined) state.size = pos;
     saver.touch(true);
   } catch (err) {
     stream.destroy();
     const e = classify(err);
-    // Bytes that arrived before a reset or stall are good: keep them, so the retry starts after them.
-    if (e.retryable || attempt.signal.aborted) await flush().catch(() => undefined);
+    // Bytes that arrived before a reset or stall are good: keep them, so the retry starts after them
+    // (and no write is left running behind this attempt).
+    await flush().catch(() => undefined);
     // A stall aborts only this attempt: it is network trouble, worth another try.
     if (e.code === 'Cancelled' || !attempt.signal.aborted || ctx.signal.aborted) throw e;
     throw new DownloadError('SourceUnavailable', `${redactUrl(obj.url)}: no bytes for ${o.stallTimeoutMs} ms`, { retryable: true });

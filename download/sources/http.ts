@@ -1,9 +1,7 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import got, { type Response } from 'got';
+import { BatchWriter } from '../batch-writer.ts';
 import { classify, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
 import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
@@ -79,53 +77,49 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
       }
       if (total !== undefined && total > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`);
       await writeFile(metaPath, JSON.stringify({ url, etag: res.headers.etag, lastModified: res.headers['last-modified'], total } satisfies ResumeMeta));
-      if (offset === 0) await truncate(partial, 0).catch(() => undefined);
-
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
       let extractor: ReturnType<typeof tarExtractor> | undefined;
       let lastProgress = 0;
       const budget = sizeBudget(limit);
+      const fh = await open(partial, offset === 0 ? 'w' : 'r+');
+      const out = new BatchWriter(fh, offset, () => undefined, name);
       stall = setTimeout(() => attemptAbort.abort(new Error('stalled')), o.stallTimeoutMs);
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          stall?.refresh();
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          stall.refresh();
           received += chunk.length;
-          if (offset + received > limit) return cb(new DownloadError('SizeExceeded', `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`));
-          if (total !== undefined && offset + received > total) return cb(new DownloadError('IntegrityMismatch', `body longer than the announced ${total} bytes`));
+          if (offset + received > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`);
+          if (total !== undefined && offset + received > total) throw new DownloadError('IntegrityMismatch', `body longer than the announced ${total} bytes`);
           const now = Date.now();
           if (now - lastProgress >= 100) {
             lastProgress = now;
             req.onProgress?.({ bytesDone: offset + received, ...(total !== undefined ? { bytesTotal: total } : {}) });
           }
           // Archives are extracted while they stream, when this attempt starts from the first byte.
-          if (head !== undefined && head.length < 262) {
+          if (head !== undefined) {
             head = Buffer.concat([head, chunk]);
             if (head.length >= 262 || (total !== undefined && head.length >= total)) {
               const kind = detectArchive(head);
               if (kind === 'tar' || kind === 'tar.gz') {
-                const first = head;
-                void clearExtracted(workDir).then(() => {
-                  extractor = tarExtractor(workDir, kind, budget);
-                  extractor.done.catch(() => undefined);
-                  writeTo(extractor.input, first, () => cb(null, chunk));
-                }, (err: unknown) => cb(err as Error));
-                head = undefined;
-                return;
+                await clearExtracted(workDir);
+                extractor = tarExtractor(workDir, kind, budget);
+                extractor.done.catch(() => undefined);
+                await feed(extractor.input, head);
               }
               head = undefined;
             }
-            return cb(null, chunk);
+          } else if (extractor) {
+            await feed(extractor.input, chunk);
           }
-          if (extractor) return writeTo(extractor.input, chunk, () => cb(null, chunk));
-          cb(null, chunk);
-        },
-        flush(cb) {
-          extractor?.input.end();
-          cb();
-        },
-      });
-      await pipeline(stream, counter, createWriteStream(partial, { flags: offset === 0 ? 'w' : 'a', highWaterMark: 4 * 1024 * 1024 }));
+          await out.push(chunk);
+        }
+        await out.drain();
+        extractor?.input.end();
+      } finally {
+        await out.drain().catch(() => undefined); // bytes received before a failure are kept for the resume
+        await fh.close();
+      }
       if (total !== undefined && offset + received < total) {
         throw new DownloadError('IntegrityMismatch', `body ended after ${offset + received} of ${total} bytes`, { retryable: true });
       }
@@ -163,7 +157,14 @@ async function finish(workDir: string, dl: string, partial: string, name: string
   return { bytes, files };
 }
 
-function writeTo(target: NodeJS.WritableStream, chunk: Buffer, then: () => void): void {
-  if (target.write(chunk)) then();
-  else target.once('drain', then);
+/** Writes to an extractor's input, waiting for room; an input that fails or closes ends the wait too. */
+function feed(target: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
+  if (target.write(chunk)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      target.off('drain', done).off('close', done).off('error', done);
+      resolve();
+    };
+    target.once('drain', done).once('close', done).once('error', done);
+  });
 }

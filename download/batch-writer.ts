@@ -1,0 +1,65 @@
+import type { FileHandle } from 'node:fs/promises';
+import { diskError } from './errors.ts';
+
+/** Bytes gathered before one write: fewer, larger writes than one per socket chunk. */
+const BATCH = 1024 * 1024;
+
+/**
+ * Writes a byte stream to a file at increasing positions in ~1 MiB batches, one batch being
+ * written while the next is received. `onWritten` hears of bytes only once they are written.
+ */
+export class BatchWriter {
+  /** Next file position to hand to a write (bytes received so far end here plus `pending`). */
+  position: number;
+  readonly #fh: FileHandle;
+  readonly #onWritten: (n: number) => void;
+  readonly #what: string;
+  #batch: Buffer[] = [];
+  #batched = 0;
+  #writing: Promise<void> | undefined;
+
+  constructor(fh: FileHandle, position: number, onWritten: (n: number) => void, what: string) {
+    this.#fh = fh;
+    this.position = position;
+    this.#onWritten = onWritten;
+    this.#what = what;
+  }
+
+  /** Bytes received but not yet handed to a write. */
+  get pending(): number {
+    return this.#batched;
+  }
+
+  /** Takes a chunk; waits only when a full batch must queue behind the write in flight. */
+  async push(chunk: Buffer): Promise<void> {
+    this.#batch.push(chunk);
+    this.#batched += chunk.length;
+    if (this.#batched >= BATCH) await this.#issue();
+  }
+
+  /** Writes everything received; resolves when it is all written. */
+  async drain(): Promise<void> {
+    await this.#issue();
+    const w = this.#writing;
+    this.#writing = undefined;
+    await w;
+  }
+
+  async #issue(): Promise<void> {
+    const prev = this.#writing;
+    this.#writing = undefined;
+    await prev;
+    if (this.#batched === 0) return;
+    const bufs = this.#batch;
+    const n = this.#batched;
+    const at = this.position;
+    this.#batch = [];
+    this.#batched = 0;
+    this.position += n;
+    const w = this.#fh.writev(bufs, at).then(() => this.#onWritten(n), (err: unknown) => {
+      throw diskError(err, `writing ${this.#what}`);
+    });
+    w.catch(() => undefined); // awaited by the next issue or by drain
+    this.#writing = w;
+  }
+}
