@@ -1,6 +1,5 @@
-import { KubeConfig } from '@kubernetes/client-node';
-import type { RequestOptions } from 'node:https';
 import { Agent, ProxyAgent, fetch, type Dispatcher } from 'undici';
+import { loadConnection, type Connection, type LoadOptions } from './config.ts';
 import type { KubeObject, ObjectList, ResourceType } from './types.ts';
 
 /** Field manager for server-side apply and the managedFields of every write. */
@@ -25,25 +24,7 @@ export function isStatus(err: unknown, status: number): boolean {
   return err instanceof KubeApiError && err.status === status;
 }
 
-export interface LoadOptions {
-  /** Path to a kubeconfig; else $KUBECONFIG, then in-cluster config, then ~/.kube/config. */
-  kubeconfig?: string;
-  context?: string;
-}
-
-/** Loads client configuration the way kubectl does, with in-cluster config when running in a pod. */
-export function loadKubeConfig(opts: LoadOptions = {}): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else if (process.env.KUBECONFIG) kc.loadFromDefault();
-  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  if (opts.context) kc.setCurrentContext(opts.context);
-  if (!kc.getCurrentCluster()) {
-    throw new Error('no Kubernetes cluster configured: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod');
-  }
-  return kc;
-}
+export type { LoadOptions } from './config.ts';
 
 export interface RequestOpts {
   query?: Record<string, string | number | boolean | undefined>;
@@ -73,43 +54,32 @@ export interface WriteOptions {
 }
 
 /**
- * A dynamic client over the REST API. Authentication, TLS and proxies come from client-node's
- * KubeConfig; one connection pool is kept per client (client-node's generated APIs make a new one
- * per call), and streaming watches are read line by line with an AbortSignal.
+ * A dynamic client over the REST API. Where and how to connect comes from kube/config.ts (kubectl's
+ * rules); one connection pool is kept per client, and streaming watches are read line by line
+ * with an AbortSignal.
  */
 export class KubeClient {
-  readonly config: KubeConfig;
   readonly server: string;
-  #dispatcher: Promise<Dispatcher | undefined> | undefined;
+  readonly #conn: Connection;
+  #dispatcher: Promise<Dispatcher> | undefined;
 
-  constructor(config: KubeConfig) {
-    const cluster = config.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.config = config;
-    this.server = cluster.server.replace(/\/$/, '');
+  constructor(conn: Connection) {
+    this.#conn = conn;
+    this.server = conn.server;
   }
 
-  /** One pooled dispatcher per client, from the kubeconfig's TLS material (CA, client cert) and proxy settings. */
-  #pool(): Promise<Dispatcher | undefined> {
+  /** One pooled dispatcher per client, from the connection's TLS material (CA, client cert) and proxy. */
+  #pool(): Promise<Dispatcher> {
     this.#dispatcher ??= (async () => {
-      const tls: RequestOptions = {};
-      await this.config.applyToHTTPSOptions(tls);
-      const opts = this.config.createDispatcherOptions(this.config.getCurrentCluster(), {
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        ...(tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-        ...(tls.servername ? { servername: tls.servername } : {}),
-      });
-      if (opts.type === 'proxy') return new ProxyAgent({ uri: opts.uri, requestTls: opts.requestTls, connect: opts.connect });
-      if (opts.type === 'agent') return new Agent({ connect: opts.connect, connections: 64 });
-      return undefined;
+      const tls = await this.#conn.tls();
+      if (this.#conn.proxy) return new ProxyAgent({ uri: this.#conn.proxy, requestTls: tls });
+      return new Agent({ connect: tls, connections: 64 });
     })();
     return this.#dispatcher;
   }
 
   static fromKubeconfig(opts: LoadOptions = {}): KubeClient {
-    return new KubeClient(loadKubeConfig(opts));
+    return new KubeClient(loadConnection(opts));
   }
 
   /** Closes pooled connections. */
@@ -118,10 +88,7 @@ export class KubeClient {
   }
 
   async #headers(contentType?: string): Promise<Record<string, string>> {
-    const opts: RequestOptions = { headers: {} };
-    await this.config.applyToHTTPSOptions(opts);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = String(v);
+    const headers: Record<string, string> = { accept: 'application/json', ...(await this.#conn.headers()) };
     if (contentType) headers['content-type'] = contentType;
     return headers;
   }

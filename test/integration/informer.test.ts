@@ -1,5 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
@@ -94,4 +98,24 @@ test('an informer started while the apiserver is down is not synced until a list
   await cluster.cp.startApiserver();
   await inf.waitForSync(AbortSignal.any([ac.signal, AbortSignal.timeout(30_000)]));
   assert.deepEqual(names(inf), ['early']);
+});
+
+test('an exec credential plugin in the kubeconfig is run (through client-node) and its token used', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'modelcache-exec-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const plain = JSON.parse(await readFile(await cluster.cp.kubeconfigFor('admin'), 'utf8')) as { clusters: unknown[]; users: Array<{ user: { token: string } }> };
+  const plugin = join(dir, 'plugin.mjs');
+  const ran = join(dir, 'ran');
+  await writeFile(plugin, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(ran)}, 'x');\nconsole.log(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(plain.users[0]!.user.token)} } }));\n`);
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'exec', clusters: plain.clusters,
+    users: [{ name: 'exec', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: [plugin], interactiveMode: 'Never' } } }],
+    contexts: [{ name: 'exec', context: { cluster: (plain.clusters[0] as { name: string }).name, user: 'exec' } }],
+  }));
+  const client = KubeClient.fromKubeconfig({ kubeconfig });
+  t.after(() => client.close());
+  const list = await client.list(NAMESPACES);
+  assert.ok(list.items.some((n) => n.metadata.name === 'default'));
+  assert.ok((await readFile(ran, 'utf8')).length >= 1, 'the plugin ran');
 });
