@@ -1,0 +1,75 @@
+// KServe's own resources that modelcache reads (InferenceService, ServingRuntime) and the
+// TrainedModel it serves. Only the fields modelcache uses are typed.
+import type { Condition, KubeObject, ResourceType } from '../kube/types.ts';
+import { GROUP, VERSION } from './types.ts';
+
+export const TRAINED_MODELS: ResourceType = { group: GROUP, version: VERSION, plural: 'trainedmodels', kind: 'TrainedModel', namespaced: true };
+export const INFERENCE_SERVICES: ResourceType = { group: GROUP, version: 'v1beta1', plural: 'inferenceservices', kind: 'InferenceService', namespaced: true };
+export const SERVING_RUNTIMES: ResourceType = { group: GROUP, version: VERSION, plural: 'servingruntimes', kind: 'ServingRuntime', namespaced: true };
+export const CLUSTER_SERVING_RUNTIMES: ResourceType = { group: GROUP, version: VERSION, plural: 'clusterservingruntimes', kind: 'ClusterServingRuntime', namespaced: false };
+
+export interface TrainedModelSpec {
+  /** Parent InferenceService, same namespace. */
+  inferenceService: string;
+  model: { storageUri: string; framework: string; memory: string };
+}
+
+export interface TrainedModelStatus {
+  url?: string;
+  conditions?: Condition[];
+  observedGeneration?: number;
+}
+
+export interface TrainedModel extends KubeObject {
+  spec: TrainedModelSpec;
+  status?: TrainedModelStatus;
+}
+
+export interface ModelFormat {
+  name: string;
+  version?: string;
+}
+
+export interface EnvVar {
+  name: string;
+  value?: string;
+}
+
+export interface Container {
+  name?: string;
+  env?: EnvVar[];
+  resources?: { limits?: Record<string, string | number>; requests?: Record<string, string | number> };
+}
+
+/** One predictor implementation: `model:` or a framework key (sklearn, xgboost, …). */
+export interface PredictorImpl extends Container {
+  modelFormat?: ModelFormat;
+  runtime?: string;
+  storageUri?: string;
+  storage?: unknown;
+  storageUris?: unknown[];
+  protocolVersion?: string;
+}
+
+export interface InferenceService extends KubeObject {
+  spec: { predictor: Record<string, unknown> & { model?: PredictorImpl; containers?: Container[] } };
+  status?: { url?: string; conditions?: Condition[] };
+}
+
+export interface SupportedModelFormat {
+  name: string;
+  version?: string;
+  autoSelect?: boolean;
+  priority?: number;
+}
+
+export interface ServingRuntimeSpec {
+  supportedModelFormats?: SupportedModelFormat[];
+  multiModel?: boolean;
+  disabled?: boolean;
+  protocolVersions?: string[];
+}
+
+export interface ServingRuntime extends KubeObject {
+  spec: ServingRuntimeSpec;
+}
