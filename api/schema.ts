@@ -275,22 +275,85 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
 
-export const allCrds = [localModelCacheCrd, localModelNodeGroupCrd, localModelNodeCrd];
+const TM_SCHEMES = ['s3', 'gs', 'http', 'https', 'hf'];
+
+export const trainedModelCrd = crd('TrainedModel', 'trainedmodels', ['tm'], {
+  spec: {
+    type: 'object',
+    required: ['inferenceService', 'model'],
+    properties: {
+      inferenceService: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 253,
+        description: 'The multi-model InferenceService (same namespace) that serves this model.',
+        'x-kubernetes-validations': [immutable('inferenceService', 'create a new TrainedModel for another InferenceService')],
+      },
+      model: {
+        type: 'object',
+        required: ['storageUri', 'framework', 'memory'],
+        properties: {
+          storageUri: {
+            type: 'string',
+            maxLength: 2048,
+            description: `Where the model comes from: ${TM_SCHEMES.map((x) => `${x}://`).join(', ')}. Taken from the node cache when a LocalModelCache holds it.`,
+            'x-kubernetes-validations': [
+              {
+                rule: `self.matches('^(${TM_SCHEMES.join('|')})://[^/]*/[^/].*$')`,
+                messageExpression: `'model.storageUri ' + self + ' is not supported: use ${TM_SCHEMES.map((x) => `${x}://`).join(', ')} with a path, e.g. s3://bucket/models/iris'`,
+              },
+            ],
+          },
+          framework: { type: 'string', minLength: 1, maxLength: 63, description: "Model format, e.g. sklearn, xgboost, onnx: the InferenceService's runtime must support it." },
+          memory: {
+            ...quantity('model.memory', '1Gi'),
+            description: "Memory the model takes in the model server; all TrainedModels of an InferenceService must fit its predictor's memory limit.",
+            'x-kubernetes-validations': [
+              ...(quantity('model.memory', '1Gi')['x-kubernetes-validations'] as unknown[]),
+              immutable('model.memory', 'create a new TrainedModel with the new memory'),
+            ],
+          },
+        },
+      },
+    },
+  },
+  status: {
+    type: 'object',
+    properties: {
+      url: { type: 'string' },
+      conditions,
+      observedGeneration: { type: 'integer', format: 'int64' },
+    },
+  },
+}, [
+  { name: 'InferenceService', type: 'string', jsonPath: '.spec.inferenceService' },
+  { name: 'URL', type: 'string', jsonPath: '.status.url' },
+  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+  { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+], {
+  scope: 'Namespaced',
+  rootValidations: [{ rule: "self.metadata.name.matches('^[a-zA-Z0-9_-]+$')", message: 'TrainedModel names may hold only letters, digits, _ and - (they become model names in the model server)' }],
+});
+
+export const allCrds = [localModelCacheCrd, localModelNodeGroupCrd, localModelNodeCrd, trainedModelCrd];
 
 interface PrinterColumn {
   name: string;
   type: string;
   jsonPath: string;
+  /** 1: shown only with -o wide. */
+  priority?: number;
 }
 
-function crd(kind: string, plural: string, shortNames: string[], props: { spec: KubeObjectSchema; status: KubeObjectSchema }, columns: PrinterColumn[]) {
+function crd(kind: string, plural: string, shortNames: string[], props: { spec: KubeObjectSchema; status: KubeObjectSchema }, columns: PrinterColumn[], opts: { scope?: 'Cluster' | 'Namespaced'; rootValidations?: unknown[] } = {}) {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
     metadata: { name: `${plural}.${GROUP}` },
     spec: {
       group: GROUP,
-      scope: 'Cluster',
+      scope: opts.scope ?? 'Cluster',
       names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase(), shortNames, categories: ['modelcache'] },
       versions: [
         {
@@ -303,6 +366,7 @@ function crd(kind: string, plural: string, shortNames: string[], props: { spec: 
             openAPIV3Schema: {
               type: 'object',
               required: ['spec'],
+              ...(opts.rootValidations ? { 'x-kubernetes-validations': opts.rootValidations } : {}),
               properties: {
                 apiVersion: { type: 'string' },
                 kind: { type: 'string' },

@@ -4,6 +4,7 @@ import { LeaderElector } from '../kube/leader.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { CacheController } from './controller.ts';
+import { RegistrationController } from './trained-model/controller.ts';
 
 export const controllerUsage = `usage: modelcache controller [flags]
 
@@ -45,6 +46,13 @@ export async function runController(args: string[]): Promise<number> {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
   const controller = new CacheController({ client, log, workers, resyncMs: resync * 1000 });
+  // Caches and TrainedModel registration run side by side while leading; each fails on its own.
+  const runAll = async (signal: AbortSignal): Promise<void> => {
+    const registration = new RegistrationController({ client, log: log.child({ part: 'registration' }) });
+    await Promise.all([controller.run(signal), registration.run(signal).catch((err: unknown) => {
+      if (!signal.aborted) log.error({ err: String((err as Error)?.message ?? err) }, 'TrainedModel registration stopped');
+    })]);
+  };
   controller.start(shutdown.signal);
   const ops = await startOpsServer({ addr: values['metrics-addr'], registry: controller.metrics.registry, ready: () => controller.ready });
   log.info({ metrics: `${ops.url}/metrics`, server: client.server, leaderElect: values['leader-elect'] }, 'controller started');
@@ -59,14 +67,14 @@ export async function runController(args: string[]): Promise<number> {
     await elector.run(async (signal) => {
       controller.metrics.leader.set(1);
       try {
-        await controller.run(signal);
+        await runAll(signal);
       } finally {
         controller.metrics.leader.set(0);
       }
     }, shutdown.signal);
   } else {
     controller.metrics.leader.set(1);
-    await controller.run(shutdown.signal).catch((err: unknown) => {
+    await runAll(shutdown.signal).catch((err: unknown) => {
       if (!shutdown.signal.aborted) throw err;
     });
   }
