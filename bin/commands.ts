@@ -22,6 +22,13 @@ export const commands: Record<string, Command> = {
       return runDaemon(args);
     },
   },
+  agent: {
+    summary: 'run the model agent beside a multi-model server (models.json → node cache or source → V2 load/unload)',
+    async run(args) {
+      const { runAgent } = await import('../agent/main.ts');
+      return runAgent(args);
+    },
+  },
   version: {
     summary: 'print the version',
     async run() {

@@ -3,14 +3,8 @@ import { KubeApiError, type KubeClient } from '../kube/client.ts';
 import { SECRETS } from '../kube/resources.ts';
 import type { KubeObject } from '../kube/types.ts';
 import { DownloadError } from '../download/errors.ts';
+import { credentialsFromEnv } from '../download/env-credentials.ts';
 import type { SourceCredentials } from '../download/types.ts';
-
-/** Environment variables of the daemon that configure sources (the stores' own tools read the same names). */
-const SOURCE_ENV = /^(AWS_\w+|S3_\w+|HF_\w+|HUGGING_FACE_HUB_TOKEN|STORAGE_EMULATOR_HOST|GOOGLE_OAUTH_ACCESS_TOKEN|GCE_METADATA_HOST)$/;
-
-export function credentialsFromEnv(env: NodeJS.ProcessEnv): SourceCredentials {
-  return Object.fromEntries(Object.entries(env).filter(([k, v]) => SOURCE_ENV.test(k) && v !== undefined));
-}
 
 interface Secret extends KubeObject {
   data?: Record<string, string>;

@@ -3,14 +3,14 @@ import { CLUSTER_SERVING_RUNTIMES, INFERENCE_SERVICES, SERVING_RUNTIMES, TRAINED
 import { sleep } from '../../kube/backoff.ts';
 import { isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
-import { createMergePatch } from '../../kube/merge-patch.ts';
+import { API_VERSION } from '../../api/types.ts';
 import { runReconciler } from '../../kube/reconciler.ts';
 import { CONFIGMAPS, CRDS } from '../../kube/resources.ts';
 import type { KubeObject, OwnerReference, ResourceType } from '../../kube/types.ts';
 import { WorkQueue } from '../../kube/workqueue.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
-import { configMapName, MODELS_JSON, modelsJson, planRegistration, type ModelEntry } from './plan.ts';
+import { configMapName, MODELS_JSON, modelsJson, planRegistration, REGISTRATION_CONDITIONS, type ModelEntry } from './plan.ts';
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
@@ -173,10 +173,10 @@ export class RegistrationController {
       }
     }
     for (const [tmName, status] of plan.statuses) {
-      const observed = models.find((m) => m.metadata.name === tmName)?.status ?? {};
-      const patch = createMergePatch(observed, status);
-      if (patch === undefined) continue;
-      await client.patchStatus(TRAINED_MODELS, tmName, patch, { namespace: ns, signal }).catch((err: unknown) => {
+      // Server-side apply of the fields registration owns: the model agent owns ModelLoaded, and
+      // neither overwrites the other's condition.
+      const owned = { conditions: (status.conditions ?? []).filter((c) => REGISTRATION_CONDITIONS.includes(c.type)), ...(status.url ? { url: status.url } : {}), ...(status.observedGeneration !== undefined ? { observedGeneration: status.observedGeneration } : {}) };
+      await client.apply(TRAINED_MODELS, { apiVersion: API_VERSION, kind: 'TrainedModel', metadata: { name: tmName, namespace: ns }, status: owned } as unknown as TrainedModel, { subresource: 'status', signal }).catch((err: unknown) => {
         if (!isStatus(err, 404)) throw err; // deleted meanwhile
       });
       const ready = status.conditions?.find((c) => c.type === 'Ready');

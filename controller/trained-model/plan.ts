@@ -32,6 +32,9 @@ export interface RegistrationPlan {
   statuses: Map<string, TrainedModelStatus>;
 }
 
+/** Conditions registration writes; ModelLoaded belongs to the model agent. */
+export const REGISTRATION_CONDITIONS = ['InferenceServiceReady', 'IsMMSPredictor', 'FrameworkSupported', 'MemoryResourceAvailable', 'Ready'];
+
 export const configMapName = (isvc: string, shard = 0): string => `modelconfig-${isvc}-${shard}`;
 export const MODELS_JSON = 'models.json';
 

@@ -1,0 +1,81 @@
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import got from 'got';
+import { safeJoin } from '../download/containment.ts';
+import { downloadModel } from '../download/fetch.ts';
+import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
+import type { DesiredModel } from './plan.ts';
+
+interface CachedModel {
+  key: string;
+  uri: string;
+}
+
+export interface FetchDeps {
+  modelDir: string;
+  /** The node daemon's artifact server; none: always from the source. */
+  cacheUrl?: string;
+  maxModelBytes: number;
+  credentials: SourceCredentials;
+  download?: Partial<DownloadOptions>;
+}
+
+/** KServe's rule: a cache serves a URI equal to its own or below it (`<cache uri>/<subpath>`). */
+export function cacheMatch(models: CachedModel[], uri: string): { model: CachedModel; subpath: string } | undefined {
+  const trimmed = uri.replace(/\/+$/, '');
+  for (const m of models) {
+    const base = m.uri.replace(/\/+$/, '');
+    if (trimmed === base) return { model: m, subpath: '' };
+    if (trimmed.startsWith(`${base}/`)) return { model: m, subpath: trimmed.slice(base.length + 1) };
+  }
+  return undefined;
+}
+
+async function listCache(cacheUrl: string, signal: AbortSignal): Promise<CachedModel[]> {
+  try {
+    return await got(`${cacheUrl}/v1/models`, { timeout: { request: 5000 }, retry: { limit: 1 }, signal }).json<CachedModel[]>();
+  } catch {
+    return []; // no daemon on this node (or not reachable): the source is the fallback
+  }
+}
+
+/** Copies a cached model (or the part under `subpath`) from the artifact server into `dest`. */
+async function copyFromCache(cacheUrl: string, key: string, subpath: string, dest: string, signal: AbortSignal): Promise<number> {
+  const base = `${cacheUrl}/v1/models/${encodeURIComponent(key)}/files`;
+  const files = await got(base, { timeout: { request: 10_000 }, signal }).json<Array<{ path: string; size: number }>>();
+  const wanted = files.filter((f) => !subpath || f.path === subpath || f.path.startsWith(`${subpath}/`));
+  if (wanted.length === 0) throw new Error(`the node cache holds ${key} but nothing under '${subpath}'`);
+  for (const f of wanted) {
+    const rel = subpath && f.path !== subpath ? f.path.slice(subpath.length + 1) : f.path === subpath ? f.path.split('/').pop()! : f.path;
+    const out = safeJoin(dest, rel);
+    await mkdir(dirname(out), { recursive: true });
+    await pipeline(got.stream(`${base}/${f.path.split('/').map(encodeURIComponent).join('/')}`, { signal }), createWriteStream(out));
+  }
+  return wanted.length;
+}
+
+/**
+ * Puts a model's files in `<modelDir>/<name>/` with a `SUCCESS.<hash>` marker, atomically
+ * (staging folder renamed into place): from the node cache when it holds the URI (no origin
+ * traffic), else from the source itself.
+ */
+export async function fetchModel(m: DesiredModel, d: FetchDeps, signal: AbortSignal): Promise<{ from: 'cache' | 'source' }> {
+  const staging = join(d.modelDir, '.staging', `${m.name}-${m.hash.slice(0, 12)}`);
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  let from: 'cache' | 'source' = 'source';
+  const hit = d.cacheUrl ? cacheMatch(await listCache(d.cacheUrl, signal), m.spec.storageUri) : undefined;
+  if (hit && d.cacheUrl) {
+    await copyFromCache(d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
+    from = 'cache';
+  } else {
+    await downloadModel({ uri: m.spec.storageUri, workDir: staging, maxBytes: d.maxModelBytes, signal, credentials: d.credentials, ...(d.download ? { options: d.download } : {}) });
+  }
+  await writeFile(join(staging, `SUCCESS.${m.hash}`), '');
+  const final = join(d.modelDir, m.name);
+  await rm(final, { recursive: true, force: true });
+  await rename(staging, final);
+  return { from };
+}

@@ -1,0 +1,105 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseQuantity } from '../api/quantity.ts';
+import { credentialsFromEnv } from '../download/env-credentials.ts';
+import { KubeClient } from '../kube/client.ts';
+import { runReconciler } from '../kube/reconciler.ts';
+import { WorkQueue } from '../kube/workqueue.ts';
+import { createLogger } from '../ops/logger.ts';
+import { startOpsServer } from '../ops/server.ts';
+import { ModelAgent } from './agent.ts';
+import { AgentMetrics } from './metrics.ts';
+import { ModelServer } from './model-server.ts';
+import { LoadReporter } from './status.ts';
+
+export const agentUsage = `usage: modelcache agent --models-json FILE --model-dir DIR --server URL [flags]
+
+  --models-json FILE     the mounted models.json of the InferenceService (modelconfig-<isvc>-0)
+  --model-dir DIR        where models go, one folder per model (the server's model repository)
+  --server URL           the model server's V2 repository API base, e.g. http://127.0.0.1:8080
+  --cache-url URL        the node daemon's artifact server (default: none, always the source)
+  --namespace NS         TrainedModels' namespace, to report ModelLoaded (default: $POD_NAMESPACE;
+                         none: no reports)
+  --kubeconfig FILE      kubeconfig for the reports (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --max-concurrent N     models fetched and loaded at once (default 2)
+  --max-model-size Q     largest model taken from a source (default 1Ti)
+  --poll-ms N            how often models.json is read (default 1000)
+  --listen ADDR          /metrics, /healthz, /readyz (default 127.0.0.1:9091)
+  --log-level LEVEL      debug, info, warn, error (default info)`;
+
+/** `modelcache agent`: runs beside a model server until SIGTERM/SIGINT. */
+export async function runAgent(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'models-json': { type: 'string' },
+      'model-dir': { type: 'string' },
+      server: { type: 'string' },
+      'cache-url': { type: 'string' },
+      namespace: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'max-concurrent': { type: 'string', default: '2' },
+      'max-model-size': { type: 'string', default: '1Ti' },
+      'poll-ms': { type: 'string', default: '1000' },
+      listen: { type: 'string', default: '127.0.0.1:9091' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(agentUsage);
+    return 0;
+  }
+  for (const f of ['models-json', 'model-dir', 'server'] as const) if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
+  const maxConcurrent = Number(values['max-concurrent']);
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new Error(`--max-concurrent must be a whole number ≥ 1 (got '${values['max-concurrent']}')`);
+  const pollMs = Number(values['poll-ms']);
+  if (!Number.isFinite(pollMs) || pollMs < 50) throw new Error(`--poll-ms must be ≥ 50 (got '${values['poll-ms']}')`);
+  const modelDir = resolve(values['model-dir']!);
+  await mkdir(modelDir, { recursive: true });
+  await rm(join(modelDir, '.staging'), { recursive: true, force: true });
+  const log = createLogger('agent', values['log-level']);
+  const namespace = values.namespace ?? process.env.POD_NAMESPACE;
+  const client = namespace ? KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig }) : undefined;
+  const shutdown = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
+
+  const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
+  const KEY = 'agent';
+  const holder: { agent?: ModelAgent } = {};
+  const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
+  const agent = new ModelAgent({
+    metrics,
+    modelsJson: resolve(values['models-json']!),
+    modelDir,
+    ...(values['cache-url'] ? { cacheUrl: values['cache-url'].replace(/\/$/, '') } : {}),
+    maxModelBytes: parseQuantity(values['max-model-size'] ?? '1Ti', '--max-model-size'),
+    credentials: credentialsFromEnv(process.env),
+    server: new ModelServer(values.server!),
+    ...(client && namespace ? { reporter: new LoadReporter(client, namespace, log) } : {}),
+    log,
+    maxConcurrent,
+    onChange: () => queue.add(KEY),
+  });
+  holder.agent = agent;
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, ready: () => true });
+  log.info({ metrics: `${ops.url}/metrics`, modelsJson: values['models-json'], modelDir, server: values.server, cache: values['cache-url'] ?? null }, 'agent started');
+  const poll = setInterval(() => queue.add(KEY), pollMs);
+  queue.add(KEY);
+  await runReconciler({
+    queue,
+    workers: 1,
+    signal: shutdown.signal,
+    reconcile: () => agent.reconcile(),
+    observe: (_k, outcome, _ms, err) => {
+      if (outcome === 'error') log.warn({ err: String((err as Error)?.message ?? err) }, 'agent pass failed; will retry');
+    },
+  });
+  clearInterval(poll);
+  await agent.stop();
+  await ops.close();
+  await client?.close();
+  log.info('agent stopped');
+  return 0;
+}

@@ -1,0 +1,46 @@
+import got from 'got';
+import { backoffDelay, sleep } from '../kube/backoff.ts';
+
+/** The model server refused or could not be reached, after retries. */
+export class ModelServerError extends Error {
+  readonly code = 'LoadFailed';
+}
+
+/** V2 repository API of the co-located model server: load and unload by model name. */
+export class ModelServer {
+  readonly base: string;
+  readonly #attempts: number;
+  readonly #backoff = { baseMs: 200, maxMs: 5000 };
+
+  constructor(base: string, attempts = 5) {
+    this.base = base.replace(/\/$/, '');
+    this.#attempts = attempts;
+  }
+
+  load(name: string, signal: AbortSignal): Promise<void> {
+    return this.#call('load', name, signal);
+  }
+
+  unload(name: string, signal: AbortSignal): Promise<void> {
+    return this.#call('unload', name, signal);
+  }
+
+  /** POST {} with retries on 5xx, 429 and network errors; 4xx answers fail at once. */
+  async #call(verb: 'load' | 'unload', name: string, signal: AbortSignal): Promise<void> {
+    const url = `${this.base}/v2/repository/models/${encodeURIComponent(name)}/${verb}`;
+    let last = '';
+    for (let n = 1; n <= this.#attempts; n++) {
+      try {
+        const res = await got.post(url, { json: {}, throwHttpErrors: false, retry: { limit: 0 }, timeout: { request: 120_000 }, signal });
+        if (res.statusCode >= 200 && res.statusCode < 300) return;
+        last = `${verb} answered HTTP ${res.statusCode}: ${String(res.body).slice(0, 300)}`;
+        if (res.statusCode < 500 && res.statusCode !== 429) break;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        last = `${verb} failed: ${(err as Error).message}`;
+      }
+      if (n < this.#attempts) await sleep(backoffDelay(n, this.#backoff), signal);
+    }
+    throw new ModelServerError(`model server ${this.base}: ${last}`);
+  }
+}
