@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import got from 'got';
 import { safeJoin } from '../download/containment.ts';
 import { downloadModel } from '../download/fetch.ts';
+import { subpathUnder } from '../serving/cache-uri.ts';
 import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
 import type { DesiredModel } from './plan.ts';
 
@@ -22,13 +23,11 @@ export interface FetchDeps {
   download?: Partial<DownloadOptions>;
 }
 
-/** KServe's rule: a cache serves a URI equal to its own or below it (`<cache uri>/<subpath>`). */
+/** The cached model that serves a URI (KServe's subpath rule), and the path below it. */
 export function cacheMatch(models: CachedModel[], uri: string): { model: CachedModel; subpath: string } | undefined {
-  const trimmed = uri.replace(/\/+$/, '');
-  for (const m of models) {
-    const base = m.uri.replace(/\/+$/, '');
-    if (trimmed === base) return { model: m, subpath: '' };
-    if (trimmed.startsWith(`${base}/`)) return { model: m, subpath: trimmed.slice(base.length + 1) };
+  for (const model of models) {
+    const subpath = subpathUnder(uri, model.uri);
+    if (subpath !== undefined) return { model, subpath };
   }
   return undefined;
 }

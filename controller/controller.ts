@@ -14,6 +14,8 @@ export interface ControllerOptions {
   workers?: number;
   /** Every this many ms, every object is reconciled again (level-based safety net). */
   resyncMs?: number;
+  /** How often to look again for KServe's CRDs while they are not installed. */
+  crdPollMs?: number;
 }
 
 /**
@@ -30,7 +32,7 @@ export class CacheController {
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
-    this.world = new World(opts.client, opts.log);
+    this.world = new World(opts.client, opts.log, { ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}) });
     this.#queue = new WorkQueue();
     this.metrics = new ControllerMetrics(() => this.#queue.length);
     this.#reconcilers = new Reconcilers({

@@ -62,7 +62,7 @@ export class Reconcilers {
     const cache = world.caches.get(name);
     if (!cache) return;
     const placement = world.placement().caches.get(name) ?? { name, deleting: Boolean(cache.metadata.deletionTimestamp), nodes: [], problems: [] };
-    const plan = planCache({ cache, placement, nodes: world.nodesByName(), localModelNodes: world.localModelNodesByName(), now: this.#d.now() });
+    const plan = planCache({ cache, placement, nodes: world.nodesByName(), localModelNodes: world.localModelNodesByName(), users: world.users.usersOf(cache.spec.sourceModelUri), usersKnown: world.users.ready, now: this.#d.now() });
     const finalizers = cache.metadata.finalizers ?? [];
     if (plan.finalizer === 'add') {
       await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: [...finalizers, CACHE_FINALIZER], resourceVersion: cache.metadata.resourceVersion } }, { signal });

@@ -42,6 +42,8 @@ function modelsOf(lmn: LocalModelNode): string[] {
  */
 export function registerWatches(world: World, add: Enqueue): void {
   const all = (): void => enqueueAll(world, add);
+  // Who uses a cache moves placement of caches being deleted (held or not): everything.
+  world.users.onChange(all);
   world.caches.on({
     add: all,
     delete: all,

@@ -4,6 +4,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { NODES } from '../kube/resources.ts';
 import type { Node } from '../kube/types.ts';
+import { ModelUsers } from './model-users.ts';
 import { computePlacement, type Placement } from './placement/plan.ts';
 
 /**
@@ -15,10 +16,12 @@ export class World {
   readonly groups: Informer<LocalModelNodeGroup>;
   readonly nodes: Informer<Node>;
   readonly localModelNodes: Informer<LocalModelNode>;
+  /** InferenceServices (and their TrainedModels) by the model URIs they use: a cache in use is not deleted. */
+  readonly users: ModelUsers;
   #version = 0;
   #placement?: { version: number; value: Placement };
 
-  constructor(client: KubeClient, log?: Logger) {
+  constructor(client: KubeClient, log?: Logger, opts: { crdPollMs?: number } = {}) {
     this.caches = new Informer(client, LOCAL_MODEL_CACHES, { log });
     this.groups = new Informer(client, LOCAL_MODEL_NODE_GROUPS, { log });
     this.nodes = new Informer(client, NODES, { log });
@@ -28,6 +31,8 @@ export class World {
     this.groups.on(bump);
     this.nodes.on(bump);
     this.localModelNodes.on(bump);
+    this.users = new ModelUsers(client, { ...(log ? { log } : {}), ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}) });
+    this.users.onChange(() => this.#version++);
   }
 
   #all(): Array<Informer<LocalModelCache> | Informer<LocalModelNodeGroup> | Informer<Node> | Informer<LocalModelNode>> {
@@ -36,6 +41,7 @@ export class World {
 
   start(signal: AbortSignal): void {
     for (const inf of this.#all()) void inf.start(signal);
+    void this.users.run(signal);
   }
 
   get hasSynced(): boolean {
@@ -51,10 +57,20 @@ export class World {
     if (this.#placement?.version !== this.#version) {
       this.#placement = {
         version: this.#version,
-        value: computePlacement({ caches: this.caches.list(), groups: this.groups.list(), nodes: this.nodes.list() }),
+        value: computePlacement({ caches: this.caches.list(), groups: this.groups.list(), nodes: this.nodes.list(), held: this.#held() }),
       };
     }
     return this.#placement.value;
+  }
+
+  /** Caches being deleted that stay: in use, or use not known yet (KServe's objects not synced). */
+  #held(): Set<string> {
+    const out = new Set<string>();
+    for (const c of this.caches.list()) {
+      if (!c.metadata.deletionTimestamp) continue;
+      if (!this.users.ready || this.users.usersOf(c.spec.sourceModelUri).length > 0) out.add(c.metadata.name ?? '');
+    }
+    return out;
   }
 
   nodesByName(): Map<string, Node> {

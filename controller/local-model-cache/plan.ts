@@ -9,6 +9,10 @@ export interface CacheObservation {
   placement: CachePlacement;
   nodes: ReadonlyMap<string, Node>;
   localModelNodes: ReadonlyMap<string, LocalModelNode>;
+  /** InferenceServices that use the cache's URI (KServe's subpath rule). */
+  users?: Array<{ name: string; namespace: string }>;
+  /** False while it is not yet known which InferenceServices exist. */
+  usersKnown?: boolean;
   now: string;
 }
 
@@ -81,13 +85,22 @@ export function planCache(o: CacheObservation): CachePlan {
     placement.problems.length === 0
       ? { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `placed on ${placement.nodes.length} node(s)` }
       : { type: 'Scheduled', status: 'False', reason: placement.problems[0]?.reason ?? 'NotScheduled', message: placement.problems.map((p) => p.message).join('; ') };
-  const status = buildStatus(o, nodeStatus, [scheduled, readyCondition(name, nodeStatus, scheduled, o)]);
+  const conditions = [scheduled, readyCondition(name, nodeStatus, scheduled, o)];
+  if (placement.held) {
+    const users = (o.users ?? []).map((u) => `${u.namespace}/${u.name}`);
+    conditions.push({ type: 'DeletionHeld', status: 'True', reason: o.usersKnown === false ? 'UsersUnknown' : 'InUse', message: o.usersKnown === false ? 'deletion waits until the InferenceServices that may use this model are known' : `deletion waits until no InferenceService uses this model: ${users.slice(0, 10).join(', ')}` });
+  }
+  const status = buildStatus(o, nodeStatus, conditions);
 
   const wasScheduled = findCondition(old.conditions, 'Scheduled');
   if (scheduled.status === 'False' && (wasScheduled?.status !== 'False' || wasScheduled.reason !== scheduled.reason)) {
     events.push({ type: 'Warning', reason: scheduled.reason, message: scheduled.message });
   } else if (scheduled.status === 'True' && wasScheduled?.status !== 'True') {
     events.push({ type: 'Normal', reason: 'Scheduled', message: scheduled.message });
+  }
+  const held = findCondition(status.conditions, 'DeletionHeld');
+  if (held?.status === 'True' && held.reason === 'InUse' && findCondition(old.conditions, 'DeletionHeld')?.status !== 'True') {
+    events.push({ type: 'Warning', reason: 'DeletionHeld', message: held.message });
   }
   const ready = findCondition(status.conditions, 'Ready');
   if (ready?.status === 'True' && findCondition(old.conditions, 'Ready')?.status !== 'True') {
@@ -135,7 +148,7 @@ function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>,
       total: states.length,
     },
     nodeStatus,
-    ...(old.inferenceServices ? { inferenceServices: old.inferenceServices } : {}),
+    ...(o.users?.length ? { inferenceServices: o.users } : {}),
     conditions: mergeConditions(old.conditions, conditions, o.now),
     ...(o.cache.metadata.generation !== undefined ? { observedGeneration: o.cache.metadata.generation } : {}),
   };

@@ -14,7 +14,10 @@ export interface PlacementProblem {
 
 export interface CachePlacement {
   name: string;
+  /** Being deleted and not held: placed nowhere, so nodes drop it. */
   deleting: boolean;
+  /** Being deleted but still in use (or use not yet known): placed as before until it is free. */
+  held?: boolean;
   /** Nodes that must hold the model, sorted. */
   nodes: string[];
   problems: PlacementProblem[];
@@ -41,6 +44,8 @@ export interface PlacementInput {
   caches: LocalModelCache[];
   groups: LocalModelNodeGroup[];
   nodes: Node[];
+  /** Caches being deleted that must stay placed: InferenceServices still use them. */
+  held?: ReadonlySet<string>;
 }
 
 /** Deterministic placement order: oldest first, then by name. */
@@ -81,7 +86,8 @@ export function computePlacement(input: PlacementInput): Placement {
   const uriOwner = new Map<string, string>();
   for (const cache of [...input.caches].sort(byAge)) {
     const name = cache.metadata.name ?? '';
-    const placement: CachePlacement = { name, deleting: Boolean(cache.metadata.deletionTimestamp), nodes: [], problems: [] };
+    const held = Boolean(cache.metadata.deletionTimestamp) && (input.held?.has(name) ?? false);
+    const placement: CachePlacement = { name, deleting: Boolean(cache.metadata.deletionTimestamp) && !held, ...(held ? { held } : {}), nodes: [], problems: [] };
     caches.set(name, placement);
     if (placement.deleting) continue;
     const uri = cache.spec.sourceModelUri;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CACHE_FINALIZER, LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode, type LocalModelNodeGroup } from '../../api/types.ts';
 import { KubeClient, KubeApiError } from '../../kube/client.ts';
-import { EVENTS, NODES, SECRETS } from '../../kube/resources.ts';
+import { EVENTS, NAMESPACES, NODES, SECRETS } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { ControlPlane } from '../helpers/control-plane.ts';
@@ -11,6 +11,8 @@ import { eventually } from '../helpers/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import { createNode, grantControllerRbac, installShippedCrds, reportModel, setNodeReady } from '../helpers/kube-fixtures.ts';
 import { createLogger } from '../../ops/logger.ts';
+import { installKserveCrds } from '../helpers/kserve-crds.ts';
+import { INFERENCE_SERVICES, TRAINED_MODELS } from '../../api/kserve.ts';
 import { Writable } from 'node:stream';
 
 let controllerClient: KubeClient;
@@ -22,10 +24,11 @@ const cluster = useControlPlane({ setup: startController, teardown: stopControll
 
 async function startController(): Promise<void> {
   await installShippedCrds(cluster.client);
+  await installKserveCrds(cluster.client);
   await grantControllerRbac(cluster.client, ControlPlane.username('tester-1'));
   controllerClient = KubeClient.fromKubeconfig({ kubeconfig: await cluster.cp.kubeconfigFor('tester-1') });
   const quiet = new Writable({ write: (_c, _e, cb) => cb() });
-  controller = new CacheController({ client: controllerClient, log: createLogger('controller', 'info', quiet), workers: 4 });
+  controller = new CacheController({ client: controllerClient, log: createLogger('controller', 'info', quiet), workers: 4, crdPollMs: 200 });
   controller.start(stop.signal);
   running = controller.run(stop.signal);
 }
@@ -200,6 +203,35 @@ test('deletion is never stuck: group deleted first, node deleted first', async (
     assert.deepEqual(Object.keys(c?.status?.nodeStatus ?? {}), [n1]);
   });
   await reportModel(cluster.client, n1, name, null);
+  await eventually(async () => assert.equal(await getCache(name), undefined));
+});
+
+test('InferenceServices using a cache are listed in its status; deleting a cache in use waits until they are gone', async () => {
+  const s = uniqueName('use');
+  const g = `${s}-g`;
+  await createGroup(g, { [`${s}/pool`]: 'yes' }, '100Gi');
+  const n1 = `${s}-n1`;
+  await createNode(cluster.client, n1, { [`${s}/pool`]: 'yes' });
+  const name = `${s}-m`;
+  const uri = `s3://bucket/${s}`;
+  await createCache(name, uri, '1Gi', [g]);
+  await cluster.client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: s } });
+  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'direct', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}/v1` } } } } as KubeObject);
+  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'shared', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' } } } } } as KubeObject);
+  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'unrelated', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}-2` } } } } as KubeObject);
+  await cluster.client.create(TRAINED_MODELS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'TrainedModel', metadata: { name: 'tm', namespace: s }, spec: { inferenceService: 'shared', model: { storageUri: uri, framework: 'sklearn', memory: '1Mi' } } } as KubeObject);
+  await eventually(async () => assert.deepEqual((await getCache(name))?.status?.inferenceServices, [{ name: 'direct', namespace: s }, { name: 'shared', namespace: s }]));
+
+  await cluster.client.delete(LOCAL_MODEL_CACHES, name);
+  await eventually(async () => {
+    const held = condition(await getCache(name), 'DeletionHeld');
+    assert.equal(held?.reason, 'InUse');
+    assert.match(held?.message ?? '', new RegExp(`deletion waits until no InferenceService uses this model: ${s}/direct, ${s}/shared`));
+  });
+  assert.deepEqual(await modelsOn(n1), [name], 'still on its nodes while in use');
+  await cluster.client.delete(INFERENCE_SERVICES, 'direct', { namespace: s });
+  await cluster.client.delete(TRAINED_MODELS, 'tm', { namespace: s });
+  await eventually(async () => assert.deepEqual(await modelsOn(n1), []));
   await eventually(async () => assert.equal(await getCache(name), undefined));
 });
 
