@@ -1,5 +1,5 @@
 import Bottleneck from 'bottleneck';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../kube/backoff.ts';
@@ -12,7 +12,10 @@ import type { AgentMetrics } from './metrics.ts';
 import type { LoadReporter } from './status.ts';
 
 export interface AgentOptions extends FetchDeps {
-  modelsJson: string;
+  /** models.json as text now: from the mounted file or the watched ConfigMap; undefined when absent. */
+  modelsJson: () => Promise<string | undefined>;
+  /** Where models.json comes from, for messages. */
+  modelsSource: string;
   server: ModelServer;
   reporter?: LoadReporter;
   metrics?: AgentMetrics;
@@ -53,13 +56,8 @@ export class ModelAgent {
   }
 
   async #desired(): Promise<Map<string, DesiredModel> | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.#o.modelsJson, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map(); // not mounted yet: nothing wanted
-      throw err;
-    }
+    const text = await this.#o.modelsJson();
+    if (text === undefined) return new Map(); // not there (yet): nothing wanted
     try {
       const { models, invalid } = parseModelsJson(text);
       const inv = invalid.join(',');
@@ -67,7 +65,7 @@ export class ModelAgent {
       this.#lastInvalid = inv;
       return models;
     } catch (err) {
-      this.#o.log.warn({ file: this.#o.modelsJson, err: String((err as Error).message) }, 'models.json is not valid; keeping the models as they are');
+      this.#o.log.warn({ source: this.#o.modelsSource, err: String((err as Error).message) }, 'models.json is not valid; keeping the models as they are');
       return undefined;
     }
   }

@@ -9,13 +9,15 @@ import { WorkQueue } from '../kube/workqueue.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { ModelAgent } from './agent.ts';
+import { configMapSource, fileSource } from './models-source.ts';
 import { AgentMetrics } from './metrics.ts';
 import { ModelServer } from './model-server.ts';
 import { LoadReporter } from './status.ts';
 
-export const agentUsage = `usage: modelcache agent --models-json FILE --model-dir DIR --server URL [flags]
+export const agentUsage = `usage: modelcache agent (--models-json FILE | --configmap NAME) --model-dir DIR --server URL [flags]
 
   --models-json FILE     the mounted models.json of the InferenceService (modelconfig-<isvc>-0)
+  --configmap NAME       or watch that ConfigMap (in --namespace) instead of a mounted file
   --model-dir DIR        where models go, one folder per model (the server's model repository)
   --server URL           the model server's V2 repository API base, e.g. http://127.0.0.1:8080
   --cache-url URL        the node daemon's artifact server (default: none, always the source)
@@ -34,6 +36,7 @@ export async function runAgent(args: string[]): Promise<number> {
     args,
     options: {
       'models-json': { type: 'string' },
+      configmap: { type: 'string' },
       'model-dir': { type: 'string' },
       server: { type: 'string' },
       'cache-url': { type: 'string' },
@@ -51,7 +54,8 @@ export async function runAgent(args: string[]): Promise<number> {
     console.log(agentUsage);
     return 0;
   }
-  for (const f of ['models-json', 'model-dir', 'server'] as const) if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
+  for (const f of ['model-dir', 'server'] as const) if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
+  if (Boolean(values['models-json']) === Boolean(values.configmap)) throw new Error('give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is');
   const maxConcurrent = Number(values['max-concurrent']);
   if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new Error(`--max-concurrent must be a whole number ≥ 1 (got '${values['max-concurrent']}')`);
   const pollMs = Number(values['poll-ms']);
@@ -61,17 +65,20 @@ export async function runAgent(args: string[]): Promise<number> {
   await rm(join(modelDir, '.staging'), { recursive: true, force: true });
   const log = createLogger('agent', values['log-level']);
   const namespace = values.namespace ?? process.env.POD_NAMESPACE;
+  if (values.configmap && !namespace) throw new Error('--configmap needs --namespace (or $POD_NAMESPACE)');
   const client = namespace ? KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig }) : undefined;
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'agent';
+  const source = values.configmap ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal) : fileSource(resolve(values['models-json']!));
   const holder: { agent?: ModelAgent } = {};
   const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
   const agent = new ModelAgent({
     metrics,
-    modelsJson: resolve(values['models-json']!),
+    modelsJson: source.read,
+    modelsSource: source.describe,
     modelDir,
     ...(values['cache-url'] ? { cacheUrl: values['cache-url'].replace(/\/$/, '') } : {}),
     maxModelBytes: parseQuantity(values['max-model-size'] ?? '1Ti', '--max-model-size'),
@@ -83,8 +90,8 @@ export async function runAgent(args: string[]): Promise<number> {
     onChange: () => queue.add(KEY),
   });
   holder.agent = agent;
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, ready: () => true });
-  log.info({ metrics: `${ops.url}/metrics`, modelsJson: values['models-json'], modelDir, server: values.server, cache: values['cache-url'] ?? null }, 'agent started');
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, ready: source.ready });
+  log.info({ metrics: `${ops.url}/metrics`, models: source.describe, modelDir, server: values.server, cache: values['cache-url'] ?? null }, 'agent started');
   const poll = setInterval(() => queue.add(KEY), pollMs);
   queue.add(KEY);
   await runReconciler({

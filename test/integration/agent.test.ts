@@ -7,7 +7,7 @@ import { TRAINED_MODELS, type TrainedModel } from '../../api/kserve.ts';
 import { storageKeyFor } from '../../api/storage-key.ts';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../../api/types.ts';
 import { specHash } from '../../agent/plan.ts';
-import { NAMESPACES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
+import { CONFIGMAPS, NAMESPACES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { ControlPlane } from '../helpers/control-plane.ts';
@@ -104,6 +104,25 @@ test('the agent loads from the node cache with zero origin requests, from the or
       assert.deepEqual(server.callsFor('iris-a'), ['load', 'unload']);
       assert.ok(!(await readdir(modelDir())).includes('iris-a'), 'files removed');
     });
+  } finally {
+    await agent.stop();
+  }
+});
+
+test('--configmap: the agent follows the InferenceService\'s ConfigMap directly (no mounted file)', async (t) => {
+  const dir = join(work, 'cm-models');
+  const cmServer = await V2ModelServer.start(dir);
+  t.after(() => cmServer.close());
+  const iris = origin.url('/models/iris.tar.gz');
+  const cm = 'modelconfig-watched-0';
+  await cluster.client.create(CONFIGMAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm, namespace: ns }, data: { 'models.json': JSON.stringify([entry('watched', iris)]) } });
+  const agent = await startModelcache('agent-cm', ['agent', '--configmap', cm, '--namespace', ns, '--model-dir', dir, '--server', cmServer.url, '--cache-url', daemon.opsUrl, '--kubeconfig', agentKubeconfig, '--poll-ms', '60000', '--listen', '127.0.0.1:0'], work, reaper);
+  try {
+    await eventually(async () => assert.deepEqual([...cmServer.loaded], ['watched']), { timeoutMs: 30_000 });
+    assert.equal(await readFile(join(dir, 'watched', 'model.joblib'), 'utf8'), 'IRIS');
+    // A change reaches the agent through the watch, long before the next poll (60 s).
+    await cluster.client.mergePatch(CONFIGMAPS, cm, { data: { 'models.json': '[]' } }, { namespace: ns });
+    await eventually(async () => assert.deepEqual(cmServer.callsFor('watched'), ['load', 'unload']), { timeoutMs: 20_000 });
   } finally {
     await agent.stop();
   }
