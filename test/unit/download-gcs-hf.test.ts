@@ -5,12 +5,12 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadModel, type DownloadOptions } from '../../download/fetch.ts';
-import { DownloadError } from '../../download/errors.ts';
 import type { SourceCredentials } from '../../download/types.ts';
 import { GcsServer } from '../helpers/object-stores.ts';
 import { HfHub } from '../helpers/hf-hub.ts';
 import { generated, toBuffer } from '../helpers/origin.ts';
 import { Reaper } from '../helpers/processes.ts';
+import { downloadFailure } from '../helpers/download-errors.ts';
 
 const reaper = new Reaper();
 const weights = toBuffer(generated(3 * 1024 * 1024 + 5, 11));
@@ -41,11 +41,6 @@ function run(uri: string, credentials: SourceCredentials, options: Partial<Downl
   const result = downloadModel({ uri, workDir, maxBytes, signal: AbortSignal.timeout(30_000), credentials, options: { backoffBaseMs: 10, backoffMaxMs: 50, partSizeBytes: 1024 * 1024, partParallelism: 2, ...options } });
   return { workDir, result };
 }
-async function failure(p: Promise<unknown>): Promise<DownloadError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  assert.ok(err instanceof DownloadError, `expected a DownloadError, got ${String(err)}`);
-  return err;
-}
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 test('gs: a prefix through STORAGE_EMULATOR_HOST (host:port form), md5 checked, sibling prefix left out; a single object by name', async () => {
@@ -61,10 +56,10 @@ test('gs: a prefix through STORAGE_EMULATOR_HOST (host:port form), md5 checked, 
 
 test('gs: missing bucket, empty prefix, oversized and unreachable map to reasons', async () => {
   const emu = { STORAGE_EMULATOR_HOST: gcs.endpoint };
-  assert.equal((await failure(run('gs://no-such-bucket/x', emu).result)).code, 'SourceNotFound');
-  assert.equal((await failure(run('gs://empty/bert', emu).result)).code, 'SourceEmpty');
-  assert.equal((await failure(run('gs://models/bert', emu, {}, 1000).result)).code, 'SizeExceeded');
-  assert.equal((await failure(run('gs://models/bert', { STORAGE_EMULATOR_HOST: '127.0.0.1:9' }, { attempts: 2 }).result)).code, 'SourceUnavailable');
+  assert.equal((await downloadFailure(run('gs://no-such-bucket/x', emu).result)).code, 'SourceNotFound');
+  assert.equal((await downloadFailure(run('gs://empty/bert', emu).result)).code, 'SourceEmpty');
+  assert.equal((await downloadFailure(run('gs://models/bert', emu, {}, 1000).result)).code, 'SizeExceeded');
+  assert.equal((await downloadFailure(run('gs://models/bert', { STORAGE_EMULATOR_HOST: '127.0.0.1:9' }, { attempts: 2 }).result)).code, 'SourceUnavailable');
 });
 
 test('hf: every file of a revision (paginated tree), LFS files through the CDN in ranges with sha256 checked, pinned to the commit', async () => {
@@ -82,14 +77,14 @@ test('hf: every file of a revision (paginated tree), LFS files through the CDN i
 });
 
 test('hf: a private repo needs the token; unknown repo and revision are SourceNotFound; a bad URI is refused', async () => {
-  const denied = await failure(run('hf://acme/private', { HF_ENDPOINT: hub.endpoint }).result);
+  const denied = await downloadFailure(run('hf://acme/private', { HF_ENDPOINT: hub.endpoint }).result);
   assert.equal(denied.code, 'AccessDenied');
-  const wrong = await failure(run('hf://acme/private', { HF_ENDPOINT: hub.endpoint, HF_TOKEN: 'hf_wrong_token' }).result);
+  const wrong = await downloadFailure(run('hf://acme/private', { HF_ENDPOINT: hub.endpoint, HF_TOKEN: 'hf_wrong_token' }).result);
   assert.equal(wrong.code, 'AccessDenied');
   assert.doesNotMatch(wrong.message, /hf_wrong_token/);
   const ok = run('hf://acme/private', { HF_ENDPOINT: hub.endpoint, HUGGING_FACE_HUB_TOKEN: 'hf_secret_token' });
   assert.equal((await ok.result).files, 1);
-  assert.equal((await failure(run('hf://acme/nope', { HF_ENDPOINT: hub.endpoint }).result)).code, 'SourceNotFound');
-  assert.equal((await failure(run('hf://acme/tiny:no-such-branch', { HF_ENDPOINT: hub.endpoint }).result)).code, 'SourceNotFound');
-  assert.equal((await failure(run('hf://just-a-name', { HF_ENDPOINT: hub.endpoint }).result)).code, 'InvalidUri');
+  assert.equal((await downloadFailure(run('hf://acme/nope', { HF_ENDPOINT: hub.endpoint }).result)).code, 'SourceNotFound');
+  assert.equal((await downloadFailure(run('hf://acme/tiny:no-such-branch', { HF_ENDPOINT: hub.endpoint }).result)).code, 'SourceNotFound');
+  assert.equal((await downloadFailure(run('hf://just-a-name', { HF_ENDPOINT: hub.endpoint }).result)).code, 'InvalidUri');
 });

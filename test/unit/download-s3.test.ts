@@ -5,12 +5,12 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadModel, type DownloadOptions } from '../../download/fetch.ts';
-import { DownloadError } from '../../download/errors.ts';
 import type { SourceCredentials } from '../../download/types.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
 import { generated, toBuffer } from '../helpers/origin.ts';
 import { Reaper } from '../helpers/processes.ts';
+import { downloadFailure } from '../helpers/download-errors.ts';
 
 const reaper = new Reaper();
 let s3: S3Server;
@@ -42,11 +42,6 @@ function run(uri: string, credentials: SourceCredentials, options: Partial<Downl
   return { workDir, result, progress };
 }
 
-async function failure(p: Promise<unknown>): Promise<DownloadError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  assert.ok(err instanceof DownloadError, `expected a DownloadError, got ${String(err)}`);
-  return err;
-}
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -70,23 +65,23 @@ test('s3: a single object is fetched by name and an archive is extracted; S3_END
 });
 
 test('s3: errors map to reasons and never carry the secret', async () => {
-  const wrong = await failure(run('s3://models/llama', creds({ AWS_SECRET_ACCESS_KEY: 'not-the-secret' })).result);
+  const wrong = await downloadFailure(run('s3://models/llama', creds({ AWS_SECRET_ACCESS_KEY: 'not-the-secret' })).result);
   assert.equal(wrong.code, 'AccessDenied');
   assert.match(wrong.message, /SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId/);
   assert.doesNotMatch(wrong.message, /not-the-secret|modelcache-test-secret-key/);
-  assert.equal((await failure(run('s3://models/llama', { AWS_ENDPOINT_URL: s3.endpoint }).result)).code, 'AccessDenied', 'anonymous');
-  const half = await failure(run('s3://models/llama', { AWS_ACCESS_KEY_ID: 'x', AWS_ENDPOINT_URL: s3.endpoint }).result);
+  assert.equal((await downloadFailure(run('s3://models/llama', { AWS_ENDPOINT_URL: s3.endpoint }).result)).code, 'AccessDenied', 'anonymous');
+  const half = await downloadFailure(run('s3://models/llama', { AWS_ACCESS_KEY_ID: 'x', AWS_ENDPOINT_URL: s3.endpoint }).result);
   assert.match(half.message, /need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/);
-  const noBucket = await failure(run('s3://no-such-bucket/llama', creds()).result);
+  const noBucket = await downloadFailure(run('s3://no-such-bucket/llama', creds()).result);
   assert.equal(noBucket.code, 'SourceNotFound');
   assert.match(noBucket.message, /NoSuchBucket/);
-  assert.equal((await failure(run('s3://empty/anything', creds()).result)).code, 'SourceEmpty');
-  assert.equal((await failure(run('s3://models/nothing-here', creds()).result)).code, 'SourceEmpty');
-  const big = await failure(run('s3://models/llama', creds(), {}, 1_000_000).result);
+  assert.equal((await downloadFailure(run('s3://empty/anything', creds()).result)).code, 'SourceEmpty');
+  assert.equal((await downloadFailure(run('s3://models/nothing-here', creds()).result)).code, 'SourceEmpty');
+  const big = await downloadFailure(run('s3://models/llama', creds(), {}, 1_000_000).result);
   assert.equal(big.code, 'SizeExceeded');
   assert.match(big.message, /holds 5243\d+ bytes in 3 objects/);
-  const down = await failure(run('s3://models/llama', creds({ AWS_ENDPOINT_URL: 'http://127.0.0.1:9' }), { attempts: 2 }).result);
+  const down = await downloadFailure(run('s3://models/llama', creds({ AWS_ENDPOINT_URL: 'http://127.0.0.1:9' }), { attempts: 2 }).result);
   assert.equal(down.code, 'SourceUnavailable');
   assert.match(down.message, /failed after 2 attempts/);
-  assert.equal((await failure(run('s3://Bad_Bucket/x', creds()).result)).code, 'InvalidUri');
+  assert.equal((await downloadFailure(run('s3://Bad_Bucket/x', creds()).result)).code, 'InvalidUri');
 });
