@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { CONFIGMAPS } from '../kube/resources.ts';
-import type { KubeObject } from '../kube/types.ts';
+import type { ConfigMap } from '../kube/types.ts';
 import { MODELS_JSON } from '../controller/trained-model/plan.ts';
 
 export interface ModelsSource {
@@ -31,7 +31,7 @@ export function fileSource(path: string): ModelsSource {
 
 /** The InferenceService's ConfigMap, watched (one object, by name): changes wake the agent at once. */
 export function configMapSource(client: KubeClient, namespace: string, name: string, onChange: () => void, log: Logger, signal: AbortSignal): ModelsSource {
-  const informer = new Informer<KubeObject & { data?: Record<string, string> }>(client, CONFIGMAPS, { namespace, fieldSelector: `metadata.name=${name}`, log });
+  const informer = new Informer<ConfigMap>(client, CONFIGMAPS, { namespace, fieldSelector: `metadata.name=${name}`, log });
   informer.on({ add: onChange, update: onChange, delete: onChange });
   void informer.start(signal);
   return {

@@ -66,6 +66,10 @@ export function objectKey(obj: { metadata: ObjectMeta }): string {
   return namespace ? `${namespace}/${name}` : String(name);
 }
 
+export interface ConfigMap extends KubeObject {
+  data?: Record<string, string>;
+}
+
 export interface Node extends KubeObject {
   spec?: { unschedulable?: boolean; taints?: Array<{ key: string; value?: string; effect: string }> };
   status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastHeartbeatTime?: string; lastTransitionTime?: string }>; capacity?: Record<string, string> };

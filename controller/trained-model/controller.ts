@@ -6,15 +6,12 @@ import { Informer } from '../../kube/informer.ts';
 import { API_VERSION } from '../../api/types.ts';
 import { runReconciler } from '../../kube/reconciler.ts';
 import { CONFIGMAPS, CRDS } from '../../kube/resources.ts';
-import type { KubeObject, OwnerReference, ResourceType } from '../../kube/types.ts';
+import type { ConfigMap, OwnerReference, ResourceType } from '../../kube/types.ts';
 import { WorkQueue } from '../../kube/workqueue.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
 import { configMapName, MODELS_JSON, modelsJson, planRegistration, REGISTRATION_CONDITIONS, type ModelEntry } from './plan.ts';
 
-interface ConfigMap extends KubeObject {
-  data?: Record<string, string>;
-}
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
 

@@ -6,13 +6,10 @@ import { join } from 'node:path';
 import { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
-import type { KubeObject } from '../../kube/types.ts';
+import type { ConfigMap } from '../../kube/types.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 
-interface ConfigMap extends KubeObject {
-  data?: Record<string, string>;
-}
 
 const cluster = useControlPlane({ controllerManager: false });
 

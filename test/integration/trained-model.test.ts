@@ -5,7 +5,7 @@ import { CLUSTER_SERVING_RUNTIMES, INFERENCE_SERVICES, TRAINED_MODELS, type Infe
 import { RegistrationController } from '../../controller/trained-model/controller.ts';
 import { KubeApiError, KubeClient } from '../../kube/client.ts';
 import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
-import type { KubeObject } from '../../kube/types.ts';
+import type { ConfigMap, KubeObject } from '../../kube/types.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { ControlPlane } from '../helpers/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
@@ -13,9 +13,6 @@ import { eventually } from '../helpers/eventually.ts';
 import { grantControllerRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 
-interface ConfigMap extends KubeObject {
-  data?: Record<string, string>;
-}
 
 const stop = new AbortController();
 let registration: RegistrationController;
