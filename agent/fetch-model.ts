@@ -1,10 +1,10 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import got from 'got';
 import { safeJoin } from '../download/containment.ts';
 import { downloadModel } from '../download/fetch.ts';
+import type { HttpClient } from '../download/http-client.ts';
+import { fetchObject } from '../download/ranged.ts';
+import { DEFAULT_DOWNLOAD_OPTIONS } from '../download/types.ts';
 import { subpathUnder } from '../serving/cache-uri.ts';
 import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
 import type { DesiredModel } from './plan.ts';
@@ -21,6 +21,8 @@ export interface FetchDeps {
   maxModelBytes: number;
   credentials: SourceCredentials;
   download?: Partial<DownloadOptions>;
+  /** For the artifact server. */
+  http: HttpClient;
 }
 
 /** The cached model that serves a URI (KServe's subpath rule), and the path below it. */
@@ -32,25 +34,35 @@ export function cacheMatch(models: CachedModel[], uri: string): { model: CachedM
   return undefined;
 }
 
-async function listCache(cacheUrl: string, signal: AbortSignal): Promise<CachedModel[]> {
+async function getJson<T>(http: HttpClient, url: string, signal: AbortSignal): Promise<T> {
+  const res = await http.get(url, {}, signal, 10_000);
+  if (res.statusCode !== 200) {
+    await res.body.text().catch(() => undefined);
+    throw new Error(`${url} answered HTTP ${res.statusCode}`);
+  }
+  return (await res.body.json()) as T;
+}
+
+async function listCache(http: HttpClient, cacheUrl: string, signal: AbortSignal): Promise<CachedModel[]> {
   try {
-    return await got(`${cacheUrl}/v1/models`, { timeout: { request: 5000 }, retry: { limit: 1 }, signal }).json<CachedModel[]>();
+    return await getJson<CachedModel[]>(http, `${cacheUrl}/v1/models`, signal);
   } catch {
     return []; // no daemon on this node (or not reachable): the source is the fallback
   }
 }
 
 /** Copies a cached model (or the part under `subpath`) from the artifact server into `dest`. */
-async function copyFromCache(cacheUrl: string, key: string, subpath: string, dest: string, signal: AbortSignal): Promise<number> {
+async function copyFromCache(http: HttpClient, cacheUrl: string, key: string, subpath: string, dest: string, signal: AbortSignal): Promise<number> {
   const base = `${cacheUrl}/v1/models/${encodeURIComponent(key)}/files`;
-  const files = await got(base, { timeout: { request: 10_000 }, signal }).json<Array<{ path: string; size: number }>>();
+  const files = await getJson<Array<{ path: string; size: number }>>(http, base, signal);
   const wanted = files.filter((f) => !subpath || f.path === subpath || f.path.startsWith(`${subpath}/`));
   if (wanted.length === 0) throw new Error(`the node cache holds ${key} but nothing under '${subpath}'`);
   for (const f of wanted) {
     const rel = subpath && f.path !== subpath ? f.path.slice(subpath.length + 1) : f.path === subpath ? f.path.split('/').pop()! : f.path;
     const out = safeJoin(dest, rel);
     await mkdir(dirname(out), { recursive: true });
-    await pipeline(got.stream(`${base}/${f.path.split('/').map(encodeURIComponent).join('/')}`, { signal }), createWriteStream(out));
+    // The same resumable, size-checked fetch as any source (the node cache is just a near one).
+    await fetchObject({ url: `${base}/${f.path.split('/').map(encodeURIComponent).join('/')}`, size: f.size }, out, { o: DEFAULT_DOWNLOAD_OPTIONS, http, signal, authorize: (_u, h) => h, onBytes: () => undefined, limit: f.size });
   }
   return wanted.length;
 }
@@ -65,9 +77,9 @@ export async function fetchModel(m: DesiredModel, d: FetchDeps, signal: AbortSig
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   let from: 'cache' | 'source' = 'source';
-  const hit = d.cacheUrl ? cacheMatch(await listCache(d.cacheUrl, signal), m.spec.storageUri) : undefined;
+  const hit = d.cacheUrl ? cacheMatch(await listCache(d.http, d.cacheUrl, signal), m.spec.storageUri) : undefined;
   if (hit && d.cacheUrl) {
-    await copyFromCache(d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
+    await copyFromCache(d.http, d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
     from = 'cache';
   } else {
     await downloadModel({ uri: m.spec.storageUri, workDir: staging, maxBytes: d.maxModelBytes, signal, credentials: d.credentials, ...(d.download ? { options: d.download } : {}) });

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseQuantity } from '../api/quantity.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
+import { HttpClient } from '../download/http-client.ts';
 import { KubeClient } from '../kube/client.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
@@ -73,6 +74,8 @@ export async function runAgent(args: string[]): Promise<number> {
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'agent';
   const source = values.configmap ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal) : fileSource(resolve(values['models-json']!));
+  const http = new HttpClient({ connectTimeoutMs: 10_000, responseTimeoutMs: 30_000 });
+  const server = new ModelServer(values.server!);
   const holder: { agent?: ModelAgent } = {};
   const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
   const agent = new ModelAgent({
@@ -83,7 +86,8 @@ export async function runAgent(args: string[]): Promise<number> {
     ...(values['cache-url'] ? { cacheUrl: values['cache-url'].replace(/\/$/, '') } : {}),
     maxModelBytes: parseQuantity(values['max-model-size'] ?? '1Ti', '--max-model-size'),
     credentials: credentialsFromEnv(process.env),
-    server: new ModelServer(values.server!),
+    http,
+    server,
     ...(client && namespace ? { reporter: new LoadReporter(client, namespace, log) } : {}),
     log,
     maxConcurrent,
@@ -105,6 +109,8 @@ export async function runAgent(args: string[]): Promise<number> {
   });
   clearInterval(poll);
   await agent.stop();
+  await server.close();
+  await http.close();
   await ops.close();
   await client?.close();
   log.info('agent stopped');

@@ -1,4 +1,4 @@
-import got from 'got';
+import { HttpClient } from '../download/http-client.ts';
 import { backoffDelay, sleep } from '../kube/backoff.ts';
 
 /** The model server refused or could not be reached, after retries. */
@@ -11,10 +11,15 @@ export class ModelServer {
   readonly base: string;
   readonly #attempts: number;
   readonly #backoff = { baseMs: 200, maxMs: 5000 };
+  readonly #http = new HttpClient({ connectTimeoutMs: 10_000, responseTimeoutMs: 120_000 });
 
   constructor(base: string, attempts = 5) {
     this.base = base.replace(/\/$/, '');
     this.#attempts = attempts;
+  }
+
+  async close(): Promise<void> {
+    await this.#http.close();
   }
 
   load(name: string, signal: AbortSignal): Promise<void> {
@@ -31,9 +36,10 @@ export class ModelServer {
     let last = '';
     for (let n = 1; n <= this.#attempts; n++) {
       try {
-        const res = await got.post(url, { json: {}, throwHttpErrors: false, retry: { limit: 0 }, timeout: { request: 120_000 }, signal });
+        const res = await this.#http.request('POST', url, { headers: { 'content-type': 'application/json' }, body: '{}', signal });
+        const text = await res.body.text();
         if (res.statusCode >= 200 && res.statusCode < 300) return;
-        last = `${verb} answered HTTP ${res.statusCode}: ${String(res.body).slice(0, 300)}`;
+        last = `${verb} answered HTTP ${res.statusCode}: ${text.slice(0, 300)}`;
         if (res.statusCode < 500 && res.statusCode !== 429) break;
       } catch (err) {
         if (signal.aborted) throw err;

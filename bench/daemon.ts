@@ -79,7 +79,9 @@ export async function benchDaemon(): Promise<BenchFigure[]> {
     await installCrds(client);
     await createNode(client, 'bench-node', {});
     const root = join(base, 'root');
-    const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper, { ...process.env, NODE_OPTIONS: process.env.MODELCACHE_DAEMON_NODE_OPTIONS ?? '' });
+    // The daemon runs with the DaemonSet's memory settings (manifests/daemon/daemonset.yaml) unless overridden.
+    const env = { ...process.env, NODE_OPTIONS: process.env.MODELCACHE_DAEMON_NODE_OPTIONS ?? '--max-semi-space-size=1', MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+    const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper, env);
     await client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: 'bench-node' }, spec: { localModels: [] } } as LocalModelNode);
     /** The daemon's own download time for one model (from its log); the previous model is dropped from the spec, so the daemon removes it. */
     const viaDaemon = async (name: string, uri: string, size: number): Promise<number> => {

@@ -1,11 +1,17 @@
-import type { Response } from 'got';
+import { header, type Headers } from './http-client.ts';
 import { DownloadError, redactUrl } from './errors.ts';
 
 /** A DownloadError that may carry the server's Retry-After. */
 export type RetryableError = DownloadError & { retryAfterMs?: number };
 
-function retryAfterMs(res: Response, maxMs: number): number | undefined {
-  const h = res.headers['retry-after'];
+/** What statusError needs of an answer. */
+export interface StatusLike {
+  statusCode: number;
+  headers: Headers;
+}
+
+function retryAfterMs(res: StatusLike, maxMs: number): number | undefined {
+  const h = header(res.headers, 'retry-after');
   if (!h) return undefined;
   const secs = Number(h);
   const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
@@ -17,7 +23,7 @@ function retryAfterMs(res: Response, maxMs: number): number | undefined {
  * SourceUnavailable (with Retry-After, capped), anything else BadResponse. `detail` (a store's own
  * error code, say) is added to the message; URLs are shown without their query.
  */
-export function statusError(res: Response, url: string, maxMs: number, detail?: string): RetryableError {
+export function statusError(res: StatusLike, url: string, maxMs: number, detail?: string): RetryableError {
   const s = res.statusCode;
   const where = `${redactUrl(url)} answered HTTP ${s}${detail ? ` (${detail})` : ''}`;
   if (s === 401 || s === 403) return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
@@ -30,6 +36,7 @@ export function statusError(res: Response, url: string, maxMs: number, detail?: 
 export function classify(err: unknown): DownloadError {
   if (err instanceof DownloadError) return err;
   const msg = (err as Error)?.message ?? String(err);
-  if (/Content-Length mismatch/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
+  // The connection closed before the announced length (undici: "other side closed").
+  if ((err as { code?: string })?.code === 'UND_ERR_SOCKET' && /other side closed/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
   return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
 }

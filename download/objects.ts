@@ -5,6 +5,7 @@ import { extractOrPlace, sizeBudget } from './archive.ts';
 import { safeJoin } from './containment.ts';
 import { DownloadError } from './errors.ts';
 import { runAll } from './parallel.ts';
+import type { HttpClient } from './http-client.ts';
 import { fetchObject, type RemoteObject } from './ranged.ts';
 import type { Authorize } from './request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from './types.ts';
@@ -78,7 +79,7 @@ async function pruneStale(workDir: string, wanted: Map<string, ListedObject>): P
  * (a few at once), each through `fetchObject` (parallel ranges for big ones, resumable), or,
  * when the URI named a single object, that object with archives extracted.
  */
-export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, source: ObjectSource): Promise<DownloadResult> {
+export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, source: ObjectSource, http: HttpClient): Promise<DownloadResult> {
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
   const { objects, single } = await source.list(req.signal);
   if (objects.length === 0) throw new DownloadError('SourceEmpty', `${req.uri} holds no objects: check the bucket, prefix or revision`);
@@ -103,7 +104,7 @@ export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, 
   };
   for (const p of kept) onBytes(wanted.get(p)!.size!);
   const partialOf = (x: ListedObject): string => join(dl, createHash('sha256').update(x.path).digest('hex').slice(0, 32));
-  const ctx = { o, authorize: source.authorize, onBytes, limit };
+  const ctx = { o, http, authorize: source.authorize, onBytes, limit };
 
   if (single) {
     const obj = objects[0]!;

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import got, { type Response } from 'got';
 import { BatchWriter } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
+import { discard, header, type HttpClient } from './http-client.ts';
 import { classify, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
 import type { Authorize } from './request.ts';
@@ -24,6 +24,7 @@ export interface RemoteObject {
 
 export interface FetchContext {
   o: DownloadOptions;
+  http: HttpClient;
   signal: AbortSignal;
   authorize: Authorize;
   /** Bytes arrived (negative when a restart drops bytes already counted). */
@@ -112,21 +113,11 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
   if (!whole) headers.range = `bytes=${start}-${Number.isFinite(len) ? base + len - 1 : ''}`;
   if (obj.etag && !whole) headers['if-match'] = obj.etag;
   const attempt = new AbortController();
-  const stream = got.stream(obj.url, {
-    headers: await ctx.authorize(obj.url, headers),
-    throwHttpErrors: false,
-    retry: { limit: 0 },
-    decompress: false,
-    timeout: { connect: o.connectTimeoutMs, response: o.responseTimeoutMs },
-    signal: AbortSignal.any([ctx.signal, attempt.signal]),
-  });
   let stall: NodeJS.Timeout | undefined;
   let flush = async (): Promise<void> => undefined;
+  let res: Awaited<ReturnType<HttpClient['get']>> | undefined;
   try {
-    const res = await new Promise<Response>((resolve, reject) => {
-      stream.once('response', resolve);
-      stream.once('error', reject);
-    });
+    res = await ctx.http.get(obj.url, await ctx.authorize(obj.url, headers), AbortSignal.any([ctx.signal, attempt.signal]));
     if (res.statusCode === 416) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} has no byte ${start}: it is shorter than the ${obj.size ?? start} bytes expected`);
     if (res.statusCode === 412) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} changed while it was being downloaded (ETag no longer ${obj.etag})`);
     if (res.statusCode === 200 && !whole) {
@@ -136,8 +127,9 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
       state.done[0] = 0;
       start = 0;
     } else if (res.statusCode === 206) {
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
-      if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${res.headers['content-range']}' for a request from byte ${start}`, { retryable: true });
+      const range = header(res.headers, 'content-range') ?? '';
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
+      if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a request from byte ${start}`, { retryable: true });
     } else if (res.statusCode !== 200) {
       throw statusError(res, obj.url, o.backoffMaxMs);
     }
@@ -149,7 +141,7 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
       saver.touch();
     }, redactUrl(obj.url));
     flush = () => out.drain();
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of res.body) {
       stall.refresh();
       const after = out.position + out.pending + chunk.length;
       if (end !== undefined && after > end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`);
@@ -162,7 +154,7 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
     if (state.size === undefined) state.size = pos;
     saver.touch(true);
   } catch (err) {
-    stream.destroy();
+    discard(res);
     const e = classify(err);
     // Bytes that arrived before a reset or stall are good: keep them, so the retry starts after them
     // (and no write is left running behind this attempt).

@@ -1,6 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import got from 'got';
 import { classify, statusError } from './http-status.ts';
+import type { Headers, HttpClient } from './http-client.ts';
 import { withRetries } from './parallel.ts';
 import type { DownloadOptions } from './types.ts';
 
@@ -9,6 +8,7 @@ export type Authorize = (url: string, headers: Record<string, string>) => Promis
 
 export interface TextRequest {
   url: string;
+  http: HttpClient;
   authorize: Authorize;
   o: DownloadOptions;
   signal: AbortSignal;
@@ -17,18 +17,13 @@ export interface TextRequest {
 }
 
 /** GET a small document (a listing page, metadata), retrying network trouble, 429 and 5xx. */
-export async function getText(r: TextRequest): Promise<{ body: string; headers: IncomingHttpHeaders }> {
+export async function getText(r: TextRequest): Promise<{ body: string; headers: Headers }> {
   return withRetries(`GET ${new URL(r.url).pathname}`, r.o, r.signal, async () => {
     try {
-      const res = await got(r.url, {
-        headers: await r.authorize(r.url, {}),
-        throwHttpErrors: false,
-        retry: { limit: 0 },
-        timeout: { connect: r.o.connectTimeoutMs, response: r.o.responseTimeoutMs, request: r.o.responseTimeoutMs * 2 },
-        signal: r.signal,
-      });
-      if (res.statusCode !== 200) throw statusError(res, r.url, r.o.backoffMaxMs, r.errorDetail?.(res.body));
-      return { body: res.body, headers: res.headers };
+      const res = await r.http.get(r.url, await r.authorize(r.url, {}), r.signal);
+      const body = await res.body.text();
+      if (res.statusCode !== 200) throw statusError(res, r.url, r.o.backoffMaxMs, r.errorDetail?.(body));
+      return { body, headers: res.headers };
     } catch (err) {
       throw classify(err);
     }

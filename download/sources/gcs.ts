@@ -1,5 +1,5 @@
-import got from 'got';
 import { DownloadError } from '../errors.ts';
+import type { HttpClient } from '../http-client.ts';
 import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
@@ -25,7 +25,7 @@ function apiBase(c: SourceCredentials): { base: string; emulator: boolean } {
  * metadata server's token for the node's (or workload identity's) service account, refreshed
  * before it expires; anonymous (public buckets) when there is no metadata server.
  */
-function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOptions): Authorize {
+function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOptions, http: HttpClient): Authorize {
   if (emulator) return (_url, headers) => headers;
   const fixed = c.GOOGLE_OAUTH_ACCESS_TOKEN;
   if (fixed) return (_url, headers) => ({ ...headers, authorization: `Bearer ${fixed}` });
@@ -34,11 +34,9 @@ function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOption
   return async (_url, headers) => {
     if (!token || Date.now() > token.expires - 60_000) {
       try {
-        const r = await got(`http://${host}/computeMetadata/v1/instance/service-accounts/default/token`, {
-          headers: { 'metadata-flavor': 'Google' },
-          timeout: { request: Math.min(o.connectTimeoutMs, 2000) },
-          retry: { limit: 0 },
-        }).json<{ access_token: string; expires_in: number }>();
+        const res = await http.get(`http://${host}/computeMetadata/v1/instance/service-accounts/default/token`, { 'metadata-flavor': 'Google' }, AbortSignal.timeout(Math.min(o.connectTimeoutMs, 2000)));
+        if (res.statusCode !== 200) throw new Error(`metadata server answered ${res.statusCode}`);
+        const r = (await res.body.json()) as { access_token: string; expires_in: number };
         token = { value: r.access_token, expires: Date.now() + r.expires_in * 1000 };
       } catch {
         token = { expires: Date.now() + 5 * 60_000 }; // no metadata server: anonymous, asked again later
@@ -63,13 +61,13 @@ function gcsErrorDetail(body: string): string | undefined {
   }
 }
 
-async function listGcs(base: string, bucket: string, prefix: string, authorize: Authorize, o: DownloadOptions, signal: AbortSignal): Promise<ObjectListing> {
+async function listGcs(base: string, bucket: string, prefix: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
   const all: GcsObject[] = [];
   let pageToken: string | undefined;
   do {
     const q = new URLSearchParams({ prefix, fields: 'items(name,size,md5Hash,generation),nextPageToken', ...(pageToken ? { pageToken } : {}) });
     const url = `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o?${q}`;
-    const page = JSON.parse((await getText({ url, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as { items?: GcsObject[]; nextPageToken?: string };
+    const page = JSON.parse((await getText({ url, http, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as { items?: GcsObject[]; nextPageToken?: string };
     all.push(...(page.items ?? []));
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -85,10 +83,10 @@ async function listGcs(base: string, bucket: string, prefix: string, authorize: 
 }
 
 /** Every object under a gs:// prefix (or the one object it names), through the JSON API. */
-export async function downloadGcs(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+export async function downloadGcs(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
   const { bucket, prefix } = parseGsUri(req.uri);
   const c = req.credentials ?? {};
   const { base, emulator } = apiBase(c);
-  const authorize = gcsAuthorize(c, emulator, o);
-  return downloadObjects(req, o, { list: (signal) => listGcs(base, bucket, prefix, authorize, o, signal), authorize });
+  const authorize = gcsAuthorize(c, emulator, o, http);
+  return downloadObjects(req, o, { list: (signal) => listGcs(base, bucket, prefix, authorize, o, http, signal), authorize }, http);
 }

@@ -1,4 +1,5 @@
 import { DownloadError } from '../errors.ts';
+import type { HttpClient } from '../http-client.ts';
 import { downloadObjects, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
@@ -34,16 +35,16 @@ function hfErrorDetail(body: string): string | undefined {
   }
 }
 
-async function listHf(endpoint: string, repo: string, revision: string, authorize: Authorize, o: DownloadOptions, signal: AbortSignal): Promise<ObjectListing> {
+async function listHf(endpoint: string, repo: string, revision: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
   // Pin the revision to its commit first: every file (and every part) then comes from one commit.
-  const info = JSON.parse((await getText({ url: `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, authorize, o, signal, errorDetail: hfErrorDetail })).body) as { sha?: string };
+  const info = JSON.parse((await getText({ url: `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, http, authorize, o, signal, errorDetail: hfErrorDetail })).body) as { sha?: string };
   if (!info.sha) throw new DownloadError('BadResponse', `hf://${repo}: the hub did not name the commit of revision ${revision}`);
   const files: TreeEntry[] = [];
   let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${info.sha}?recursive=true&expand=false`;
   while (url) {
-    const page = await getText({ url, authorize, o, signal, errorDetail: hfErrorDetail });
+    const page = await getText({ url, http, authorize, o, signal, errorDetail: hfErrorDetail });
     files.push(...(JSON.parse(page.body) as TreeEntry[]).filter((e) => e.type === 'file'));
-    url = nextLink(page.headers.link, endpoint);
+    url = nextLink(page.headers['link'], endpoint);
   }
   const objects = files.map((f): ListedObject => ({
     path: f.path,
@@ -63,10 +64,10 @@ function hfAuthorize(endpoint: string, c: SourceCredentials): Authorize {
 }
 
 /** Every file of a Hugging Face model repository at a revision, through the hub's resolve endpoint. */
-export async function downloadHf(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+export async function downloadHf(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
   const { repo, revision } = parseHfUri(req.uri);
   const c = req.credentials ?? {};
   const endpoint = (c.HF_ENDPOINT || 'https://huggingface.co').replace(/\/$/, '');
   const authorize = hfAuthorize(endpoint, c);
-  return downloadObjects(req, o, { list: (signal) => listHf(endpoint, repo, revision, authorize, o, signal), authorize });
+  return downloadObjects(req, o, { list: (signal) => listHf(endpoint, repo, revision, authorize, o, http, signal), authorize }, http);
 }

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import got, { type Response } from 'got';
 import { BatchWriter } from '../batch-writer.ts';
+import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
 import { classify, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
 import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
@@ -28,7 +28,7 @@ export function fileNameFromUrl(url: string): string {
  * If-Range), retrying 5xx/429/resets/stalls with capped backoff, stopping at the size limit,
  * and extracting tar/tar.gz/zip archives recognised by their bytes.
  */
-export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
   const { uri: url, workDir, signal } = req;
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
   const dl = join(workDir, '.download');
@@ -49,34 +49,25 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
     const validator = meta?.etag ?? meta?.lastModified;
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) } : {};
     const attemptAbort = new AbortController();
-    const stream = got.stream(url, {
-      headers,
-      throwHttpErrors: false,
-      retry: { limit: 0 },
-      decompress: false,
-      timeout: { connect: o.connectTimeoutMs, response: o.responseTimeoutMs },
-      signal: AbortSignal.any([signal, attemptAbort.signal]),
-    });
     let stall: NodeJS.Timeout | undefined;
+    let res: HttpResponse | undefined;
     try {
-      const res = await new Promise<Response>((resolve, reject) => {
-        stream.once('response', resolve);
-        stream.once('error', reject);
-      });
+      res = await http.get(url, headers, AbortSignal.any([signal, attemptAbort.signal]));
       if (res.statusCode === 416 && offset > 0) throw new DownloadError('IntegrityMismatch', 'resume position beyond the object', { retryable: true });
       if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, url, o.backoffMaxMs);
       let total: number | undefined;
       if (res.statusCode === 206) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
-        if (!m || Number(m[1]) !== offset) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${res.headers['content-range']}' for a resume at ${offset}`, { retryable: true });
+        const range = header(res.headers, 'content-range') ?? '';
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
+        if (!m || Number(m[1]) !== offset) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a resume at ${offset}`, { retryable: true });
         total = m[3] === '*' ? undefined : Number(m[3]);
       } else {
         offset = 0;
-        const cl = res.headers['content-length'];
+        const cl = header(res.headers, 'content-length');
         total = cl === undefined ? undefined : Number(cl);
       }
       if (total !== undefined && total > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`);
-      await writeFile(metaPath, JSON.stringify({ url, etag: res.headers.etag, lastModified: res.headers['last-modified'], total } satisfies ResumeMeta));
+      await writeFile(metaPath, JSON.stringify({ url, etag: header(res.headers, 'etag'), lastModified: header(res.headers, 'last-modified'), total } satisfies ResumeMeta));
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
       let extractor: ReturnType<typeof tarExtractor> | undefined;
@@ -86,7 +77,7 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
       const out = new BatchWriter(fh, offset, () => undefined, name);
       stall = setTimeout(() => attemptAbort.abort(new Error('stalled')), o.stallTimeoutMs);
       try {
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
+        for await (const chunk of res.body) {
           stall.refresh();
           received += chunk.length;
           if (offset + received > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`);
@@ -126,7 +117,7 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions): Pr
       if (extractor) streamed = extractor.done;
       done = true;
     } catch (err) {
-      stream.destroy();
+      discard(res);
       const e = signal.aborted ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason }) : classify(diskError(err, `writing ${name}`));
       if (!e.retryable) {
         if (e.code === 'SizeExceeded' || e.code === 'IntegrityMismatch' || e.code === 'InsufficientCapacity') await rm(dl, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import aws4 from 'aws4';
 import { XMLParser } from 'fast-xml-parser';
 import { DownloadError } from '../errors.ts';
+import type { HttpClient } from '../http-client.ts';
 import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
@@ -88,14 +89,14 @@ function s3ErrorCode(body: string): string | undefined {
   }
 }
 
-async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOptions, signal: AbortSignal): Promise<ObjectListing> {
+async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
   const authorize = s3Authorize(cfg);
   const all: Array<{ key: string; size: number; etag?: string }> = [];
   let token: string | undefined;
   do {
     const q = new URLSearchParams({ 'list-type': '2', prefix: key, ...(token ? { 'continuation-token': token } : {}) });
     const url = `${bucketUrl(cfg, bucket)}?${q}`;
-    const { body } = await getText({ url, authorize, o, signal, errorDetail: s3ErrorCode });
+    const { body } = await getText({ url, http, authorize, o, signal, errorDetail: s3ErrorCode });
     const page = (xml.parse(body) as ListPage).ListBucketResult;
     if (!page) throw new DownloadError('BadResponse', `s3://${bucket}: the listing is not a ListBucketResult`);
     for (const c of page.Contents ?? []) {
@@ -110,8 +111,8 @@ async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOpt
 }
 
 /** Every object under an s3:// prefix (or the one object it names), SigV4-signed. */
-export async function downloadS3(req: DownloadRequest, o: DownloadOptions): Promise<DownloadResult> {
+export async function downloadS3(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
   const { bucket, key } = parseS3Uri(req.uri);
   const cfg = s3Config(req.credentials ?? {}, bucket);
-  return downloadObjects(req, o, { list: (signal) => listS3(cfg, bucket, key, o, signal), authorize: s3Authorize(cfg) });
+  return downloadObjects(req, o, { list: (signal) => listS3(cfg, bucket, key, o, http, signal), authorize: s3Authorize(cfg) }, http);
 }

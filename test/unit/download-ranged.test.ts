@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions } from '../../download/types.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { fetchObject, type RemoteObject } from '../../download/ranged.ts';
+import { HttpClient } from '../../download/http-client.ts';
 import { generated, Origin, toBuffer } from '../helpers/origin.ts';
 
 const MiB = 1024 * 1024;
@@ -28,7 +29,9 @@ const opts = (o: Partial<DownloadOptions> = {}): DownloadOptions => ({ ...DEFAUL
 let n = 0;
 function fetchTo(obj: RemoteObject, o: DownloadOptions, signal = AbortSignal.timeout(30_000), partial = join(base, `f${n++}`)) {
   let bytes = 0;
-  const result = fetchObject(obj, partial, { o, signal, authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }), onBytes: (k) => (bytes += k), limit: 20 * MiB });
+  const http = new HttpClient(o);
+  const result = fetchObject(obj, partial, { o, http, signal, authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }), onBytes: (k) => (bytes += k), limit: 20 * MiB });
+  void result.finally(() => http.close()).catch(() => undefined);
   return { partial, result, bytes: () => bytes };
 }
 
