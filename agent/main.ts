@@ -94,7 +94,7 @@ export async function runAgent(args: string[]): Promise<number> {
     onChange: () => queue.add(KEY),
   });
   holder.agent = agent;
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, ready: source.ready });
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, unready: () => (source.ready() ? undefined : 'models.json not read yet') });
   log.info({ metrics: `${ops.url}/metrics`, models: source.describe, modelDir, server: values.server, cache: values['cache-url'] ?? null }, 'agent started');
   const poll = setInterval(() => queue.add(KEY), pollMs);
   queue.add(KEY);

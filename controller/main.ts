@@ -54,7 +54,7 @@ export async function runController(args: string[]): Promise<number> {
     })]);
   };
   controller.start(shutdown.signal);
-  const ops = await startOpsServer({ addr: values['metrics-addr'], registry: controller.metrics.registry, ready: () => controller.ready });
+  const ops = await startOpsServer({ addr: values['metrics-addr'], registry: controller.metrics.registry, unready: () => (controller.ready ? undefined : 'caches not synced') });
   log.info({ metrics: `${ops.url}/metrics`, server: client.server, leaderElect: values['leader-elect'] }, 'controller started');
 
   if (values['leader-elect']) {

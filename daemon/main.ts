@@ -5,6 +5,8 @@ import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
 import { parseQuantity } from '../api/quantity.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
+import { NODES } from '../kube/resources.ts';
+import type { Node } from '../kube/types.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { CapacityLedger } from '../disk/capacity.ts';
@@ -15,7 +17,7 @@ import { artifactRoutes } from './artifact-server.ts';
 import { SourceCredentialsReader } from './credentials.ts';
 import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
-import { reconcileNode } from './node-cache/reconcile.ts';
+import { reconcileNode, type NodeCacheMemory } from './node-cache/reconcile.ts';
 import { StatusWriter } from './status-writer.ts';
 
 export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [flags]
@@ -33,12 +35,26 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
   --parallel-parts N       ranged GETs at once per object (default 4; 1 = one stream)
   --parallel-files N       objects at once when a source lists many (default 4)
   --progress-interval-ms   at most one progress write per this interval (default 2000)
+  --orphan-grace-seconds   while this node's LocalModelNode is absent, keep cached files this long (default 600)
   --log-level LEVEL        debug, info, warn, error (default info)`;
 
 function positiveInt(name: string, v: string | undefined): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number ≥ 1 (got '${v}')`);
   return n;
+}
+
+function nonNegativeInt(name: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number ≥ 0 (got '${v}')`);
+  return n;
+}
+
+/** Why the daemon is not ready, or undefined when it is. */
+function daemonUnready(nodeName: string, lmns: Informer<LocalModelNode>, nodes: Informer<Node>): string | undefined {
+  if (!lmns.hasSynced || !nodes.hasSynced) return 'caches not synced';
+  if (!nodes.get(nodeName)) return `Node ${nodeName} not found: --node-name (or $NODE_NAME) must be this node's name, spec.nodeName from the downward API`;
+  return undefined;
 }
 
 /** `modelcache daemon`: runs on every cache node until SIGTERM/SIGINT. */
@@ -54,6 +70,7 @@ export async function runDaemon(args: string[]): Promise<number> {
       'safety-margin': { type: 'string', default: '1Gi' },
       'stall-timeout-seconds': { type: 'string', default: '30' },
       'progress-interval-ms': { type: 'string', default: '2000' },
+      'orphan-grace-seconds': { type: 'string', default: '600' },
       'allow-file-root': { type: 'string', multiple: true, default: [] },
       namespace: { type: 'string' },
       'part-size': { type: 'string', default: '16Mi' },
@@ -104,23 +121,29 @@ export async function runDaemon(args: string[]): Promise<number> {
   });
   const status = new StatusWriter(client, nodeName, positiveInt('progress-interval-ms', values['progress-interval-ms']), log);
   const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
-  informer.on({ add: () => queue.add(KEY), update: () => queue.add(KEY), delete: () => queue.add(KEY) });
-  void informer.start(shutdown.signal);
+  // Its own Node: a node being removed starts no new download, and a wrong --node-name shows in /readyz.
+  const nodes = new Informer<Node>(client, NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
+  for (const inf of [informer, nodes] as const) {
+    inf.on({ add: () => queue.add(KEY), update: () => queue.add(KEY), delete: () => queue.add(KEY) });
+    void inf.start(shutdown.signal);
+  }
+  const memory: NodeCacheMemory = {};
+  const orphanGraceMs = nonNegativeInt('orphan-grace-seconds', values['orphan-grace-seconds']) * 1000;
   const capacityTimer = setInterval(() => {
     void ledger.free().then((free) => metrics.cacheCapacity.set(free + ledger.reservedBytes), () => undefined);
     queue.add(KEY); // capacity may have freed: failed-for-space models are re-checked when their retry time comes
   }, 30_000);
   capacityTimer.unref();
 
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, ready: () => informer.hasSynced, extra: artifactRoutes(root) });
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, unready: () => daemonUnready(nodeName, informer, nodes), extra: artifactRoutes(root) });
   log.info({ metrics: `${ops.url}/metrics`, artifacts: `${ops.url}/v1/models`, root }, 'daemon started');
-  await informer.waitForSync(shutdown.signal).catch(() => undefined);
+  await Promise.all([informer.waitForSync(shutdown.signal), nodes.waitForSync(shutdown.signal)]).catch(() => undefined);
   queue.add(KEY);
   await runReconciler({
     queue,
     workers: 1,
     signal: shutdown.signal,
-    reconcile: () => reconcileNode({ nodeName, root, informer, downloads, status, metrics, log }),
+    reconcile: () => reconcileNode({ nodeName, root, informer, nodes, memory, orphanGraceMs, downloads, status, metrics, log }),
     observe: (_k, outcome, _ms, err) => {
       if (outcome === 'error') log.warn({ err: String((err as Error)?.message ?? err) }, 'reconcile failed; will retry');
     },

@@ -24,6 +24,8 @@ export class StatusWriter {
   readonly #intervalMs: number;
   readonly #log: Logger;
   #written: LocalModelNodeStatus | undefined;
+  /** uid of the object #written describes: a recreated LocalModelNode starts with an empty status. */
+  #uid: string | undefined;
   #wanted: LocalModelNodeStatus | undefined;
   #lastWriteAt = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -37,9 +39,11 @@ export class StatusWriter {
     this.#log = log;
   }
 
-  /** What the apiserver holds now (from the informer), so patches start from the truth. */
-  observed(status: LocalModelNodeStatus | undefined): void {
-    if (this.#written === undefined) this.#written = status ?? {};
+  /** The object the apiserver holds now (from the informer): patches start from its status when it is new to us. */
+  observed(uid: string | undefined, status: LocalModelNodeStatus | undefined): void {
+    if (this.#written !== undefined && uid === this.#uid) return;
+    this.#uid = uid;
+    this.#written = status ?? {};
   }
 
   /** The status that should be there; written now or soon. */

@@ -5,8 +5,8 @@ export interface OpsServerOptions {
   /** host:port; port 0 picks a free one. */
   addr: string;
   registry: Registry;
-  /** Readiness: caches synced (and whatever else the component needs). */
-  ready: () => boolean;
+  /** Why the component is not ready (caches not synced, …), shown by /readyz; undefined when ready. */
+  unready: () => string | undefined;
   /** Extra routes (the daemon's artifact server); return false to fall through to 404. */
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
 }
@@ -40,9 +40,9 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: 
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok');
     } else if (path === '/readyz') {
-      const ok = opts.ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'ok' : 'not ready: caches not synced');
+      const why = opts.unready();
+      res.writeHead(why === undefined ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(why === undefined ? 'ok' : `not ready: ${why}`);
     } else if (!(opts.extra && (await opts.extra(req, res)))) {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found');

@@ -36,6 +36,15 @@ export interface NodeObservation {
   /** storageKey of models reported before but no longer desired (from the last status), by modelName. */
   reportedKeys: ReadonlyMap<string, string>;
   now: number;
+  /** Why no new download may start here now (the node is being removed), if so. */
+  paused?: string;
+  /**
+   * When this node's LocalModelNode was first seen absent (ms), while it is. Absent is not "empty":
+   * the controller empties the spec to ask for removal, so an absent object (deleted by hand, or
+   * not created yet) changes nothing on disk until `orphanGraceMs` has passed.
+   */
+  specMissingSince?: number;
+  orphanGraceMs?: number;
 }
 
 export type NodeAction =
@@ -90,14 +99,20 @@ export function planNode(o: NodeObservation): NodePlan {
       nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, failed.retryAt);
       continue;
     }
-    actions.push({ kind: 'download', model: m });
     modelStatus[m.modelName] = 'ModelDownloadPending';
-    models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize };
+    models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize, ...(o.paused ? { message: `not started: ${o.paused}` } : {}) };
+    if (!o.paused) actions.push({ kind: 'download', model: m });
   }
 
-  for (const key of o.inFlight.keys()) if (!wantedKeys.has(key)) actions.push({ kind: 'cancel', storageKey: key });
   const onDisk = new Set([...o.disk.complete.keys(), ...o.disk.partial]);
-  for (const key of onDisk) if (!wantedKeys.has(key) && !o.inFlight.has(key)) actions.push({ kind: 'remove', storageKey: key });
+  const unwanted = [...o.inFlight.keys(), ...onDisk].filter((key) => !wantedKeys.has(key));
+  const holdUntil = o.specMissingSince !== undefined ? o.specMissingSince + (o.orphanGraceMs ?? 0) : undefined;
+  if (holdUntil !== undefined && holdUntil > o.now) {
+    if (unwanted.length) nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, holdUntil);
+  } else {
+    for (const key of o.inFlight.keys()) if (!wantedKeys.has(key)) actions.push({ kind: 'cancel', storageKey: key });
+    for (const key of onDisk) if (!wantedKeys.has(key) && !o.inFlight.has(key)) actions.push({ kind: 'remove', storageKey: key });
+  }
 
   // Models no longer desired keep their entry while their files are still on disk.
   for (const [name, key] of o.reportedKeys) {

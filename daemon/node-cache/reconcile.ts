@@ -1,17 +1,29 @@
 import type { Logger } from 'pino';
 import type { LocalModelNode } from '../../api/types.ts';
 import type { Informer } from '../../kube/informer.ts';
+import type { Node } from '../../kube/types.ts';
 import type { ReconcileResult } from '../../kube/reconciler.ts';
 import { takeInventory } from '../../disk/inventory.ts';
 import type { DownloadManager } from '../downloads.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { StatusWriter } from '../status-writer.ts';
+import { nodeLeavingReason } from './node-leaving.ts';
 import { planNode } from './plan.ts';
+
+/** What one pass leaves for the next: since when the LocalModelNode is missing, and the last pause reason (to log changes once). */
+export interface NodeCacheMemory {
+  specMissingSince?: number | undefined;
+  paused?: string | undefined;
+}
 
 export interface NodeCacheDeps {
   nodeName: string;
   root: string;
   informer: Informer<LocalModelNode>;
+  nodes: Informer<Node>;
+  memory: NodeCacheMemory;
+  /** How long files stay on disk while this node's LocalModelNode is absent. */
+  orphanGraceMs: number;
   downloads: DownloadManager;
   status: StatusWriter;
   metrics: DaemonMetrics;
@@ -25,6 +37,17 @@ export interface NodeCacheDeps {
  */
 export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult | void> {
   const lmn = d.informer.get(d.nodeName);
+  const mem = d.memory;
+  if (lmn) mem.specMissingSince = undefined;
+  else if (mem.specMissingSince === undefined) {
+    mem.specMissingSince = Date.now();
+    d.log.info({ localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 }, 'LocalModelNode absent: cached files stay until it returns or the grace period ends');
+  }
+  const paused = nodeLeavingReason(d.nodes.get(d.nodeName));
+  if (paused !== mem.paused) {
+    d.log.info({ node: d.nodeName, paused: paused ?? null }, paused ? 'new downloads paused' : 'new downloads allowed');
+    mem.paused = paused;
+  }
   const inv = await takeInventory(d.root);
   const reportedKeys = new Map<string, string>();
   for (const [name, detail] of Object.entries(lmn?.status?.models ?? {})) if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
@@ -35,6 +58,9 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
     failures: d.downloads.failures,
     reportedKeys,
     now: Date.now(),
+    ...(paused ? { paused } : {}),
+    ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
+    orphanGraceMs: d.orphanGraceMs,
   });
   const plan = observe();
   for (const a of plan.actions) {
@@ -44,7 +70,7 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
   }
   d.metrics.cacheUsed.set([...inv.complete.values()].reduce((s, m) => s + m.bytes, 0));
   if (lmn) {
-    d.status.observed(lmn.status);
+    d.status.observed(lmn.metadata.uid, lmn.status);
     // Actions just taken change what is in flight: report from the state after them.
     const after = plan.actions.length ? observe() : plan;
     await d.status.set(after.status);

@@ -20,7 +20,8 @@ import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
-import { SECRETS } from '../../kube/resources.ts';
+import { NODES, SECRETS } from '../../kube/resources.ts';
+import type { Node } from '../../kube/types.ts';
 import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
 
 const stop = new AbortController();
@@ -195,9 +196,63 @@ test('the daemon identity can write LocalModelNode status and nothing more', asy
     assert.ok(await daemon.get(SECRETS, 'anything', { namespace: 'modelcache-system' }).then(() => true), 'get secrets in its namespace');
     await assert.rejects(daemon.list(SECRETS, { namespace: 'modelcache-system' }), (e: { status?: number }) => e.status === 403);
     await assert.rejects(daemon.get(SECRETS, 'anything', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
+    assert.equal((await daemon.get<Node>(NODES, nodes[0] as string))?.metadata.name, nodes[0], 'reads its Node');
+    await assert.rejects(daemon.mergePatch(NODES, nodes[0] as string, { metadata: { labels: { x: 'y' } } }), (e: { status?: number }) => e.status === 403);
   } finally {
     await daemon.close();
   }
+});
+
+test('a node the autoscaler is removing starts no new download (Pending, saying why) until the taint goes', async (t) => {
+  const n2 = nodes[1] as string;
+  const taint = { key: 'ToBeDeletedByClusterAutoscaler', value: '1763856000', effect: 'NoSchedule' };
+  await cluster.client.mergePatch(NODES, n2, { spec: { taints: [taint] } });
+  t.after(() => cluster.client.mergePatch(NODES, n2, { spec: { taints: null } }));
+  // The daemon sees its Node and its LocalModelNode on two watches: wait until it has seen the taint.
+  await eventually(async () => assert.ok((await daemons.get(n2)!.logs()).some((l) => l.msg === 'new downloads paused')));
+  origin.set('/models/leaving/m.bin', generated(1_000_000, 31));
+  await createCache('leaving', origin.url('/models/leaving/m.bin'), '2Mi');
+  await eventually(async () => {
+    const [a, b] = await Promise.all(nodes.map((n) => cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n)));
+    assert.equal(a?.status?.modelStatus?.leaving, 'ModelDownloaded');
+    assert.equal(b?.status?.modelStatus?.leaving, 'ModelDownloadPending');
+    assert.equal(b?.status?.models?.leaving?.message, `not started: node ${n2} has taint ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it`);
+  });
+  assert.equal(origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET').length, 1, 'only the node that stays fetched it');
+  await cluster.client.mergePatch(NODES, n2, { spec: { taints: null } });
+  await waitDownloaded('leaving');
+});
+
+test('a LocalModelNode deleted by hand is recreated by the controller and nothing is removed or fetched again', async () => {
+  origin.set('/models/kept/m.bin', generated(1_500_000, 32));
+  await createCache('kept', origin.url('/models/kept/m.bin'), '2Mi');
+  await waitDownloaded('kept');
+  const n1 = nodes[0] as string;
+  const before = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
+  const fetched = origin.requestsFor('/models/kept/m.bin').length;
+  await cluster.client.delete(LOCAL_MODEL_NODES, n1);
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
+    assert.ok(lmn && lmn.metadata.uid !== before?.metadata.uid, 'recreated');
+    assert.equal(lmn.status?.modelStatus?.kept, 'ModelDownloaded');
+    assert.deepEqual(lmn.status?.modelStatus, before?.status?.modelStatus, 'every model reported as before');
+  });
+  assert.equal(origin.requestsFor('/models/kept/m.bin').length, fetched, 'not fetched again');
+  const key = storageKeyFor(origin.url('/models/kept/m.bin'));
+  assert.equal((await stat(join(rootOf(n1), key, 'm.bin'))).size, 1_500_000);
+});
+
+test('/readyz says so when --node-name names no Node, and turns ready once that Node exists', async (t) => {
+  const ghost = `${group}-ghost`;
+  const d = await startDaemon(ghost);
+  t.after(() => d.stop('SIGKILL'));
+  await eventually(async () => {
+    const res = await fetch(`${d.opsUrl}/readyz`);
+    assert.equal(res.status, 503);
+    assert.match(await res.text(), new RegExp(`Node ${ghost} not found: --node-name`));
+  });
+  await createNode(cluster.client, ghost, {});
+  await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
 });
 
 test('s3:// with the node group\'s Secret: downloaded on both nodes; a missing or wrong Secret is AccessDenied without leaking it', async (t) => {

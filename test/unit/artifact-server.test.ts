@@ -44,7 +44,7 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
   await mkdir(join(root, 'partial1'));
   await writeFile(join(root, 'partial1', 'half.bin'), 'xx');
 
-  const srv = await startOpsServer({ addr: '127.0.0.1:0', registry: new Registry(), ready: () => true, extra: artifactRoutes(root) });
+  const srv = await startOpsServer({ addr: '127.0.0.1:0', registry: new Registry(), unready: () => undefined, extra: artifactRoutes(root) });
   t.after(() => srv.close());
 
   const list = JSON.parse((await rawGet(srv.url, '/v1/models')).body.toString()) as Array<{ key: string; uri: string; path: string }>;

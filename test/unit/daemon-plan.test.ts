@@ -53,3 +53,24 @@ test('daemon plan: a folder holding another URI is replaced', () => {
   assert.deepEqual(plan.actions, [{ kind: 'remove', storageKey: 'k-a' }]);
   assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
 });
+
+test('daemon plan: on a node being removed nothing new starts; models wait Pending with the reason, running ones go on', () => {
+  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, startedAt: 't0' }]]);
+  const plan = planNode({ desired: [model('a'), model('b')], disk: disk(), inFlight, failures: new Map(), reportedKeys: new Map(), now: NOW, paused: 'node n1 has taint ToBeDeletedByClusterAutoscaler' });
+  assert.deepEqual(plan.actions, []);
+  assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
+  assert.equal(plan.status.models?.a?.message, 'not started: node n1 has taint ToBeDeletedByClusterAutoscaler');
+  assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
+});
+
+test('daemon plan: an absent LocalModelNode is not an empty one: files and downloads stay for the grace period, then go', () => {
+  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
+  const o = { desired: [], disk: disk({ 'k-a': 's3://b/a' }, ['k-b']), inFlight, failures: new Map(), reportedKeys: new Map(), specMissingSince: NOW - 1000, orphanGraceMs: 60_000 };
+  const held = planNode({ ...o, now: NOW });
+  assert.deepEqual(held.actions, []);
+  assert.equal(held.nextRetryAt, NOW + 59_000, 'looked at again when the grace ends');
+  const after = planNode({ ...o, now: NOW + 59_000 });
+  assert.deepEqual(after.actions.map((a) => `${a.kind} ${'storageKey' in a ? a.storageKey : ''}`).sort(), ['cancel k-c', 'remove k-a', 'remove k-b']);
+  const empty = planNode({ ...o, specMissingSince: undefined, now: NOW });
+  assert.equal(empty.actions.length, 3, 'an empty spec (the controller asking) removes at once');
+});
