@@ -140,6 +140,7 @@ export const localModelCacheCrd = crd('LocalModelCache', 'localmodelcaches', ['l
         type: 'array',
         items: { type: 'object', properties: { name: { type: 'string' }, namespace: { type: 'string' } } },
       },
+      progress: { type: 'string', description: 'bytes on disk across the nodes, as a percent of what they must hold' },
       conditions,
       observedGeneration: { type: 'integer', format: 'int64' },
     },
@@ -150,6 +151,7 @@ export const localModelCacheCrd = crd('LocalModelCache', 'localmodelcaches', ['l
   { name: 'Available', type: 'integer', jsonPath: '.status.copies.available' },
   { name: 'Failed', type: 'integer', jsonPath: '.status.copies.failed' },
   { name: 'Total', type: 'integer', jsonPath: '.status.copies.total' },
+  { name: 'Progress', type: 'string', jsonPath: '.status.progress' },
   { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
@@ -263,7 +265,7 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
       },
       summary: {
         type: 'object',
-        properties: { models: { type: 'integer' }, downloaded: { type: 'integer' }, failed: { type: 'integer' } },
+        properties: { models: { type: 'integer' }, downloaded: { type: 'integer' }, failed: { type: 'integer' }, progress: { type: 'string' } },
       },
       observedGeneration: { type: 'integer', format: 'int64' },
     },
@@ -272,6 +274,7 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
   { name: 'Models', type: 'integer', jsonPath: '.status.summary.models' },
   { name: 'Downloaded', type: 'integer', jsonPath: '.status.summary.downloaded' },
   { name: 'Failed', type: 'integer', jsonPath: '.status.summary.failed' },
+  { name: 'Progress', type: 'string', jsonPath: '.status.summary.progress' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
 

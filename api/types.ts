@@ -42,6 +42,8 @@ export interface LocalModelCacheStatus {
   copies?: Copies;
   nodeStatus?: Record<string, NodeState>;
   inferenceServices?: Array<{ name: string; namespace: string }>;
+  /** Bytes on disk across the cache's nodes, as a whole percent of what they must hold (for kubectl get). */
+  progress?: string;
   conditions?: Condition[];
   observedGeneration?: number;
 }
@@ -124,7 +126,7 @@ export interface LocalModelNodeStatus {
   modelStatus?: Record<string, ModelState>;
   models?: Record<string, LocalModelDetail>;
   /** Counts for kubectl get. */
-  summary?: { models: number; downloaded: number; failed: number };
+  summary?: { models: number; downloaded: number; failed: number; progress?: string };
   observedGeneration?: number;
 }
 

@@ -3,13 +3,13 @@ import { LOCAL_MODEL_NODES, type LocalModelNodeStatus } from '../api/types.ts';
 import { isStatus, type KubeClient } from '../kube/client.ts';
 import { createMergePatch } from '../kube/merge-patch.ts';
 
-/** True when anything but byte counters differs: states, reasons, which models are listed. */
+/** True when anything but byte counters and progress differs: states, reasons, which models are listed. */
 function significant(a: LocalModelNodeStatus | undefined, b: LocalModelNodeStatus): boolean {
   const strip = (s: LocalModelNodeStatus | undefined): string =>
     JSON.stringify({
       modelStatus: s?.modelStatus ?? {},
       models: Object.fromEntries(Object.entries(s?.models ?? {}).map(([k, d]) => [k, { ...d, bytesDone: undefined }])),
-      summary: s?.summary,
+      summary: s?.summary ? { ...s.summary, progress: undefined } : undefined,
     });
   return strip(a) !== strip(b);
 }

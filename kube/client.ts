@@ -30,6 +30,8 @@ export interface RequestOpts {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
+  /** Accept header (default application/json); e.g. a server-side Table as kubectl get asks for. */
+  accept?: string;
   signal?: AbortSignal;
 }
 
@@ -87,8 +89,8 @@ export class KubeClient {
     await (await this.#dispatcher)?.close();
   }
 
-  async #headers(contentType?: string): Promise<Record<string, string>> {
-    const headers: Record<string, string> = { accept: 'application/json', ...(await this.#conn.headers()) };
+  async #headers(contentType?: string, accept = 'application/json'): Promise<Record<string, string>> {
+    const headers: Record<string, string> = { accept, ...(await this.#conn.headers()) };
     if (contentType) headers['content-type'] = contentType;
     return headers;
   }
@@ -102,7 +104,7 @@ export class KubeClient {
   async #fetch(method: string, path: string, opts: RequestOpts): Promise<Response> {
     const res = await fetch(this.#url(path, opts.query), {
       method,
-      headers: await this.#headers(opts.body !== undefined ? (opts.contentType ?? 'application/json') : undefined),
+      headers: await this.#headers(opts.body !== undefined ? (opts.contentType ?? 'application/json') : undefined, opts.accept),
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
       dispatcher: await this.#pool(),
       signal: opts.signal,

@@ -3,6 +3,8 @@ import type { Node } from '../../kube/types.ts';
 import { findCondition, mergeConditions, sameJson, type ConditionInput } from '../conditions.ts';
 import type { CachePlacement } from '../placement/plan.ts';
 import { isNodeReady } from '../placement/node-ready.ts';
+import { parseQuantity } from '../../api/quantity.ts';
+import { totalProgress, type ProgressPart } from '../../api/progress.ts';
 
 export interface CacheObservation {
   cache: LocalModelCache;
@@ -90,7 +92,7 @@ export function planCache(o: CacheObservation): CachePlan {
     const users = (o.users ?? []).map((u) => `${u.namespace}/${u.name}`);
     conditions.push({ type: 'DeletionHeld', status: 'True', reason: o.usersKnown === false ? 'UsersUnknown' : 'InUse', message: o.usersKnown === false ? 'deletion waits until the InferenceServices that may use this model are known' : `deletion waits until no InferenceService uses this model: ${users.slice(0, 10).join(', ')}` });
   }
-  const status = buildStatus(o, nodeStatus, conditions);
+  const status = buildStatus(o, nodeStatus, conditions, cacheProgress(name, nodeStatus, o));
 
   const wasScheduled = findCondition(old.conditions, 'Scheduled');
   if (scheduled.status === 'False' && (wasScheduled?.status !== 'False' || wasScheduled.reason !== scheduled.reason)) {
@@ -138,7 +140,28 @@ function readyCondition(name: string, nodeStatus: Record<string, NodeState>, sch
   return { type: 'Ready', status: 'False', reason: 'Downloading', message: `available on ${available} of ${total} node(s)` };
 }
 
-function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>, conditions: ConditionInput[]): LocalModelCacheStatus {
+/**
+ * Bytes on disk across the nodes that must hold the model: a downloaded node counts whole, a
+ * downloading one its bytesDone, any other none. Changes in whole percents, so the controller
+ * writes at most ~100 progress updates per cache however many nodes report.
+ */
+function cacheProgress(name: string, nodeStatus: Record<string, NodeState>, o: CacheObservation): string | undefined {
+  let size: number;
+  try {
+    size = parseQuantity(o.cache.spec.modelSize, 'spec.modelSize');
+  } catch {
+    return undefined;
+  }
+  const parts: ProgressPart[] = Object.entries(nodeStatus).map(([node, state]) => {
+    const d = o.localModelNodes.get(node)?.status?.models?.[name];
+    const total = d?.bytesTotal && d.bytesTotal > 0 ? d.bytesTotal : size;
+    if (state === 'NodeDownloaded') return { done: total, total };
+    return { done: state === 'NodeDownloading' ? Math.min(d?.bytesDone ?? 0, total) : 0, total };
+  });
+  return totalProgress(parts);
+}
+
+function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>, conditions: ConditionInput[], progress?: string): LocalModelCacheStatus {
   const states = Object.values(nodeStatus);
   const old = o.cache.status ?? {};
   return {
@@ -149,6 +172,7 @@ function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>,
     },
     nodeStatus,
     ...(o.users?.length ? { inferenceServices: o.users } : {}),
+    ...(progress !== undefined ? { progress } : {}),
     conditions: mergeConditions(old.conditions, conditions, o.now),
     ...(o.cache.metadata.generation !== undefined ? { observedGeneration: o.cache.metadata.generation } : {}),
   };

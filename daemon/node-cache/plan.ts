@@ -1,4 +1,5 @@
 import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
+import { totalProgress, type ProgressPart } from '../../api/progress.ts';
 
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
@@ -124,12 +125,23 @@ export function planNode(o: NodeObservation): NodePlan {
   }
 
   const states = Object.values(modelStatus);
+  const progress = totalProgress(o.desired.map((m): ProgressPart => {
+    const d = models[m.modelName];
+    const total = d?.bytesTotal && d.bytesTotal > 0 ? d.bytesTotal : m.modelSize;
+    const state = modelStatus[m.modelName];
+    return { done: state === 'ModelDownloaded' ? total : state === 'ModelDownloading' ? Math.min(d?.bytesDone ?? 0, total) : 0, total };
+  }));
   return {
     actions,
     status: {
       modelStatus,
       models,
-      summary: { models: states.length, downloaded: states.filter((s) => s === 'ModelDownloaded').length, failed: states.filter((s) => s === 'ModelDownloadError').length },
+      summary: {
+        models: states.length,
+        downloaded: states.filter((s) => s === 'ModelDownloaded').length,
+        failed: states.filter((s) => s === 'ModelDownloadError').length,
+        ...(progress !== undefined ? { progress } : {}),
+      },
     },
     ...(nextRetryAt !== undefined ? { nextRetryAt } : {}),
   };

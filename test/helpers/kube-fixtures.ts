@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { installCrds } from '../../api/install.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, NAMESPACES, NODES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
-import type { KubeObject, Node } from '../../kube/types.ts';
+import type { KubeObject, Node, ResourceType } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { LOCAL_MODEL_NODES, type LocalModelDetail, type ModelState } from '../../api/types.ts';
 
@@ -53,4 +53,11 @@ export async function installShippedCrds(client: KubeClient): Promise<void> {
     docs.push(...(fromYamlAll(await readFile(new URL(f, dir), 'utf8')) as KubeObject[]));
   }
   await installCrds(client, undefined, docs);
+}
+
+/** One object as `kubectl get` prints it: the apiserver's Table (printer columns), column name → cell. */
+export async function printedRow(client: KubeClient, rt: ResourceType, name: string): Promise<Record<string, unknown>> {
+  const table = await client.request<{ columnDefinitions: Array<{ name: string }>; rows: Array<{ cells: unknown[] }> }>('GET', client.path(rt, { name }), { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
+  const cells = table.rows[0]?.cells ?? [];
+  return Object.fromEntries(table.columnDefinitions.map((c, i) => [c.name, cells[i]]));
 }

@@ -78,6 +78,7 @@ test('cache status: nodeStatus follows node reports and readiness; copies equal 
   const plan = planCache({ cache: c, placement, nodes, localModelNodes: lmns, now: NOW });
   assert.deepEqual(plan.status?.nodeStatus, { n1: 'NodeDownloaded', n2: 'NodeDownloadError', n3: 'NodeNotReady', n4: 'NodeDownloadPending' });
   assert.deepEqual(plan.status?.copies, { available: 1, failed: 1, total: 4 });
+  assert.equal(plan.status?.progress, '25%', 'one of four nodes holds the model');
   assert.equal(plan.finalizer, 'keep');
   assert.ok(plan.events.some((e) => e.reason === 'NodeDownloadError' && e.message.startsWith('node n2')));
   const ready = plan.status?.conditions?.find((c) => c.type === 'Ready');
@@ -131,4 +132,20 @@ test('merge patch removes keys that are gone and leaves equal values out', () =>
   assert.equal(createMergePatch({ a: [1] }, { a: [1] }), undefined);
   assert.deepEqual(createMergePatch({ a: [1] }, { a: [1, 2] }), { a: [1, 2] });
   assert.deepEqual(createMergePatch(undefined, { a: 1 }), { a: 1 });
+});
+
+test('cache progress: bytes on disk across its nodes in whole percents, rounded down; 100% only when every node has it', () => {
+  const c = cache('m', 's3://b/m', '100', ['g']);
+  const placement = { name: 'm', deleting: false, nodes: ['n1', 'n2'], problems: [] };
+  const nodes = new Map([['n1', node('n1', {})], ['n2', node('n2', {})]]);
+  const downloading = (name: string, bytesDone: number, bytesTotal?: number) => {
+    const lmn = reportedNode(name, { m: 'ModelDownloading' });
+    return { ...lmn, status: { ...lmn.status, models: { m: { bytesDone, ...(bytesTotal !== undefined ? { bytesTotal } : {}) } } } };
+  };
+  const at = (n1: ReturnType<typeof reportedNode>, n2: ReturnType<typeof reportedNode>) => planCache({ cache: c, placement, nodes, localModelNodes: new Map([['n1', n1], ['n2', n2]]), now: NOW }).status?.progress;
+  assert.equal(at(downloading('n1', 30), downloading('n2', 0)), '15%');
+  assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), downloading('n2', 99)), '99%', '199 of 200 bytes is not done');
+  assert.equal(at(downloading('n1', 50, 200), downloading('n2', 50, 200)), '25%', 'the size the origin announced counts over modelSize');
+  assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloadError' })), '50%');
+  assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloaded' })), '100%');
 });

@@ -14,7 +14,7 @@ test('daemon plan: downloads what is missing, reports complete ones Downloaded, 
   const plan = planNode({ desired: [model('a'), model('b')], disk: disk({ 'k-a': 's3://b/a' }), inFlight: new Map(), failures: new Map(), reportedKeys: new Map(), now: NOW });
   assert.deepEqual(plan.actions, [{ kind: 'download', model: model('b') }]);
   assert.deepEqual(plan.status.modelStatus, { a: 'ModelDownloaded', b: 'ModelDownloadPending' });
-  assert.deepEqual(plan.status.summary, { models: 2, downloaded: 1, failed: 0 });
+  assert.deepEqual(plan.status.summary, { models: 2, downloaded: 1, failed: 0, progress: '50%' });
 });
 
 test('daemon plan: a partial download is resumed (download action), one in flight is reported with progress', () => {
@@ -23,6 +23,7 @@ test('daemon plan: a partial download is resumed (download action), one in fligh
   assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a') }]);
   assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
   assert.equal(plan.status.models?.b?.bytesDone, 40);
+  assert.equal(plan.status.summary?.progress, '20%', '40 of the 200 bytes the two models need');
 });
 
 test('daemon plan: failures wait for their retry time, then are tried again', () => {
