@@ -14,6 +14,7 @@ import { installCrds } from '../api/install.ts';
 import { storageKeyFor } from '../api/storage-key.ts';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
+import { fromYamlAll } from '../kube/yaml.ts';
 import { ControlPlane } from '../test/helpers/control-plane.ts';
 import { ensureBinaries } from '../test/helpers/binaries.ts';
 import { eventually } from '../test/helpers/eventually.ts';
@@ -50,6 +51,14 @@ async function writeTarGz(path: string, files: number, each: number): Promise<vo
   await done;
 }
 
+/** The daemon container's plain env values in manifests/daemon/daemonset.yaml. */
+async function daemonSetEnv(): Promise<Record<string, string>> {
+  type Container = { env?: Array<{ name: string; value?: string }> };
+  const docs = fromYamlAll(await readFile(new URL('../manifests/daemon/daemonset.yaml', import.meta.url), 'utf8')) as Array<{ kind?: string; spec?: { template?: { spec?: { containers?: Container[] } } } }>;
+  const env = docs.find((d) => d.kind === 'DaemonSet')?.spec?.template?.spec?.containers?.[0]?.env ?? [];
+  return Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
+}
+
 /** Wall time of a command, run asynchronously (the origin it fetches from lives in this process). */
 async function timeCommand(cmd: string, args: string[]): Promise<number> {
   const t0 = performance.now();
@@ -79,8 +88,10 @@ export async function benchDaemon(): Promise<BenchFigure[]> {
     await installCrds(client);
     await createNode(client, 'bench-node', {});
     const root = join(base, 'root');
-    // The daemon runs with the DaemonSet's memory settings (manifests/daemon/daemonset.yaml) unless overridden.
-    const env = { ...process.env, NODE_OPTIONS: process.env.MODELCACHE_DAEMON_NODE_OPTIONS ?? '--max-semi-space-size=1', MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+    // The daemon runs with the DaemonSet's memory settings (read from its manifest) unless overridden.
+    const shipped = await daemonSetEnv();
+    const env = { ...process.env, NODE_OPTIONS: process.env.MODELCACHE_DAEMON_NODE_OPTIONS ?? shipped.NODE_OPTIONS ?? '', MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? shipped.MALLOC_ARENA_MAX ?? '' };
+    process.stderr.write(`daemon env: NODE_OPTIONS=${env.NODE_OPTIONS} MALLOC_ARENA_MAX=${env.MALLOC_ARENA_MAX}\n`);
     const daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', 'bench-node', '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0'], base, reaper, env);
     await client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: 'bench-node' }, spec: { localModels: [] } } as LocalModelNode);
     const pid = daemon.managed.child.pid;
