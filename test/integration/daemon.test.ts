@@ -232,7 +232,9 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
     assert.equal(b?.status?.modelStatus?.leaving, 'ModelDownloadPending');
     assert.equal(b?.status?.models?.leaving?.message, `not started: node ${n2} has taint ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it`);
   });
-  assert.equal(origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET').length, 1, 'only the node that stays fetched it');
+  const key = storageKeyFor(origin.url('/models/leaving/m.bin'));
+  for (const where of [join(rootOf(n2), key), join(rootOf(n2), '.staging', key)]) assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
+  assert.ok(!(await daemons.get(n2)!.logs()).some((l) => l.model === 'leaving' && /download (started|resumed)/.test(String(l.msg))), 'no download started on the leaving node');
   await cluster.client.mergePatch(NODES, n2, { spec: { taints: null } });
   await waitDownloaded('leaving');
 });
