@@ -7,6 +7,7 @@ import { backoffDelay } from '../kube/backoff.ts';
 import { commitModel, removeModel } from '../disk/atomic.ts';
 import type { CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths } from '../disk/layout.ts';
+import { readMarker } from '../disk/inventory.ts';
 import { DownloadError, type DownloadErrorCode } from '../download/errors.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
 import type { SourceCredentials } from '../download/types.ts';
@@ -96,6 +97,13 @@ export class DownloadManager {
     const { root, ledger, log, metrics } = this.#o;
     const key = model.storageKey;
     if (entry.abort.signal.aborted) return;
+    // A plan made from an older look at the disk may ask again for a model that just completed:
+    // downloading it again would replace the folder under its consumers' feet.
+    const done = await readMarker(root, key);
+    if (done?.uri === model.sourceModelUri) {
+      log.debug({ model: model.modelName, storageKey: key }, 'already complete on disk; not downloaded again');
+      return;
+    }
     entry.queued = false;
     entry.startedAt = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     this.#o.onChange();

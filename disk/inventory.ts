@@ -11,13 +11,19 @@ export interface Inventory {
   unknown: string[];
 }
 
+/** The completion marker of one model folder, or undefined when the folder is not a complete model. */
+export async function readMarker(root: string, key: string): Promise<Marker | undefined> {
+  const marker = await readFile(join(root, key, MARKER_FILE), 'utf8').then((t) => JSON.parse(t) as Marker, () => undefined);
+  return marker?.storageKey === key ? marker : undefined;
+}
+
 /** What is on disk under a cache root. Read-only: safe to call while removals are under way. */
 export async function takeInventory(root: string): Promise<Inventory> {
   const inv: Inventory = { complete: new Map(), partial: new Set(), unknown: [] };
   for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
     if (isReservedName(e.name) || !e.isDirectory()) continue;
-    const marker = await readFile(join(root, e.name, MARKER_FILE), 'utf8').then((t) => JSON.parse(t) as Marker, () => undefined);
-    if (marker && marker.storageKey === e.name) inv.complete.set(e.name, marker);
+    const marker = await readMarker(root, e.name);
+    if (marker) inv.complete.set(e.name, marker);
     else inv.unknown.push(e.name);
   }
   for (const e of await readdir(stagingRoot(root), { withFileTypes: true }).catch(() => [])) {

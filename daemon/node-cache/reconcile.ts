@@ -8,7 +8,7 @@ import type { DownloadManager } from '../downloads.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { StatusWriter } from '../status-writer.ts';
 import { nodeLeavingReason } from './node-leaving.ts';
-import { planNode } from './plan.ts';
+import { planNode, type InFlight } from './plan.ts';
 
 /** What one pass leaves for the next: since when the LocalModelNode is missing, and the last pause reason (to log changes once). */
 export interface NodeCacheMemory {
@@ -48,21 +48,25 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
     d.log.info({ node: d.nodeName, paused: paused ?? null }, paused ? 'new downloads paused' : 'new downloads allowed');
     mem.paused = paused;
   }
+  // What is in flight is read before the disk: a download that completes meanwhile is then either
+  // still in flight here or already on disk there, never neither (which would start it again).
+  const inFlight = new Map(d.downloads.inFlight);
+  const failures = new Map(d.downloads.failures);
   const inv = await takeInventory(d.root);
   const reportedKeys = new Map<string, string>();
   for (const [name, detail] of Object.entries(lmn?.status?.models ?? {})) if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
-  const observe = () => planNode({
+  const observe = (running: ReadonlyMap<string, InFlight>) => planNode({
     desired: lmn?.spec?.localModels ?? [],
     disk: { complete: new Map([...inv.complete].map(([k, m]) => [k, { uri: m.uri, bytes: m.bytes, completedAt: m.completedAt }])), partial: inv.partial },
-    inFlight: d.downloads.inFlight,
-    failures: d.downloads.failures,
+    inFlight: running,
+    failures,
     reportedKeys,
     now: Date.now(),
     ...(paused ? { paused } : {}),
     ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
     orphanGraceMs: d.orphanGraceMs,
   });
-  const plan = observe();
+  const plan = observe(inFlight);
   for (const a of plan.actions) {
     if (a.kind === 'download') d.downloads.start(a.model);
     else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
@@ -72,7 +76,8 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
   if (lmn) {
     d.status.observed(lmn.metadata.uid, lmn.status);
     // Actions just taken change what is in flight: report from the state after them.
-    const after = plan.actions.length ? observe() : plan;
+    // (what ended since the disk was read still counts as in flight: the next pass reports it)
+    const after = plan.actions.length ? observe(new Map([...inFlight, ...d.downloads.inFlight])) : plan;
     await d.status.set(after.status);
   }
   if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
