@@ -235,6 +235,8 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
   const key = storageKeyFor(origin.url('/models/leaving/m.bin'));
   for (const where of [join(rootOf(n2), key), join(rootOf(n2), '.staging', key)]) assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
   assert.ok(!(await daemons.get(n2)!.logs()).some((l) => l.model === 'leaving' && /download (started|resumed)/.test(String(l.msg))), 'no download started on the leaving node');
+  // (a resume after a stall would send a Range; a second whole GET would be a download started twice)
+  assert.equal(origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET' && !r.range).length, 1, 'one whole GET: the node that stays, once');
   await cluster.client.mergePatch(NODES, n2, { spec: { taints: null } });
   await waitDownloaded('leaving');
 });
