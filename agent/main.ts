@@ -21,7 +21,8 @@ export const agentUsage = `usage: modelcache agent (--models-json FILE | --confi
   --configmap NAME       or watch that ConfigMap (in --namespace) instead of a mounted file
   --model-dir DIR        where models go, one folder per model (the server's model repository)
   --server URL           the model server's V2 repository API base, e.g. http://127.0.0.1:8080
-  --cache-url URL        the node daemon's artifact server (default: none, always the source)
+  --cache-url URL        the node daemon's artifact server: http://HOST:PORT, or unix:///PATH for its
+                         --artifact-socket (default: none, always the source)
   --namespace NS         TrainedModels' namespace, to report ModelLoaded (default: $POD_NAMESPACE;
                          none: no reports)
   --kubeconfig FILE      kubeconfig for the reports (default: $KUBECONFIG, in-cluster, ~/.kube/config)
@@ -30,6 +31,17 @@ export const agentUsage = `usage: modelcache agent (--models-json FILE | --confi
   --poll-ms N            how often models.json is read (default 1000)
   --listen ADDR          /metrics, /healthz, /readyz (default 127.0.0.1:9091)
   --log-level LEVEL      debug, info, warn, error (default info)`;
+
+/** --cache-url: an http(s) base URL, or unix:///path of the daemon's artifact socket (then requests go to it as http://localhost). */
+export function cacheEndpoint(raw: string): { url: string; socketPath?: string } {
+  if (raw.startsWith('unix:')) {
+    const path = raw.replace(/^unix:(\/\/)?/, '');
+    if (!path.startsWith('/')) throw new Error(`--cache-url ${raw}: a socket must be an absolute path, e.g. unix:///run/modelcache/artifacts.sock`);
+    return { url: 'http://localhost', socketPath: path };
+  }
+  if (!/^https?:\/\//.test(raw)) throw new Error(`--cache-url ${raw}: use http://HOST:PORT or unix:///PATH`);
+  return { url: raw.replace(/\/$/, '') };
+}
 
 /** `modelcache agent`: runs beside a model server until SIGTERM/SIGINT. */
 export async function runAgent(args: string[]): Promise<number> {
@@ -74,7 +86,8 @@ export async function runAgent(args: string[]): Promise<number> {
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'agent';
   const source = values.configmap ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal) : fileSource(resolve(values['models-json']!));
-  const http = new HttpClient({ connectTimeoutMs: 10_000, responseTimeoutMs: 30_000 });
+  const cache = values['cache-url'] ? cacheEndpoint(values['cache-url']) : undefined;
+  const http = new HttpClient({ connectTimeoutMs: 10_000, responseTimeoutMs: 30_000, ...(cache?.socketPath ? { socketPath: cache.socketPath } : {}) });
   const server = new ModelServer(values.server!);
   const holder: { agent?: ModelAgent } = {};
   const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
@@ -83,7 +96,7 @@ export async function runAgent(args: string[]): Promise<number> {
     modelsJson: source.read,
     modelsSource: source.describe,
     modelDir,
-    ...(values['cache-url'] ? { cacheUrl: values['cache-url'].replace(/\/$/, '') } : {}),
+    ...(cache ? { cacheUrl: cache.url } : {}),
     maxModelBytes: parseQuantity(values['max-model-size'] ?? '1Ti', '--max-model-size'),
     credentials: credentialsFromEnv(process.env),
     http,

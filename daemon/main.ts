@@ -14,6 +14,7 @@ import { emptyTrash, takeInventory } from '../disk/inventory.ts';
 import { createLogger } from '../ops/logger.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { artifactRoutes } from './artifact-server.ts';
+import { serveOnSocket } from './artifact-socket.ts';
 import { SourceCredentialsReader } from './credentials.ts';
 import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
@@ -25,7 +26,8 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
   --kubeconfig FILE        kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
   --node-name N            this node (default: $NODE_NAME, from the downward API)
   --root DIR               cache directory on the node (the group's storagePath, mounted)
-  --listen ADDR            artifact server, /metrics, /healthz, /readyz (default 127.0.0.1:8081)
+  --listen ADDR            /metrics, /healthz, /readyz, and the artifact server unless --artifact-socket (default 127.0.0.1:8081)
+  --artifact-socket PATH   serve cached models on this Unix socket only (consumers mount its directory), not on --listen
   --max-concurrent N       downloads at once (default 2)
   --safety-margin Q        free space always left on the disk, a quantity (default 1Gi)
   --stall-timeout-seconds  abort and retry a download that received nothing this long (default 30)
@@ -66,6 +68,7 @@ export async function runDaemon(args: string[]): Promise<number> {
       'node-name': { type: 'string' },
       root: { type: 'string' },
       listen: { type: 'string', default: '127.0.0.1:8081' },
+      'artifact-socket': { type: 'string' },
       'max-concurrent': { type: 'string', default: '2' },
       'safety-margin': { type: 'string', default: '1Gi' },
       'stall-timeout-seconds': { type: 'string', default: '30' },
@@ -135,8 +138,11 @@ export async function runDaemon(args: string[]): Promise<number> {
   }, 30_000);
   capacityTimer.unref();
 
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, unready: () => daemonUnready(nodeName, informer, nodes), extra: artifactRoutes(root) });
-  log.info({ metrics: `${ops.url}/metrics`, artifacts: `${ops.url}/v1/models`, root }, 'daemon started');
+  const socketPath = values['artifact-socket'] ? resolve(values['artifact-socket']) : undefined;
+  const artifacts = artifactRoutes(root);
+  const socket = socketPath ? await serveOnSocket(socketPath, artifacts) : undefined;
+  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, unready: () => daemonUnready(nodeName, informer, nodes), ...(socket ? {} : { extra: artifacts }) });
+  log.info({ metrics: `${ops.url}/metrics`, artifacts: socketPath ? `unix://${socketPath}` : `${ops.url}/v1/models`, root }, 'daemon started');
   await Promise.all([informer.waitForSync(shutdown.signal), nodes.waitForSync(shutdown.signal)]).catch(() => undefined);
   queue.add(KEY);
   await runReconciler({
@@ -153,6 +159,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   await status.flush().catch(() => undefined);
   status.stop();
   await ops.close();
+  await socket?.close();
   await client.close();
   log.info('daemon stopped');
   return 0;

@@ -13,6 +13,8 @@ export interface HttpTimeouts {
   connectTimeoutMs: number;
   /** Until the response headers arrive. */
   responseTimeoutMs: number;
+  /** Connect to this Unix socket whatever the URL's host (the node daemon's artifact socket). */
+  socketPath?: string;
 }
 
 /** A header's single value (the first, when repeated). */
@@ -34,7 +36,7 @@ export class HttpClient {
 
   constructor(t: HttpTimeouts) {
     this.#t = t;
-    this.#agent = new Agent({ connect: { timeout: t.connectTimeoutMs }, connections: 64 });
+    this.#agent = new Agent({ connect: { timeout: t.connectTimeoutMs, ...(t.socketPath ? { socketPath: t.socketPath } : {}) }, connections: 64 });
     this.#dispatcher = this.#agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { get as httpGet } from 'node:http';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,8 @@ const cluster = useControlPlane({
     }
     agentKubeconfig = await c.cp.kubeconfigFor('tester-3');
     await createNode(c.client, node, {});
-    daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', c.cp.kubeconfig, '--node-name', node, '--root', join(work, 'cache'), '--listen', '127.0.0.1:0', '--safety-margin', '0'], work, reaper);
+    // Models are served on a Unix socket only, as the DaemonSet does: nothing on the network.
+    daemon = await startModelcache('daemon', ['daemon', '--kubeconfig', c.cp.kubeconfig, '--node-name', node, '--root', join(work, 'cache'), '--listen', '127.0.0.1:0', '--artifact-socket', socketPath(), '--safety-margin', '0'], work, reaper);
     server = await V2ModelServer.start(modelDir());
   },
   teardown: async () => {
@@ -60,6 +62,19 @@ const cluster = useControlPlane({
     await rm(work, { recursive: true, force: true });
   },
 });
+
+const socketPath = (): string => join(work, 'run', 'artifacts.sock');
+
+/** GET over the daemon's artifact socket. */
+function getOverSocket(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet({ socketPath: socketPath(), path }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    }).on('error', reject);
+  });
+}
 
 async function createTm(name: string, storageUri: string): Promise<void> {
   await cluster.client.create(TRAINED_MODELS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'TrainedModel', metadata: { name, namespace: ns }, spec: { inferenceService: 'shared', model: { storageUri, framework: 'sklearn', memory: '10Mi' } } } as TrainedModel);
@@ -73,16 +88,18 @@ test('the agent loads from the node cache with zero origin requests, from the or
   origin.set('/models/other.bin', Buffer.from('OTHER'));
   await cluster.client.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: node }, spec: { localModels: [{ sourceModelUri: iris, modelName: 'iris', modelSize: 1_000_000, storagePath: '/var/lib/modelcache', storageKey: storageKeyFor(iris) }] } } as LocalModelNode);
   await eventually(async () => {
-    const list = (await (await fetch(`${daemon.opsUrl}/v1/models`)).json()) as Array<{ uri: string }>;
+    const list = JSON.parse((await getOverSocket('/v1/models')).body) as Array<{ uri: string }>;
     assert.ok(list.some((m) => m.uri === iris), 'cached on the node');
   }, { timeoutMs: 30_000 });
+  assert.equal((await fetch(`${daemon.opsUrl}/v1/models`)).status, 404, 'not served on the network listener');
+  assert.equal((await fetch(`${daemon.opsUrl}/metrics`)).status, 200);
   const irisRequests = origin.requestsFor('/models/iris.tar.gz').length;
 
   for (const [n, uri] of [['iris-a', iris], ['iris-sub', `${iris}/sub`], ['other', origin.url('/models/other.bin')], ['broken', iris]] as const) await createTm(n, uri);
   server.failLoad.set('broken', 'out of GPU memory');
   const wanted = [entry('iris-a', iris), entry('iris-sub', `${iris}/sub`), entry('other', origin.url('/models/other.bin')), entry('broken', iris)];
   await writeFile(modelsJson(), JSON.stringify(wanted));
-  const agent = await startModelcache('agent', ['agent', '--models-json', modelsJson(), '--model-dir', modelDir(), '--server', server.url, '--cache-url', daemon.opsUrl, '--namespace', ns, '--kubeconfig', agentKubeconfig, '--poll-ms', '200', '--listen', '127.0.0.1:0'], work, reaper);
+  const agent = await startModelcache('agent', ['agent', '--models-json', modelsJson(), '--model-dir', modelDir(), '--server', server.url, '--cache-url', `unix://${socketPath()}`, '--namespace', ns, '--kubeconfig', agentKubeconfig, '--poll-ms', '200', '--listen', '127.0.0.1:0'], work, reaper);
   try {
     await eventually(async () => assert.deepEqual([...server.loaded].sort(), ['iris-a', 'iris-sub', 'other']), { timeoutMs: 30_000 });
     assert.equal(await readFile(join(modelDir(), 'iris-a', 'model.joblib'), 'utf8'), 'IRIS');
@@ -116,7 +133,7 @@ test('--configmap: the agent follows the InferenceService\'s ConfigMap directly 
   const iris = origin.url('/models/iris.tar.gz');
   const cm = 'modelconfig-watched-0';
   await cluster.client.create(CONFIGMAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm, namespace: ns }, data: { 'models.json': JSON.stringify([entry('watched', iris)]) } });
-  const agent = await startModelcache('agent-cm', ['agent', '--configmap', cm, '--namespace', ns, '--model-dir', dir, '--server', cmServer.url, '--cache-url', daemon.opsUrl, '--kubeconfig', agentKubeconfig, '--poll-ms', '60000', '--listen', '127.0.0.1:0'], work, reaper);
+  const agent = await startModelcache('agent-cm', ['agent', '--configmap', cm, '--namespace', ns, '--model-dir', dir, '--server', cmServer.url, '--cache-url', `unix://${socketPath()}`, '--kubeconfig', agentKubeconfig, '--poll-ms', '60000', '--listen', '127.0.0.1:0'], work, reaper);
   try {
     await eventually(async () => assert.deepEqual([...cmServer.loaded], ['watched']), { timeoutMs: 30_000 });
     assert.equal(await readFile(join(dir, 'watched', 'model.joblib'), 'utf8'), 'IRIS');

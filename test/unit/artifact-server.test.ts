@@ -1,11 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { artifactRoutes } from '../../daemon/artifact-server.ts';
+import { serveOnSocket } from '../../daemon/artifact-socket.ts';
+import { cacheEndpoint } from '../../agent/main.ts';
+import { HttpClient } from '../../download/http-client.ts';
 import { MARKER_FILE } from '../../disk/layout.ts';
 import { startOpsServer } from '../../ops/server.ts';
 
@@ -85,4 +89,32 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
   }
   assert.equal((await rawGet(srv.url, '/v1/models/..%2f..%2fetc')).status, 400);
   assert.equal((await rawGet(srv.url, '/healthz')).body.toString(), 'ok');
+});
+
+test('artifact socket: models are read through a Unix socket (a stale socket is replaced, any other file refused); the agent names it unix:///path', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'modelcache-sock-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const root = join(dir, 'root');
+  await mkdir(join(root, 'k1'), { recursive: true });
+  await writeFile(join(root, 'k1', 'w.bin'), 'WEIGHTS');
+  await writeFile(join(root, 'k1', MARKER_FILE), JSON.stringify({ uri: 's3://b/m', storageKey: 'k1', bytes: 7, files: 1, completedAt: '2026-11-23T00:00:00Z' }));
+  const sock = join(dir, 'run', 'artifacts.sock');
+  // A daemon killed while serving leaves its socket file behind.
+  await mkdir(join(dir, 'run'));
+  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  assert.ok((await stat(sock)).isSocket(), 'a stale socket is there');
+  const srv = await serveOnSocket(sock, artifactRoutes(root));
+  t.after(() => srv.close());
+  const http = new HttpClient({ connectTimeoutMs: 1000, responseTimeoutMs: 5000, socketPath: cacheEndpoint(`unix://${sock}`).socketPath });
+  t.after(() => http.close());
+  const res = await http.get(`${cacheEndpoint(`unix://${sock}`).url}/v1/models/k1/files/w.bin`, {});
+  assert.equal(res.statusCode, 200);
+  assert.equal(await res.body.text(), 'WEIGHTS');
+  assert.equal((await stat(sock)).mode & 0o777, 0o666, 'consumers running as other users can connect');
+
+  await writeFile(join(dir, 'not-a-socket'), 'x');
+  await assert.rejects(serveOnSocket(join(dir, 'not-a-socket'), artifactRoutes(root)), /exists and is not a socket/);
+  assert.deepEqual(cacheEndpoint('http://10.0.0.1:8081/'), { url: 'http://10.0.0.1:8081' });
+  assert.throws(() => cacheEndpoint('unix://run/x.sock'), /absolute path/);
+  assert.throws(() => cacheEndpoint('10.0.0.1:8081'), /use http:\/\/HOST:PORT or unix:\/\/\/PATH/);
 });
