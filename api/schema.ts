@@ -153,6 +153,7 @@ export const localModelCacheCrd = crd('LocalModelCache', 'localmodelcaches', ['l
   { name: 'Total', type: 'integer', jsonPath: '.status.copies.total' },
   { name: 'Progress', type: 'string', jsonPath: '.status.progress' },
   { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+  { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
 

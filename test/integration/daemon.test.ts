@@ -20,7 +20,7 @@ import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
-import { NODES, SECRETS } from '../../kube/resources.ts';
+import { EVENTS, NODES, SECRETS } from '../../kube/resources.ts';
 import type { Node } from '../../kube/types.ts';
 import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
 
@@ -118,7 +118,8 @@ test('kubectl get shows a download\'s progress on the cache and on each node, an
     for (const n of nodes) assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_NODES, n)).Progress), partway);
   });
   await waitDownloaded('slow');
-  assert.equal((await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow')).Progress, '100%');
+  const printed = await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow');
+  assert.deepEqual([printed.Progress, printed.Ready, printed.Reason], ['100%', 'True', 'Downloaded'], 'kubectl get lmc -o wide');
 });
 
 test('kill -9 mid-download, restart: resumed with a Range request, bytes identical, never Downloaded early', async () => {
@@ -212,6 +213,7 @@ test('the daemon identity can write LocalModelNode status and nothing more', asy
     await assert.rejects(daemon.get(SECRETS, 'anything', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
     assert.equal((await daemon.get<Node>(NODES, nodes[0] as string))?.metadata.name, nodes[0], 'reads its Node');
     await assert.rejects(daemon.mergePatch(NODES, nodes[0] as string, { metadata: { labels: { x: 'y' } } }), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(daemon.create(EVENTS, { apiVersion: 'v1', kind: 'Event', metadata: { generateName: 'x-', namespace: 'default' }, involvedObject: { kind: 'Node', name: nodes[0] }, reason: 'X', message: 'x' } as never), (e: { status?: number }) => e.status === 403, 'records no Events');
   } finally {
     await daemon.close();
   }
