@@ -7,6 +7,7 @@ import type { Node } from '../../kube/types.ts';
 const REMOVAL_TAINTS: Record<string, string> = {
   ToBeDeletedByClusterAutoscaler: 'the cluster autoscaler is removing it',
   'karpenter.sh/disrupted': 'Karpenter is disrupting it',
+  'karpenter.sh/disruption': 'Karpenter is disrupting it', // before Karpenter v1
 };
 
 /** Why this node is going away (so no new download should start), or undefined. Pure. */

@@ -13,4 +13,5 @@ test('a node is leaving when deleted or tainted for removal by an autoscaler; co
   assert.match(nodeLeavingReason(node({ deletionTimestamp: '2026-11-23T00:00:00Z' })) ?? '', /node n1 is being deleted/);
   assert.match(nodeLeavingReason(node({}, [{ key: 'ToBeDeletedByClusterAutoscaler', value: '1763856000', effect: 'NoSchedule' }])) ?? '', /ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it/);
   assert.match(nodeLeavingReason(node({}, [{ key: 'karpenter.sh/disrupted', effect: 'NoSchedule' }])) ?? '', /Karpenter/);
+  assert.match(nodeLeavingReason(node({}, [{ key: 'karpenter.sh/disruption', value: 'disrupting', effect: 'NoSchedule' }])) ?? '', /Karpenter/, 'Karpenter before v1');
 });
