@@ -1,6 +1,6 @@
 import type { LocalModelInfo } from '../api/types.ts';
 import { KubeApiError, type KubeClient } from '../kube/client.ts';
-import { SECRETS } from '../kube/resources.ts';
+import { SECRETS, SERVICE_ACCOUNTS } from '../kube/resources.ts';
 import type { KubeObject } from '../kube/types.ts';
 import { DownloadError } from '../download/errors.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
@@ -10,9 +10,33 @@ interface Secret extends KubeObject {
   data?: Record<string, string>;
 }
 
+interface ServiceAccount extends KubeObject {
+  secrets?: Array<{ name?: string }>;
+}
+
+/** KServe's S3 Secret annotations, as the variables our S3 source reads. */
+const KSERVE_S3_ANNOTATIONS: Record<string, string> = {
+  'serving.kserve.io/s3-endpoint': 'S3_ENDPOINT',
+  'serving.kserve.io/s3-usehttps': 'S3_USE_HTTPS',
+  'serving.kserve.io/s3-region': 'AWS_REGION',
+};
+
+/** A Secret's values (decoded) and, for KServe-style S3 Secrets, its annotations as variables. */
+function secretValues(secret: Secret): SourceCredentials {
+  const out: Record<string, string> = {};
+  for (const [annotation, name] of Object.entries(KSERVE_S3_ANNOTATIONS)) {
+    const v = secret.metadata.annotations?.[annotation];
+    if (v !== undefined) out[name] = v;
+  }
+  for (const [k, v] of Object.entries(secret.data ?? {})) out[k] = Buffer.from(v, 'base64').toString('utf8');
+  return out;
+}
+
 /**
- * Credentials for a model's source: the daemon's environment, overlaid with the data of the
- * Secret its node group names (read fresh for every download, so a rotated Secret is used at once).
+ * Credentials for a model's source, most specific last: the daemon's environment, the Secret its
+ * node group names, then the Secrets attached to the cache's service account (KServe's
+ * `spec.serviceAccountName`). Everything is read in the daemon's namespace, fresh for every
+ * download, so a rotated Secret is used at once.
  */
 export class SourceCredentialsReader {
   readonly #client: KubeClient;
@@ -26,20 +50,35 @@ export class SourceCredentialsReader {
   }
 
   async for(model: LocalModelInfo, signal?: AbortSignal): Promise<SourceCredentials> {
-    const name = model.credentialsSecret;
-    if (!name) return this.#env;
-    const where = `Secret ${this.#namespace}/${name} (spec.credentials.secretName of node group ${model.nodeGroup ?? '?'})`;
-    let secret: Secret | undefined;
+    let creds = this.#env;
+    if (model.credentialsSecret) {
+      const where = `Secret ${this.#namespace}/${model.credentialsSecret} (spec.credentials.secretName of node group ${model.nodeGroup ?? '?'})`;
+      creds = { ...creds, ...secretValues(await this.#read<Secret>(SECRETS, model.credentialsSecret, where, 'with the source\'s keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, HF_TOKEN, …)', signal)) };
+    }
+    if (model.serviceAccountName) {
+      const saWhere = `ServiceAccount ${this.#namespace}/${model.serviceAccountName} (spec.serviceAccountName of cache ${model.modelName})`;
+      const sa = await this.#read<ServiceAccount>(SERVICE_ACCOUNTS, model.serviceAccountName, saWhere, 'and attach the source\'s Secrets to it (secrets: [{name: …}])', signal);
+      for (const ref of sa.secrets ?? []) {
+        if (!ref.name) continue;
+        const where = `Secret ${this.#namespace}/${ref.name} (attached to ${saWhere})`;
+        creds = { ...creds, ...secretValues(await this.#read<Secret>(SECRETS, ref.name, where, 'or detach it from the service account', signal)) };
+      }
+    }
+    return creds;
+  }
+
+  /** One object in the daemon's namespace; missing or forbidden is AccessDenied naming it and the fix. */
+  async #read<T extends KubeObject>(rt: typeof SECRETS, name: string, where: string, fix: string, signal?: AbortSignal): Promise<T> {
+    let obj: T | undefined;
     try {
-      secret = await this.#client.get<Secret>(SECRETS, name, { namespace: this.#namespace, signal });
+      obj = await this.#client.get<T>(rt, name, { namespace: this.#namespace, signal });
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 403) {
-        throw new DownloadError('AccessDenied', `the daemon may not read ${where}: its Role in ${this.#namespace} must allow get on secrets`);
+        throw new DownloadError('AccessDenied', `the daemon may not read ${where}: its Role in ${this.#namespace} must allow get on ${rt.plural}`);
       }
       throw new DownloadError('SourceUnavailable', `could not read ${where}: ${(err as Error).message}`, { retryable: true, cause: err });
     }
-    if (!secret) throw new DownloadError('AccessDenied', `${where} does not exist: create it in ${this.#namespace} with the source's keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, HF_TOKEN, …)`);
-    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-    return { ...this.#env, ...data };
+    if (!obj) throw new DownloadError('AccessDenied', `${where} does not exist: create it in ${this.#namespace} ${fix}`);
+    return obj;
   }
 }

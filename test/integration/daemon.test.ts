@@ -20,7 +20,7 @@ import { Origin, generated, toBuffer } from '../helpers/origin.ts';
 import { makeTar } from '../helpers/archives.ts';
 import { Reaper } from '../helpers/processes.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
-import { EVENTS, NODES, SECRETS } from '../../kube/resources.ts';
+import { EVENTS, NODES, SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import type { Node } from '../../kube/types.ts';
 import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
 
@@ -211,6 +211,8 @@ test('the daemon identity can write LocalModelNode status and nothing more', asy
     assert.ok(await daemon.get(SECRETS, 'anything', { namespace: 'modelcache-system' }).then(() => true), 'get secrets in its namespace');
     await assert.rejects(daemon.list(SECRETS, { namespace: 'modelcache-system' }), (e: { status?: number }) => e.status === 403);
     await assert.rejects(daemon.get(SECRETS, 'anything', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
+    assert.equal(await daemon.get(SERVICE_ACCOUNTS, 'anything', { namespace: 'modelcache-system' }), undefined, 'get service accounts in its namespace');
+    await assert.rejects(daemon.get(SERVICE_ACCOUNTS, 'default', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
     assert.equal((await daemon.get<Node>(NODES, nodes[0] as string))?.metadata.name, nodes[0], 'reads its Node');
     await assert.rejects(daemon.mergePatch(NODES, nodes[0] as string, { metadata: { labels: { x: 'y' } } }), (e: { status?: number }) => e.status === 403);
     await assert.rejects(daemon.create(EVENTS, { apiVersion: 'v1', kind: 'Event', metadata: { generateName: 'x-', namespace: 'default' }, involvedObject: { kind: 'Node', name: nodes[0] }, reason: 'X', message: 'x' } as never), (e: { status?: number }) => e.status === 403, 'records no Events');
@@ -275,7 +277,7 @@ test('/readyz says so when --node-name names no Node, and turns ready once that 
   await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
 });
 
-test('s3:// with the node group\'s Secret: downloaded on both nodes; a missing or wrong Secret is AccessDenied without leaking it', async (t) => {
+test('s3:// with the node group\'s Secret or the cache\'s service account (KServe): downloaded on both nodes; a missing or wrong one is AccessDenied without leaking it', async (t) => {
   const s3 = await S3Server.start(reaper);
   t.after(() => s3.stop());
   const weights = toBuffer(generated(2_500_000, 5));
@@ -316,6 +318,21 @@ test('s3:// with the node group\'s Secret: downloaded on both nodes; a missing o
     assert.equal(lmn?.status?.modelStatus?.['s3-wrong'], 'ModelDownloadError');
     assert.doesNotMatch(JSON.stringify(lmn), /wrong-secret-do-not-leak|AKIAMODELCACHETEST/);
   }, { timeoutMs: 30_000 });
+  // KServe's way: the cache names a service account whose attached Secret holds the keys, with
+  // KServe's S3 annotations for the endpoint (the node groups here name no Secret).
+  await cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${group}-kserve-s3`, namespace: ns, annotations: { 'serving.kserve.io/s3-endpoint': new URL(s3.endpoint).host, 'serving.kserve.io/s3-usehttps': '0' } }, stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY } } as never);
+  await cluster.client.create(SERVICE_ACCOUNTS, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: `${group}-models`, namespace: ns }, secrets: [{ name: `${group}-kserve-s3` }] } as never);
+  const saCache = (name: string, uri: string, sa: string) => cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: '10Mi', nodeGroups: [group], serviceAccountName: sa } });
+  await saCache('s3-sa', 's3://models/llama/weights/w.bin', `${group}-models`);
+  await saCache('s3-sa-missing', 's3://models/elsewhere', `${group}-nobody`);
+  await waitDownloaded('s3-sa');
+  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), storageKeyFor('s3://models/llama/weights/w.bin'), 'w.bin'))), sha(weights));
+  await eventually(async () => {
+    const missing = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.['s3-sa-missing'];
+    assert.equal(missing?.reason, 'AccessDenied');
+    assert.match(missing?.message ?? '', new RegExp(`ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache s3-sa-missing\\) does not exist`));
+  }, { timeoutMs: 30_000 });
+
   const logs = JSON.stringify(await daemons.get(nodes[0] as string)!.logs());
   assert.match(logs, /s3-wrong/);
   assert.doesNotMatch(logs, /wrong-secret-do-not-leak|modelcache-test-secret-key/);
