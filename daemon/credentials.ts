@@ -5,6 +5,7 @@ import type { KubeObject } from '../kube/types.ts';
 import { DownloadError } from '../download/errors.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
 import type { SourceCredentials } from '../download/types.ts';
+import { STORAGE_CONFIG_SECRET, storageConfigKey, storageConfigValues } from './storage-config.ts';
 
 interface Secret extends KubeObject {
   data?: Record<string, string>;
@@ -34,8 +35,8 @@ function secretValues(secret: Secret): SourceCredentials {
 
 /**
  * Credentials for a model's source, most specific last: the daemon's environment, the Secret its
- * node group names, then the Secrets attached to the cache's service account (KServe's
- * `spec.serviceAccountName`). Everything is read in the daemon's namespace, fresh for every
+ * node group names, the Secrets attached to the cache's service account (KServe's
+ * `spec.serviceAccountName`), then the cache's entry of KServe's storage-config Secret (`spec.storage`). Everything is read in the daemon's namespace, fresh for every
  * download, so a rotated Secret is used at once.
  */
 export class SourceCredentialsReader {
@@ -63,6 +64,14 @@ export class SourceCredentialsReader {
         const where = `Secret ${this.#namespace}/${ref.name} (attached to ${saWhere})`;
         creds = { ...creds, ...secretValues(await this.#read<Secret>(SECRETS, ref.name, where, 'or detach it from the service account', signal)) };
       }
+    }
+    if (model.storage) {
+      const key = storageConfigKey(model.storage.key, model.sourceModelUri);
+      const where = `entry '${key}' of Secret ${this.#namespace}/${STORAGE_CONFIG_SECRET} (spec.storage of cache ${model.modelName})`;
+      const secret = await this.#read<Secret>(SECRETS, STORAGE_CONFIG_SECRET, `Secret ${this.#namespace}/${STORAGE_CONFIG_SECRET} (spec.storage of cache ${model.modelName})`, `with an entry '${key}' (KServe's storage-config)`, signal);
+      const entry = secret.data?.[key];
+      if (entry === undefined) throw new DownloadError('AccessDenied', `${where} does not exist: add it, or set spec.storage.key to one of: ${Object.keys(secret.data ?? {}).join(', ') || '(none)'}`);
+      creds = { ...creds, ...storageConfigValues(Buffer.from(entry, 'base64').toString('utf8'), model.storage.parameters, where) };
     }
     return creds;
   }

@@ -277,7 +277,7 @@ test('/readyz says so when --node-name names no Node, and turns ready once that 
   await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
 });
 
-test('s3:// with the node group\'s Secret or the cache\'s service account (KServe): downloaded on both nodes; a missing or wrong one is AccessDenied without leaking it', async (t) => {
+test('s3:// with the node group\'s Secret, the cache\'s service account or its storage-config entry (KServe): downloaded on both nodes; a missing or wrong one is AccessDenied without leaking it', async (t) => {
   const s3 = await S3Server.start(reaper);
   t.after(() => s3.stop());
   const weights = toBuffer(generated(2_500_000, 5));
@@ -331,6 +331,20 @@ test('s3:// with the node group\'s Secret or the cache\'s service account (KServ
     const missing = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.['s3-sa-missing'];
     assert.equal(missing?.reason, 'AccessDenied');
     assert.match(missing?.message ?? '', new RegExp(`ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache s3-sa-missing\\) does not exist`));
+  }, { timeoutMs: 30_000 });
+
+  // And KServe's storage-config Secret, picked by spec.storage (key, parameters over the entry).
+  await cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'storage-config', namespace: ns }, stringData: { localMinIO: JSON.stringify({ type: 's3', access_key_id: S3_ACCESS_KEY, secret_access_key: 'overridden-below', endpoint_url: s3.endpoint, region: 'us-east-1' }) } } as never);
+  const storageCache = (name: string, uri: string, storage: Record<string, unknown>) => cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: '1Mi', nodeGroups: [group], storage } });
+  await s3.putObject('models', 'tokenizers/t.json', '{"t":1}');
+  await storageCache('s3-storage', 's3://models/tokenizers/t.json', { key: 'localMinIO', parameters: { secret_access_key: S3_SECRET_KEY } });
+  await storageCache('s3-storage-nokey', 's3://models/other', { key: 'nowhere' });
+  await waitDownloaded('s3-storage');
+  for (const n of nodes) assert.equal(await readFile(join(rootOf(n), storageKeyFor('s3://models/tokenizers/t.json'), 't.json'), 'utf8'), '{"t":1}');
+  await eventually(async () => {
+    const nokey = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.['s3-storage-nokey'];
+    assert.equal(nokey?.reason, 'AccessDenied');
+    assert.match(nokey?.message ?? '', /entry 'nowhere' of Secret modelcache-system\/storage-config \(spec.storage of cache s3-storage-nokey\) does not exist: add it, or set spec.storage.key to one of: localMinIO/);
   }, { timeoutMs: 30_000 });
 
   const logs = JSON.stringify(await daemons.get(nodes[0] as string)!.logs());
