@@ -20,6 +20,9 @@ function apiBase(c: SourceCredentials): { base: string; emulator: boolean } {
   return { base: 'https://storage.googleapis.com', emulator: false };
 }
 
+/** Where KServe's GCS Secrets and Google's tools put a service-account key. */
+const SA_KEY_NAMES = ['gcloud-application-credentials.json', 'GOOGLE_APPLICATION_CREDENTIALS'];
+
 /**
  * Bearer tokens: none for an emulator; GOOGLE_OAUTH_ACCESS_TOKEN when set; otherwise the GCE/GKE
  * metadata server's token for the node's (or workload identity's) service account, refreshed
@@ -29,6 +32,10 @@ function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOption
   if (emulator) return (_url, headers) => headers;
   const fixed = c.GOOGLE_OAUTH_ACCESS_TOKEN;
   if (fixed) return (_url, headers) => ({ ...headers, authorization: `Bearer ${fixed}` });
+  // A key was given on purpose (KServe's GCS Secret): never fall back to another identity silently.
+  if (SA_KEY_NAMES.some((k) => c[k])) {
+    throw new DownloadError('AccessDenied', `service-account JSON keys (${SA_KEY_NAMES.filter((k) => c[k]).join(', ')}) are not read yet: give GOOGLE_OAUTH_ACCESS_TOKEN, or use workload identity (the node's metadata server) and remove the key`);
+  }
   const host = c.GCE_METADATA_HOST || 'metadata.google.internal';
   let token: { value?: string; expires: number } | undefined;
   return async (_url, headers) => {

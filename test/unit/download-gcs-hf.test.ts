@@ -54,12 +54,16 @@ test('gs: a prefix through STORAGE_EMULATOR_HOST (host:port form), md5 checked, 
   assert.equal(await readFile(join(one.workDir, 'model.onnx'), 'utf8'), 'onnx');
 });
 
-test('gs: missing bucket, empty prefix, oversized and unreachable map to reasons', async () => {
+test('gs: missing bucket, empty prefix, oversized, unreachable and an unsupported key map to reasons', async () => {
   const emu = { STORAGE_EMULATOR_HOST: gcs.endpoint };
   assert.equal((await downloadFailure(run('gs://no-such-bucket/x', emu).result)).code, 'SourceNotFound');
   assert.equal((await downloadFailure(run('gs://empty/bert', emu).result)).code, 'SourceEmpty');
   assert.equal((await downloadFailure(run('gs://models/bert', emu, {}, 1000).result)).code, 'SizeExceeded');
   assert.equal((await downloadFailure(run('gs://models/bert', { STORAGE_EMULATOR_HOST: '127.0.0.1:9' }, { attempts: 2 }).result)).code, 'SourceUnavailable');
+  // A service-account key (KServe's GCS Secret) is explicit: refused with the way out, never replaced by another identity.
+  const key = await downloadFailure(run('gs://models/bert', { 'gcloud-application-credentials.json': '{"type":"service_account"}', GCE_METADATA_HOST: '127.0.0.1:9' }).result);
+  assert.equal(key.code, 'AccessDenied');
+  assert.match(key.message, /service-account JSON keys \(gcloud-application-credentials.json\) are not read yet: give GOOGLE_OAUTH_ACCESS_TOKEN/);
 });
 
 test('hf: every file of a revision (paginated tree), LFS files through the CDN in ranges with sha256 checked, pinned to the commit', async () => {
