@@ -9,6 +9,8 @@ export class DaemonMetrics {
   readonly inFlight: Gauge;
   readonly cacheUsed: Gauge;
   readonly cacheCapacity: Gauge;
+  readonly paused: Gauge;
+  readonly removalsHeld: Gauge;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'modelcache_daemon_' });
@@ -19,5 +21,7 @@ export class DaemonMetrics {
     this.inFlight = new Gauge({ name: 'modelcache_daemon_downloads_in_flight', help: 'Downloads running now.', registers });
     this.cacheUsed = new Gauge({ name: 'modelcache_daemon_cache_bytes_used', help: 'Bytes of complete models on this node.', registers });
     this.cacheCapacity = new Gauge({ name: 'modelcache_daemon_cache_bytes_capacity', help: 'Free plus used bytes on the cache filesystem.', registers });
+    this.paused = new Gauge({ name: 'modelcache_daemon_new_downloads_paused', help: '1 while this node is being removed (autoscaler taint or deletion) and no new download starts.', registers });
+    this.removalsHeld = new Gauge({ name: 'modelcache_daemon_removals_held', help: "1 while this node's LocalModelNode is absent and cached files are kept for the grace period.", registers });
   }
 }

@@ -43,7 +43,9 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
     mem.specMissingSince = Date.now();
     d.log.info({ localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 }, 'LocalModelNode absent: cached files stay until it returns or the grace period ends');
   }
+  d.metrics.removalsHeld.set(mem.specMissingSince !== undefined && Date.now() < mem.specMissingSince + d.orphanGraceMs ? 1 : 0);
   const paused = nodeLeavingReason(d.nodes.get(d.nodeName));
+  d.metrics.paused.set(paused ? 1 : 0);
   if (paused !== mem.paused) {
     d.log.info({ node: d.nodeName, paused: paused ?? null }, paused ? 'new downloads paused' : 'new downloads allowed');
     mem.paused = paused;

@@ -228,6 +228,8 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
   t.after(() => cluster.client.mergePatch(NODES, n2, { spec: { taints: null } }));
   // The daemon sees its Node and its LocalModelNode on two watches: wait until it has seen the taint.
   await eventually(async () => assert.ok((await daemons.get(n2)!.logs()).some((l) => l.msg === 'new downloads paused')));
+  const pausedMetric = async () => /^modelcache_daemon_new_downloads_paused (\d)$/m.exec(await (await fetch(`${daemons.get(n2)!.opsUrl}/metrics`)).text())?.[1];
+  assert.equal(await pausedMetric(), '1');
   origin.set('/models/leaving/m.bin', generated(1_000_000, 31));
   await createCache('leaving', origin.url('/models/leaving/m.bin'), '2Mi');
   await eventually(async () => {
@@ -243,6 +245,7 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
   assert.equal(origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET' && !r.range).length, 1, 'one whole GET: the node that stays, once');
   await cluster.client.mergePatch(NODES, n2, { spec: { taints: null } });
   await waitDownloaded('leaving');
+  assert.equal(await pausedMetric(), '0');
 });
 
 test('a LocalModelNode deleted by hand is recreated by the controller and nothing is removed or fetched again', async () => {
@@ -273,6 +276,8 @@ test('/readyz says so when --node-name names no Node, and turns ready once that 
     assert.equal(res.status, 503);
     assert.match(await res.text(), new RegExp(`Node ${ghost} not found: --node-name`));
   });
+  // It has no LocalModelNode either: whatever is on its disk is kept for the grace period.
+  await eventually(async () => assert.match(await (await fetch(`${d.opsUrl}/metrics`)).text(), /^modelcache_daemon_removals_held 1$/m));
   await createNode(cluster.client, ghost, {});
   await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
 });
