@@ -1,5 +1,5 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { safeJoin } from '../download/containment.ts';
 import { downloadModel } from '../download/fetch.ts';
 import type { HttpClient } from '../download/http-client.ts';
@@ -58,7 +58,8 @@ async function copyFromCache(http: HttpClient, cacheUrl: string, key: string, su
   const wanted = files.filter((f) => !subpath || f.path === subpath || f.path.startsWith(`${subpath}/`));
   if (wanted.length === 0) throw new Error(`the node cache holds ${key} but nothing under '${subpath}'`);
   for (const f of wanted) {
-    const rel = subpath && f.path !== subpath ? f.path.slice(subpath.length + 1) : f.path === subpath ? f.path.split('/').pop()! : f.path;
+    // Below the subpath; a subpath naming one file keeps that file's name.
+    const rel = !subpath ? f.path : f.path === subpath ? basename(f.path) : f.path.slice(subpath.length + 1);
     const out = safeJoin(dest, rel);
     await mkdir(dirname(out), { recursive: true });
     // The same resumable, size-checked fetch as any source (the node cache is just a near one).

@@ -8,6 +8,7 @@ import { KubeClient } from '../kube/client.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { createLogger } from '../ops/logger.ts';
+import { wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { ModelAgent } from './agent.ts';
 import { configMapSource, fileSource } from './models-source.ts';
@@ -69,8 +70,7 @@ export async function runAgent(args: string[]): Promise<number> {
   }
   for (const f of ['model-dir', 'server'] as const) if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
   if (Boolean(values['models-json']) === Boolean(values.configmap)) throw new Error('give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is');
-  const maxConcurrent = Number(values['max-concurrent']);
-  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new Error(`--max-concurrent must be a whole number ≥ 1 (got '${values['max-concurrent']}')`);
+  const maxConcurrent = wholeNumberFlag('max-concurrent', values['max-concurrent']);
   const pollMs = Number(values['poll-ms']);
   if (!Number.isFinite(pollMs) || pollMs < 50) throw new Error(`--poll-ms must be ≥ 50 (got '${values['poll-ms']}')`);
   const modelDir = resolve(values['model-dir']!);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { TRAINED_MODELS, type TrainedModel } from '../api/kserve.ts';
 import { API_VERSION } from '../api/types.ts';
 import { isStatus, type KubeClient } from '../kube/client.ts';
+import { rfc3339Now } from '../kube/types.ts';
 
 /** Field manager of the agent: it owns only the ModelLoaded condition (the controller owns the rest). */
 export const AGENT_FIELD_MANAGER = 'modelcache-agent';
@@ -22,7 +23,7 @@ export class LoadReporter {
   async report(name: string, loaded: boolean, reason: string, message: string, signal: AbortSignal): Promise<void> {
     const key = `${loaded}/${reason}/${message}`;
     if (this.#last.get(name) === key) return;
-    const condition = { type: 'ModelLoaded', status: loaded ? 'True' : 'False', reason, message: message.slice(0, 1000), lastTransitionTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') };
+    const condition = { type: 'ModelLoaded', status: loaded ? 'True' : 'False', reason, message: message.slice(0, 1000), lastTransitionTime: rfc3339Now() };
     try {
       await this.#client.apply<TrainedModel>(TRAINED_MODELS, { apiVersion: API_VERSION, kind: 'TrainedModel', metadata: { name, namespace: this.#namespace }, status: { conditions: [condition] } } as unknown as TrainedModel, { subresource: 'status', fieldManager: AGENT_FIELD_MANAGER, signal });
       this.#last.set(name, key);

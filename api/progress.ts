@@ -14,6 +14,16 @@ export interface ProgressPart {
   total: number;
 }
 
+/**
+ * One model's part on one node from what the node reports: downloaded counts whole, downloading
+ * its bytesDone, anything else nothing; the size is the one the source announced, else `size`.
+ */
+export function progressPart(state: 'downloaded' | 'downloading' | 'other', reported: { bytesDone?: number; bytesTotal?: number } | undefined, size: number): ProgressPart {
+  const total = reported?.bytesTotal && reported.bytesTotal > 0 ? reported.bytesTotal : size;
+  if (state === 'downloaded') return { done: total, total };
+  return { done: state === 'downloading' ? Math.min(reported?.bytesDone ?? 0, total) : 0, total };
+}
+
 /** Sums parts into one percent; undefined when there are none. */
 export function totalProgress(parts: readonly ProgressPart[]): string | undefined {
   if (parts.length === 0) return undefined;

@@ -21,6 +21,13 @@ function immutable(field: string, fix: string): { rule: string; message: string 
   return { rule: 'self == oldSelf', message: `${field} is immutable: ${fix}` };
 }
 
+/** Printer columns every resource with a Ready condition shows; the reason only with -o wide. */
+const READY_COLUMNS = [
+  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+  { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+] as const;
+const AGE_COLUMN = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
+
 const conditions: KubeObjectSchema = {
   type: 'array',
   'x-kubernetes-list-type': 'map',
@@ -152,9 +159,8 @@ export const localModelCacheCrd = crd('LocalModelCache', 'localmodelcaches', ['l
   { name: 'Failed', type: 'integer', jsonPath: '.status.copies.failed' },
   { name: 'Total', type: 'integer', jsonPath: '.status.copies.total' },
   { name: 'Progress', type: 'string', jsonPath: '.status.progress' },
-  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-  { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
-  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ...READY_COLUMNS,
+  AGE_COLUMN,
 ]);
 
 export const localModelNodeGroupCrd = crd('LocalModelNodeGroup', 'localmodelnodegroups', ['lmng'], {
@@ -209,8 +215,8 @@ export const localModelNodeGroupCrd = crd('LocalModelNodeGroup', 'localmodelnode
   { name: 'Planned', type: 'string', jsonPath: '.status.usage' },
   { name: 'Nodes', type: 'integer', jsonPath: '.status.nodeCount' },
   { name: 'Caches', type: 'integer', jsonPath: '.status.cacheCount' },
-  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  READY_COLUMNS[0],
+  AGE_COLUMN,
 ]);
 
 export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'], {
@@ -276,7 +282,7 @@ export const localModelNodeCrd = crd('LocalModelNode', 'localmodelnodes', ['lmn'
   { name: 'Downloaded', type: 'integer', jsonPath: '.status.summary.downloaded' },
   { name: 'Failed', type: 'integer', jsonPath: '.status.summary.failed' },
   { name: 'Progress', type: 'string', jsonPath: '.status.summary.progress' },
-  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  AGE_COLUMN,
 ]);
 
 const TM_SCHEMES = ['s3', 'gs', 'http', 'https', 'hf'];
@@ -332,9 +338,8 @@ export const trainedModelCrd = crd('TrainedModel', 'trainedmodels', ['tm'], {
 }, [
   { name: 'InferenceService', type: 'string', jsonPath: '.spec.inferenceService' },
   { name: 'URL', type: 'string', jsonPath: '.status.url' },
-  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-  { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
-  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ...READY_COLUMNS,
+  AGE_COLUMN,
 ], {
   scope: 'Namespaced',
   rootValidations: [{ rule: "self.metadata.name.matches('^[a-zA-Z0-9_-]+$')", message: 'TrainedModel names may hold only letters, digits, _ and - (they become model names in the model server)' }],

@@ -3,6 +3,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
+import { rfc3339Now } from '../kube/types.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { Reconcilers } from './reconcile.ts';
 import { enqueueAll, registerWatches } from './watches.ts';
@@ -41,7 +42,7 @@ export class CacheController {
       events: new EventRecorder(opts.client, 'modelcache-controller', opts.log),
       metrics: this.metrics,
       log: opts.log,
-      now: () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      now: rfc3339Now,
     });
     registerWatches(this.world, (key) => this.#queue.add(key));
   }

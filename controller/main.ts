@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { KubeClient } from '../kube/client.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { createLogger } from '../ops/logger.ts';
+import { wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { CacheController } from './controller.ts';
 import { RegistrationController } from './trained-model/controller.ts';
@@ -35,8 +36,7 @@ export async function runController(args: string[]): Promise<number> {
     console.log(controllerUsage);
     return 0;
   }
-  const workers = Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number ≥ 1 (got '${values.workers}')`);
+  const workers = wholeNumberFlag('workers', values.workers);
   const resync = Number(values['resync-seconds']);
   if (!Number.isFinite(resync) || resync < 1) throw new Error(`--resync-seconds must be ≥ 1 (got '${values['resync-seconds']}')`);
 

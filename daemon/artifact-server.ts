@@ -1,8 +1,9 @@
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, sep } from 'node:path';
 
+import { readMarker } from '../disk/inventory.ts';
 import { MARKER_FILE } from '../disk/layout.ts';
 
 export interface ModelEntry {
@@ -52,13 +53,8 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
 }
 
 async function readModel(root: string, key: string): Promise<ModelEntry | undefined> {
-  const dir = join(root, key);
-  try {
-    const m = JSON.parse(await readFile(join(dir, MARKER_FILE), 'utf8')) as { uri: string; bytes: number; files: number; completedAt: string };
-    return { key, uri: m.uri, bytes: m.bytes, files: m.files, completedAt: m.completedAt, path: dir };
-  } catch {
-    return undefined;
-  }
+  const m = await readMarker(root, key);
+  return m && { key, uri: m.uri, bytes: m.bytes, files: m.files, completedAt: m.completedAt, path: join(root, key) };
 }
 
 /** Complete models under root (those with a marker). */

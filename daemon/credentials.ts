@@ -1,15 +1,11 @@
 import type { LocalModelInfo } from '../api/types.ts';
 import { KubeApiError, type KubeClient } from '../kube/client.ts';
 import { SECRETS, SERVICE_ACCOUNTS } from '../kube/resources.ts';
-import type { KubeObject } from '../kube/types.ts';
+import type { KubeObject, Secret } from '../kube/types.ts';
 import { DownloadError } from '../download/errors.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
 import type { SourceCredentials } from '../download/types.ts';
 import { STORAGE_CONFIG_SECRET, storageConfigKey, storageConfigValues } from './storage-config.ts';
-
-interface Secret extends KubeObject {
-  data?: Record<string, string>;
-}
 
 interface ServiceAccount extends KubeObject {
   secrets?: Array<{ name?: string }>;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
 import { backoffDelay } from '../kube/backoff.ts';
+import { rfc3339Now } from '../kube/types.ts';
 import { commitModel, removeModel } from '../disk/atomic.ts';
 import type { CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths } from '../disk/layout.ts';
@@ -105,7 +106,7 @@ export class DownloadManager {
       return;
     }
     entry.queued = false;
-    entry.startedAt = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    entry.startedAt = rfc3339Now();
     this.#o.onChange();
     const staging = modelPaths(root, key).staging;
     const scheme = new URL(model.sourceModelUri).protocol.replace(':', '');

@@ -12,6 +12,7 @@ import { WorkQueue } from '../kube/workqueue.ts';
 import { CapacityLedger } from '../disk/capacity.ts';
 import { emptyTrash, takeInventory } from '../disk/inventory.ts';
 import { createLogger } from '../ops/logger.ts';
+import { wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { artifactRoutes } from './artifact-server.ts';
 import { serveOnSocket } from './artifact-socket.ts';
@@ -39,18 +40,6 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
   --progress-interval-ms   at most one progress write per this interval (default 2000)
   --orphan-grace-seconds   while this node's LocalModelNode is absent, keep cached files this long (default 600)
   --log-level LEVEL        debug, info, warn, error (default info)`;
-
-function positiveInt(name: string, v: string | undefined): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number ≥ 1 (got '${v}')`);
-  return n;
-}
-
-function nonNegativeInt(name: string, v: string | undefined): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number ≥ 0 (got '${v}')`);
-  return n;
-}
 
 /** Why the daemon is not ready, or undefined when it is. */
 function daemonUnready(nodeName: string, lmns: Informer<LocalModelNode>, nodes: Informer<Node>): string | undefined {
@@ -109,20 +98,20 @@ export async function runDaemon(args: string[]): Promise<number> {
   const downloads = new DownloadManager({
     root,
     ledger,
-    maxConcurrent: positiveInt('max-concurrent', values['max-concurrent']),
+    maxConcurrent: wholeNumberFlag('max-concurrent', values['max-concurrent']),
     log,
     metrics,
     onChange: () => queue.add(KEY),
     download: {
-      stallTimeoutMs: positiveInt('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000,
+      stallTimeoutMs: wholeNumberFlag('stall-timeout-seconds', values['stall-timeout-seconds']) * 1000,
       fileRoots: (values['allow-file-root'] ?? []).map((d) => resolve(d)),
       partSizeBytes: parseQuantity(values['part-size'] ?? '16Mi', '--part-size'),
-      partParallelism: positiveInt('parallel-parts', values['parallel-parts']),
-      fileConcurrency: positiveInt('parallel-files', values['parallel-files']),
+      partParallelism: wholeNumberFlag('parallel-parts', values['parallel-parts']),
+      fileConcurrency: wholeNumberFlag('parallel-files', values['parallel-files']),
     },
     credentials: (model, signal) => secrets.for(model, signal),
   });
-  const status = new StatusWriter(client, nodeName, positiveInt('progress-interval-ms', values['progress-interval-ms']), log);
+  const status = new StatusWriter(client, nodeName, wholeNumberFlag('progress-interval-ms', values['progress-interval-ms']), log);
   const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
   // Its own Node: a node being removed starts no new download, and a wrong --node-name shows in /readyz.
   const nodes = new Informer<Node>(client, NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
@@ -131,7 +120,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     void inf.start(shutdown.signal);
   }
   const memory: NodeCacheMemory = {};
-  const orphanGraceMs = nonNegativeInt('orphan-grace-seconds', values['orphan-grace-seconds']) * 1000;
+  const orphanGraceMs = wholeNumberFlag('orphan-grace-seconds', values['orphan-grace-seconds'], 0) * 1000;
   const capacityTimer = setInterval(() => {
     void ledger.free().then((free) => metrics.cacheCapacity.set(free + ledger.reservedBytes), () => undefined);
     queue.add(KEY); // capacity may have freed: failed-for-space models are re-checked when their retry time comes

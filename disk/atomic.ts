@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MARKER_FILE, modelPaths, trashRoot, type Marker } from './layout.ts';
+import { rfc3339Now } from '../kube/types.ts';
 
 /** fsync a file or directory so a rename that follows survives a crash. */
 async function fsyncPath(path: string): Promise<void> {
@@ -34,7 +35,7 @@ async function discard(root: string, path: string): Promise<void> {
  */
 export async function commitModel(root: string, key: string, marker: Omit<Marker, 'storageKey' | 'completedAt'>): Promise<Marker> {
   const p = modelPaths(root, key);
-  const full: Marker = { ...marker, storageKey: key, completedAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') };
+  const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
   const tmp = join(p.staging, `${MARKER_FILE}.tmp`);
   await writeFile(tmp, `${JSON.stringify(full)}\n`);
   await fsyncPath(tmp);

@@ -41,9 +41,10 @@ export class HttpClient {
   }
 
   async request(method: 'GET' | 'POST', url: string, opts: { headers?: Record<string, string>; body?: string; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<HttpResponse> {
+    const u = new URL(url);
     const res = await this.#dispatcher.request({
-      origin: new URL(url).origin,
-      path: new URL(url).pathname + new URL(url).search,
+      origin: u.origin,
+      path: u.pathname + u.search,
       method,
       headers: opts.headers ?? {},
       ...(opts.body !== undefined ? { body: opts.body } : {}),

@@ -1,6 +1,17 @@
 import { header, type Headers } from './http-client.ts';
 import { DownloadError, redactUrl } from './errors.ts';
 
+/**
+ * A 206 answer's Content-Range, checked to start where it was asked to; the object's total size
+ * (undefined when the server says `*`). A range starting elsewhere is IntegrityMismatch (retried).
+ */
+export function contentRange(res: StatusLike, start: number): { total?: number } {
+  const range = header(res.headers, 'content-range') ?? '';
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
+  if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a request from byte ${start}`, { retryable: true });
+  return m[3] === '*' ? {} : { total: Number(m[3]) };
+}
+
 /** A DownloadError that may carry the server's Retry-After. */
 export type RetryableError = DownloadError & { retryAfterMs?: number };
 

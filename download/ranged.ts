@@ -4,8 +4,8 @@ import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/
 import { pipeline } from 'node:stream/promises';
 import { BatchWriter } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
-import { discard, header, type HttpClient } from './http-client.ts';
-import { classify, statusError } from './http-status.ts';
+import { discard, type HttpClient } from './http-client.ts';
+import { classify, contentRange, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
 import type { Authorize } from './request.ts';
 import type { DownloadOptions } from './types.ts';
@@ -127,9 +127,7 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
       state.done[0] = 0;
       start = 0;
     } else if (res.statusCode === 206) {
-      const range = header(res.headers, 'content-range') ?? '';
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
-      if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a request from byte ${start}`, { retryable: true });
+      contentRange(res, start);
     } else if (res.statusCode !== 200) {
       throw statusError(res, obj.url, o.backoffMaxMs);
     }

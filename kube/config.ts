@@ -2,7 +2,7 @@
 // (token, token file, client certificate, basic auth) and in-cluster config are read here;
 // exec and auth-provider plugins are handed to client-node's KubeConfig, imported only then:
 // importing client-node costs ~75 MiB of RSS, which a node daemon on every GPU node should not pay.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -188,10 +188,6 @@ export function loadConnection(opts: LoadOptions = {}): Connection {
   if (env.KUBECONFIG) return fromKubeconfig(readKubeconfigs(env.KUBECONFIG.split(delimiter).filter(Boolean)), opts.context, opts);
   if (env.KUBERNETES_SERVICE_HOST) return inCluster(env, opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
   const home = join(env.HOME || homedir(), '.kube', 'config');
-  try {
-    readFileSync(home);
-  } catch {
-    throw noCluster();
-  }
+  if (!existsSync(home)) throw noCluster();
   return fromKubeconfig(readKubeconfigs([home]), opts.context, opts);
 }

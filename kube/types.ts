@@ -32,6 +32,11 @@ export interface KubeObject {
   metadata: ObjectMeta;
 }
 
+/** Now in the apiserver's time format (RFC 3339, whole seconds), as metav1.Time serializes. */
+export function rfc3339Now(): string {
+  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 export interface Condition {
   type: string;
   status: 'True' | 'False' | 'Unknown';
@@ -67,6 +72,11 @@ export function objectKey(obj: { metadata: ObjectMeta }): string {
 }
 
 export interface ConfigMap extends KubeObject {
+  data?: Record<string, string>;
+}
+
+export interface Secret extends KubeObject {
+  /** Values base64-encoded, as the apiserver returns them. */
   data?: Record<string, string>;
 }
 

@@ -4,7 +4,7 @@ import { findCondition, mergeConditions, sameJson, type ConditionInput } from '.
 import type { CachePlacement } from '../placement/plan.ts';
 import { isNodeReady } from '../placement/node-ready.ts';
 import { parseQuantity } from '../../api/quantity.ts';
-import { totalProgress, type ProgressPart } from '../../api/progress.ts';
+import { progressPart, totalProgress } from '../../api/progress.ts';
 
 export interface CacheObservation {
   cache: LocalModelCache;
@@ -152,13 +152,8 @@ function cacheProgress(name: string, nodeStatus: Record<string, NodeState>, o: C
   } catch {
     return undefined;
   }
-  const parts: ProgressPart[] = Object.entries(nodeStatus).map(([node, state]) => {
-    const d = o.localModelNodes.get(node)?.status?.models?.[name];
-    const total = d?.bytesTotal && d.bytesTotal > 0 ? d.bytesTotal : size;
-    if (state === 'NodeDownloaded') return { done: total, total };
-    return { done: state === 'NodeDownloading' ? Math.min(d?.bytesDone ?? 0, total) : 0, total };
-  });
-  return totalProgress(parts);
+  return totalProgress(Object.entries(nodeStatus).map(([node, state]) =>
+    progressPart(state === 'NodeDownloaded' ? 'downloaded' : state === 'NodeDownloading' ? 'downloading' : 'other', o.localModelNodes.get(node)?.status?.models?.[name], size)));
 }
 
 function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>, conditions: ConditionInput[], progress?: string): LocalModelCacheStatus {

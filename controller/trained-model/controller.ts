@@ -6,7 +6,7 @@ import { Informer } from '../../kube/informer.ts';
 import { API_VERSION } from '../../api/types.ts';
 import { runReconciler } from '../../kube/reconciler.ts';
 import { CONFIGMAPS, CRDS } from '../../kube/resources.ts';
-import type { ConfigMap, OwnerReference, ResourceType } from '../../kube/types.ts';
+import { rfc3339Now, type ConfigMap, type OwnerReference, type ResourceType } from '../../kube/types.ts';
 import { WorkQueue } from '../../kube/workqueue.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
@@ -160,7 +160,7 @@ export class RegistrationController {
     const models = this.models.list().filter((m) => m.metadata.namespace === ns && m.spec?.inferenceService === name);
     const cmName = configMapName(name);
     const cm = this.configMaps.get(`${ns}/${cmName}`);
-    const plan = planRegistration({ namespace: ns, isvcName: name, ...(isvc ? { isvc } : {}), models, runtimes: this.#runtimesFor(ns), listed: parseListed(cm), now: (this.#o.now ?? nowSeconds)() });
+    const plan = planRegistration({ namespace: ns, isvcName: name, ...(isvc ? { isvc } : {}), models, runtimes: this.#runtimesFor(ns), listed: parseListed(cm), now: (this.#o.now ?? rfc3339Now)() });
 
     if (plan.models && isvc) await this.#writeConfigMap(isvc, cm, plan.models, signal);
     for (const m of models) {
@@ -214,8 +214,4 @@ function parseListed(cm: ConfigMap | undefined): ModelEntry[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-function nowSeconds(): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 }

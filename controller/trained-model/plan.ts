@@ -63,7 +63,13 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
   const where = `InferenceService ${namespace}/${isvcName}`;
   const mms = isvc ? mmsVerdict(isvc) : undefined;
   const ready = isvc ? isReady(isvc) : false;
-  const limit = isvc ? memoryLimit(isvc) : undefined;
+  let limit: number | undefined;
+  let limitProblem: string | undefined;
+  try {
+    limit = isvc ? memoryLimit(isvc) : undefined;
+  } catch (err) {
+    limitProblem = `${where}: ${(err as Error).message}`;
+  }
   const predictor = isvc ? predictorOf(isvc) : undefined;
   const runtime = predictor?.format ? selectRuntimes({ format: predictor.format, multiModel: true, protocolVersion: predictor.protocolVersion, ...(predictor.runtime ? { runtimeName: predictor.runtime } : {}) }, input.runtimes)[0] : undefined;
   const listed = new Set((input.listed ?? []).map((e) => e.modelName));
@@ -97,12 +103,16 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
         conds.push(c('FrameworkSupported', true, 'Supported', `runtime ${runtime.name} serves ${framework.name}`));
       }
       let bytes = 0;
+      let memoryProblem = limitProblem;
       try {
-        bytes = parseQuantity(tm.spec.model.memory, 'model.memory');
-      } catch {
-        ok = false;
+        bytes = parseQuantity(tm.spec.model.memory, 'spec.model.memory');
+      } catch (err) {
+        memoryProblem ??= (err as Error).message;
       }
-      if (ok && limit !== undefined && used + bytes > limit) {
+      if (memoryProblem) {
+        conds.push(c('MemoryResourceAvailable', false, 'InvalidMemory', memoryProblem));
+        ok = false;
+      } else if (ok && limit !== undefined && used + bytes > limit) {
         conds.push(c('MemoryResourceAvailable', false, 'MemoryLimitExceeded', `${tm.spec.model.memory} does not fit: ${used} of ${limit} bytes of the predictor's memory limit are taken by older TrainedModels`));
         ok = false;
       } else if (ok) {

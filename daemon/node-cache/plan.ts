@@ -1,5 +1,5 @@
 import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
-import { totalProgress, type ProgressPart } from '../../api/progress.ts';
+import { progressPart, totalProgress } from '../../api/progress.ts';
 
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
@@ -125,11 +125,9 @@ export function planNode(o: NodeObservation): NodePlan {
   }
 
   const states = Object.values(modelStatus);
-  const progress = totalProgress(o.desired.map((m): ProgressPart => {
-    const d = models[m.modelName];
-    const total = d?.bytesTotal && d.bytesTotal > 0 ? d.bytesTotal : m.modelSize;
+  const progress = totalProgress(o.desired.map((m) => {
     const state = modelStatus[m.modelName];
-    return { done: state === 'ModelDownloaded' ? total : state === 'ModelDownloading' ? Math.min(d?.bytesDone ?? 0, total) : 0, total };
+    return progressPart(state === 'ModelDownloaded' ? 'downloaded' : state === 'ModelDownloading' ? 'downloading' : 'other', models[m.modelName], m.modelSize);
   }));
   return {
     actions,

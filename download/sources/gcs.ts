@@ -1,5 +1,5 @@
 import { DownloadError } from '../errors.ts';
-import type { HttpClient } from '../http-client.ts';
+import { discard, type HttpClient } from '../http-client.ts';
 import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
@@ -42,7 +42,10 @@ function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOption
     if (!token || Date.now() > token.expires - 60_000) {
       try {
         const res = await http.get(`http://${host}/computeMetadata/v1/instance/service-accounts/default/token`, { 'metadata-flavor': 'Google' }, AbortSignal.timeout(Math.min(o.connectTimeoutMs, 2000)));
-        if (res.statusCode !== 200) throw new Error(`metadata server answered ${res.statusCode}`);
+        if (res.statusCode !== 200) {
+          discard(res);
+          throw new Error(`metadata server answered ${res.statusCode}`);
+        }
         const r = (await res.body.json()) as { access_token: string; expires_in: number };
         token = { value: r.access_token, expires: Date.now() + r.expires_in * 1000 };
       } catch {

@@ -2,7 +2,7 @@ import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BatchWriter } from '../batch-writer.ts';
 import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
-import { classify, statusError } from '../http-status.ts';
+import { classify, contentRange, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
 import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
 import { DownloadError, diskError, redactUrl } from '../errors.ts';
@@ -57,10 +57,7 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
       if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, url, o.backoffMaxMs);
       let total: number | undefined;
       if (res.statusCode === 206) {
-        const range = header(res.headers, 'content-range') ?? '';
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
-        if (!m || Number(m[1]) !== offset) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a resume at ${offset}`, { retryable: true });
-        total = m[3] === '*' ? undefined : Number(m[3]);
+        total = contentRange(res, offset).total;
       } else {
         offset = 0;
         const cl = header(res.headers, 'content-length');

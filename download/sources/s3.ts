@@ -89,8 +89,7 @@ function s3ErrorCode(body: string): string | undefined {
   }
 }
 
-async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
-  const authorize = s3Authorize(cfg);
+async function listS3(cfg: S3Config, bucket: string, key: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
   const all: Array<{ key: string; size: number; etag?: string }> = [];
   let token: string | undefined;
   do {
@@ -114,5 +113,6 @@ async function listS3(cfg: S3Config, bucket: string, key: string, o: DownloadOpt
 export async function downloadS3(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
   const { bucket, key } = parseS3Uri(req.uri);
   const cfg = s3Config(req.credentials ?? {}, bucket);
-  return downloadObjects(req, o, { list: (signal) => listS3(cfg, bucket, key, o, http, signal), authorize: s3Authorize(cfg) }, http);
+  const authorize = s3Authorize(cfg);
+  return downloadObjects(req, o, { list: (signal) => listS3(cfg, bucket, key, authorize, o, http, signal), authorize }, http);
 }

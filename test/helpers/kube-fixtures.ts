@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { installCrds } from '../../api/install.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, NAMESPACES, NODES, ROLES, ROLE_BINDINGS } from '../../kube/resources.ts';
-import type { KubeObject, Node, ResourceType } from '../../kube/types.ts';
+import { rfc3339Now, type KubeObject, type Node, type ResourceType } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { LOCAL_MODEL_NODES, type LocalModelDetail, type ModelState } from '../../api/types.ts';
 
@@ -13,7 +13,7 @@ export async function createNode(client: KubeClient, name: string, labels: Recor
 }
 
 export async function setNodeReady(client: KubeClient, name: string, ready: boolean): Promise<Node> {
-  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const now = rfc3339Now();
   return client.patchStatus<Node>(NODES, name, {
     conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'KubeletReady' : 'KubeletNotReady', message: 'set by test', lastHeartbeatTime: now, lastTransitionTime: now }],
   });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { InferenceService } from '../../api/kserve.ts';
+import type { InferenceService, TrainedModel } from '../../api/kserve.ts';
+import { planRegistration } from '../../controller/trained-model/plan.ts';
 import { selectRuntimes, type RuntimeCandidate, type RuntimeRequest } from '../../serving/runtime-selection.ts';
 import { memoryLimit, mmsVerdict, predictorOf } from '../../serving/isvc.ts';
 
@@ -52,4 +53,19 @@ test('IsMMSPredictor, predictor format and memory limit as KServe reads them', (
   assert.equal(predictorOf(isvc({ model: { modelFormat: { name: 'onnx' }, protocolVersion: 'v2' } }))?.protocolVersion, 'v2');
   assert.equal(memoryLimit(isvc({ model: { resources: { limits: { memory: '2Gi' } } } })), 2 * 2 ** 30);
   assert.equal(memoryLimit(isvc({ model: {} })), undefined);
+});
+
+test('registration: an unreadable memory (the model\'s or the predictor\'s limit) is a MemoryResourceAvailable=False condition naming it, not a silent refusal or a failing reconcile', () => {
+  const isvc = (limit: string): InferenceService => ({ metadata: { name: 'shared', namespace: 'ns', uid: 'u1' }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, resources: { limits: { memory: limit } } } } }, status: { url: 'http://shared', conditions: [{ type: 'Ready', status: 'True', reason: 'Ready', message: '', lastTransitionTime: 't' }] } });
+  const tm = (memory: string): TrainedModel => ({ metadata: { name: 'm', namespace: 'ns', creationTimestamp: 't' }, spec: { inferenceService: 'shared', model: { storageUri: 's3://b/m', framework: 'sklearn', memory } } });
+  const runtimes: RuntimeCandidate[] = [rt('mms', true, [{ name: 'sklearn', autoSelect: true }], { multiModel: true })];
+  const plan = (i: InferenceService, m: TrainedModel) => planRegistration({ namespace: 'ns', isvcName: 'shared', isvc: i, models: [m], runtimes, listed: undefined, now: 't' });
+  const memCondition = (p: ReturnType<typeof plan>) => p.statuses.get('m')?.conditions?.find((c) => c.type === 'MemoryResourceAvailable');
+  const badModel = plan(isvc('1Gi'), tm('lots'));
+  assert.deepEqual([memCondition(badModel)?.status, memCondition(badModel)?.reason], ['False', 'InvalidMemory']);
+  assert.match(memCondition(badModel)?.message ?? '', /spec\.model\.memory: 'lots' is not a Kubernetes quantity/);
+  assert.deepEqual(badModel.models, [], 'not registered');
+  const badLimit = plan(isvc('much'), tm('10Mi'));
+  assert.match(memCondition(badLimit)?.message ?? '', /InferenceService ns\/shared: predictor memory limit: 'much' is not a Kubernetes quantity/);
+  assert.equal(plan(isvc('1Gi'), tm('10Mi')).models?.length, 1, 'readable memory that fits is registered');
 });
