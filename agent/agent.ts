@@ -61,11 +61,18 @@ export class ModelAgent {
     try {
       const { models, invalid } = parseModelsJson(text);
       const inv = invalid.join(',');
-      if (inv && inv !== this.#lastInvalid) this.#o.log.warn({ entries: invalid }, 'models.json entries skipped: they need modelName and modelSpec.storageUri');
+      if (inv && inv !== this.#lastInvalid)
+        this.#o.log.warn(
+          { entries: invalid },
+          'models.json entries skipped: they need modelName and modelSpec.storageUri',
+        );
       this.#lastInvalid = inv;
       return models;
     } catch (err) {
-      this.#o.log.warn({ source: this.#o.modelsSource, err: String((err as Error).message) }, 'models.json is not valid; keeping the models as they are');
+      this.#o.log.warn(
+        { source: this.#o.modelsSource, err: String((err as Error).message) },
+        'models.json is not valid; keeping the models as they are',
+      );
       return undefined;
     }
   }
@@ -74,7 +81,14 @@ export class ModelAgent {
   async reconcile(): Promise<ReconcileResult | void> {
     const desired = await this.#desired();
     if (!desired) return;
-    const plan = planAgent({ desired, onDisk: await this.#onDisk(), loaded: this.loaded, busy: this.#busy, failures: this.#failures, now: Date.now() });
+    const plan = planAgent({
+      desired,
+      onDisk: await this.#onDisk(),
+      loaded: this.loaded,
+      busy: this.#busy,
+      failures: this.#failures,
+      now: Date.now(),
+    });
     for (const a of plan.actions) this.#start(a);
     if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
   }
@@ -83,7 +97,13 @@ export class ModelAgent {
     const name = a.kind === 'load' ? a.model.name : a.name;
     this.#busy.add(name);
     void this.#limiter
-      .schedule(() => (a.kind === 'load' ? this.#load(a.model, a.present) : a.kind === 'unload' ? this.#unload(a.name) : this.#remove(a.name)))
+      .schedule(() =>
+        a.kind === 'load'
+          ? this.#load(a.model, a.present)
+          : a.kind === 'unload'
+            ? this.#unload(a.name)
+            : this.#remove(a.name),
+      )
       .finally(() => {
         this.#busy.delete(name);
         this.#o.onChange();
@@ -102,14 +122,25 @@ export class ModelAgent {
       const seconds = Math.round((performance.now() - t0) / 100) / 10;
       this.#o.metrics?.loads.inc({ outcome: 'success', from });
       log.info({ model: m.name, uri: m.spec.storageUri, from, seconds }, 'model loaded');
-      await reporter?.report(m.name, true, 'Loaded', `loaded by ${server.base} (files from ${from === 'cache' ? 'the node cache' : from === 'disk' ? 'the model folder' : 'the source'})`, signal);
+      await reporter?.report(
+        m.name,
+        true,
+        'Loaded',
+        `loaded by ${server.base} (files from ${from === 'cache' ? 'the node cache' : from === 'disk' ? 'the model folder' : 'the source'})`,
+        signal,
+      );
     } catch (err) {
       if (signal.aborted) return;
       const attempts = (this.#failures.get(m.name)?.attempts ?? 0) + 1;
       const r = this.#o.retry ?? { baseMs: 5000, maxMs: 300_000 };
       const delay = backoffDelay(attempts, r);
       this.#failures.set(m.name, { hash: m.hash, retryAt: Date.now() + delay, attempts });
-      const reason = err instanceof DownloadError ? err.code : (err as { code?: string }).code === 'LoadFailed' ? 'LoadFailed' : 'FetchFailed';
+      const reason =
+        err instanceof DownloadError
+          ? err.code
+          : (err as { code?: string }).code === 'LoadFailed'
+            ? 'LoadFailed'
+            : 'FetchFailed';
       const message = (err as Error).message;
       this.#o.metrics?.loads.inc({ outcome: 'error', from: present ? 'disk' : 'unknown' });
       log.warn({ model: m.name, reason, message, retryInS: Math.round(delay / 1000) }, 'model not loaded');
@@ -124,7 +155,10 @@ export class ModelAgent {
     } catch (err) {
       if (this.#stop.signal.aborted) return;
       // A server that no longer knows the model has unloaded it; the files go either way.
-      this.#o.log.warn({ model: name, err: String((err as Error).message) }, 'unload failed; removing the files anyway');
+      this.#o.log.warn(
+        { model: name, err: String((err as Error).message) },
+        'unload failed; removing the files anyway',
+      );
     }
     this.loaded.delete(name);
     await this.#remove(name);

@@ -52,7 +52,14 @@ async function listCache(http: HttpClient, cacheUrl: string, signal: AbortSignal
 }
 
 /** Copies a cached model (or the part under `subpath`) from the artifact server into `dest`. */
-async function copyFromCache(http: HttpClient, cacheUrl: string, key: string, subpath: string, dest: string, signal: AbortSignal): Promise<number> {
+async function copyFromCache(
+  http: HttpClient,
+  cacheUrl: string,
+  key: string,
+  subpath: string,
+  dest: string,
+  signal: AbortSignal,
+): Promise<number> {
   const base = `${cacheUrl}/v1/models/${encodeURIComponent(key)}/files`;
   const files = await getJson<Array<{ path: string; size: number }>>(http, base, signal);
   const wanted = files.filter((f) => !subpath || f.path === subpath || f.path.startsWith(`${subpath}/`));
@@ -63,7 +70,14 @@ async function copyFromCache(http: HttpClient, cacheUrl: string, key: string, su
     const out = safeJoin(dest, rel);
     await mkdir(dirname(out), { recursive: true });
     // The same resumable, size-checked fetch as any source (the node cache is just a near one).
-    await fetchObject({ url: `${base}/${f.path.split('/').map(encodeURIComponent).join('/')}`, size: f.size }, out, { o: DEFAULT_DOWNLOAD_OPTIONS, http, signal, authorize: (_u, h) => h, onBytes: () => undefined, limit: f.size });
+    await fetchObject({ url: `${base}/${f.path.split('/').map(encodeURIComponent).join('/')}`, size: f.size }, out, {
+      o: DEFAULT_DOWNLOAD_OPTIONS,
+      http,
+      signal,
+      authorize: (_u, h) => h,
+      onBytes: () => undefined,
+      limit: f.size,
+    });
   }
   return wanted.length;
 }
@@ -73,7 +87,11 @@ async function copyFromCache(http: HttpClient, cacheUrl: string, key: string, su
  * (staging folder renamed into place): from the node cache when it holds the URI (no origin
  * traffic), else from the source itself.
  */
-export async function fetchModel(m: DesiredModel, d: FetchDeps, signal: AbortSignal): Promise<{ from: 'cache' | 'source' }> {
+export async function fetchModel(
+  m: DesiredModel,
+  d: FetchDeps,
+  signal: AbortSignal,
+): Promise<{ from: 'cache' | 'source' }> {
   const staging = join(d.modelDir, '.staging', `${m.name}-${m.hash.slice(0, 12)}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
@@ -83,7 +101,14 @@ export async function fetchModel(m: DesiredModel, d: FetchDeps, signal: AbortSig
     await copyFromCache(d.http, d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
     from = 'cache';
   } else {
-    await downloadModel({ uri: m.spec.storageUri, workDir: staging, maxBytes: d.maxModelBytes, signal, credentials: d.credentials, ...(d.download ? { options: d.download } : {}) });
+    await downloadModel({
+      uri: m.spec.storageUri,
+      workDir: staging,
+      maxBytes: d.maxModelBytes,
+      signal,
+      credentials: d.credentials,
+      ...(d.download ? { options: d.download } : {}),
+    });
   }
   await writeFile(join(staging, `SUCCESS.${m.hash}`), '');
   const final = join(d.modelDir, m.name);

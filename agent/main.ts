@@ -37,7 +37,10 @@ export const agentUsage = `usage: modelcache agent (--models-json FILE | --confi
 export function cacheEndpoint(raw: string): { url: string; socketPath?: string } {
   if (raw.startsWith('unix:')) {
     const path = raw.replace(/^unix:(\/\/)?/, '');
-    if (!path.startsWith('/')) throw new Error(`--cache-url ${raw}: a socket must be an absolute path, e.g. unix:///run/modelcache/artifacts.sock`);
+    if (!path.startsWith('/'))
+      throw new Error(
+        `--cache-url ${raw}: a socket must be an absolute path, e.g. unix:///run/modelcache/artifacts.sock`,
+      );
     return { url: 'http://localhost', socketPath: path };
   }
   if (!/^https?:\/\//.test(raw)) throw new Error(`--cache-url ${raw}: use http://HOST:PORT or unix:///PATH`);
@@ -68,8 +71,12 @@ export async function runAgent(args: string[]): Promise<number> {
     console.log(agentUsage);
     return 0;
   }
-  for (const f of ['model-dir', 'server'] as const) if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
-  if (Boolean(values['models-json']) === Boolean(values.configmap)) throw new Error('give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is');
+  for (const f of ['model-dir', 'server'] as const)
+    if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
+  if (Boolean(values['models-json']) === Boolean(values.configmap))
+    throw new Error(
+      'give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is',
+    );
   const maxConcurrent = wholeNumberFlag('max-concurrent', values['max-concurrent']);
   const pollMs = Number(values['poll-ms']);
   if (!Number.isFinite(pollMs) || pollMs < 50) throw new Error(`--poll-ms must be ≥ 50 (got '${values['poll-ms']}')`);
@@ -85,9 +92,15 @@ export async function runAgent(args: string[]): Promise<number> {
 
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'agent';
-  const source = values.configmap ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal) : fileSource(resolve(values['models-json']!));
+  const source = values.configmap
+    ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal)
+    : fileSource(resolve(values['models-json']!));
   const cache = values['cache-url'] ? cacheEndpoint(values['cache-url']) : undefined;
-  const http = new HttpClient({ connectTimeoutMs: 10_000, responseTimeoutMs: 30_000, ...(cache?.socketPath ? { socketPath: cache.socketPath } : {}) });
+  const http = new HttpClient({
+    connectTimeoutMs: 10_000,
+    responseTimeoutMs: 30_000,
+    ...(cache?.socketPath ? { socketPath: cache.socketPath } : {}),
+  });
   const server = new ModelServer(values.server!);
   const holder: { agent?: ModelAgent } = {};
   const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
@@ -107,8 +120,21 @@ export async function runAgent(args: string[]): Promise<number> {
     onChange: () => queue.add(KEY),
   });
   holder.agent = agent;
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:9091', registry: metrics.registry, unready: () => (source.ready() ? undefined : 'models.json not read yet') });
-  log.info({ metrics: `${ops.url}/metrics`, models: source.describe, modelDir, server: values.server, cache: values['cache-url'] ?? null }, 'agent started');
+  const ops = await startOpsServer({
+    addr: values.listen ?? '127.0.0.1:9091',
+    registry: metrics.registry,
+    unready: () => (source.ready() ? undefined : 'models.json not read yet'),
+  });
+  log.info(
+    {
+      metrics: `${ops.url}/metrics`,
+      models: source.describe,
+      modelDir,
+      server: values.server,
+      cache: values['cache-url'] ?? null,
+    },
+    'agent started',
+  );
   const poll = setInterval(() => queue.add(KEY), pollMs);
   queue.add(KEY);
   await runReconciler({
@@ -117,7 +143,8 @@ export async function runAgent(args: string[]): Promise<number> {
     signal: shutdown.signal,
     reconcile: () => agent.reconcile(),
     observe: (_k, outcome, _ms, err) => {
-      if (outcome === 'error') log.warn({ err: String((err as Error)?.message ?? err) }, 'agent pass failed; will retry');
+      if (outcome === 'error')
+        log.warn({ err: String((err as Error)?.message ?? err) }, 'agent pass failed; will retry');
     },
   });
   clearInterval(poll);

@@ -9,7 +9,19 @@ export class AgentMetrics {
   constructor(loadedCount: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: 'modelcache_agent_' });
     const registers = [this.registry];
-    this.loads = new Counter({ name: 'modelcache_agent_loads_total', help: 'Model loads by outcome and where the files came from (cache, source, disk).', labelNames: ['outcome', 'from'], registers });
-    this.loaded = new Gauge({ name: 'modelcache_agent_models_loaded', help: 'Models loaded in the model server now.', registers, collect() { this.set(loadedCount()); } });
+    this.loads = new Counter({
+      name: 'modelcache_agent_loads_total',
+      help: 'Model loads by outcome and where the files came from (cache, source, disk).',
+      labelNames: ['outcome', 'from'],
+      registers,
+    });
+    this.loaded = new Gauge({
+      name: 'modelcache_agent_models_loaded',
+      help: 'Models loaded in the model server now.',
+      registers,
+      collect() {
+        this.set(loadedCount());
+      },
+    });
   }
 }

@@ -36,7 +36,11 @@ export class ModelServer {
     let last = '';
     for (let n = 1; n <= this.#attempts; n++) {
       try {
-        const res = await this.#http.request('POST', url, { headers: { 'content-type': 'application/json' }, body: '{}', signal });
+        const res = await this.#http.request('POST', url, {
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+          signal,
+        });
         const text = await res.body.text();
         if (res.statusCode >= 200 && res.statusCode < 300) return;
         last = `${verb} answered HTTP ${res.statusCode}: ${text.slice(0, 300)}`;

@@ -30,8 +30,19 @@ export function fileSource(path: string): ModelsSource {
 }
 
 /** The InferenceService's ConfigMap, watched (one object, by name): changes wake the agent at once. */
-export function configMapSource(client: KubeClient, namespace: string, name: string, onChange: () => void, log: Logger, signal: AbortSignal): ModelsSource {
-  const informer = new Informer<ConfigMap>(client, CONFIGMAPS, { namespace, fieldSelector: `metadata.name=${name}`, log });
+export function configMapSource(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  onChange: () => void,
+  log: Logger,
+  signal: AbortSignal,
+): ModelsSource {
+  const informer = new Informer<ConfigMap>(client, CONFIGMAPS, {
+    namespace,
+    fieldSelector: `metadata.name=${name}`,
+    log,
+  });
   informer.on({ add: onChange, update: onChange, delete: onChange });
   void informer.start(signal);
   return {

@@ -10,7 +10,9 @@ export interface DesiredModel {
 }
 
 export function specHash(spec: ModelEntry['modelSpec']): string {
-  return createHash('sha256').update(JSON.stringify({ storageUri: spec.storageUri, framework: spec.framework, memory: spec.memory })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ storageUri: spec.storageUri, framework: spec.framework, memory: spec.memory }))
+    .digest('hex');
 }
 
 /** models.json as desired models; entries without a name or storageUri are skipped (and named in `invalid`). */
@@ -63,10 +65,13 @@ export function planAgent(s: AgentState): { actions: AgentAction[]; nextRetryAt?
       nextRetryAt = Math.min(nextRetryAt ?? Infinity, f.retryAt);
       continue;
     }
-    if (s.loaded.has(m.name)) actions.push({ kind: 'unload', name: m.name, remove: true }); // spec changed: old one out first
+    if (s.loaded.has(m.name))
+      actions.push({ kind: 'unload', name: m.name, remove: true }); // spec changed: old one out first
     else actions.push({ kind: 'load', model: m, present: s.onDisk.get(m.name) === m.hash });
   }
-  for (const name of s.loaded.keys()) if (!s.desired.has(name) && !s.busy.has(name)) actions.push({ kind: 'unload', name, remove: true });
-  for (const name of s.onDisk.keys()) if (!s.desired.has(name) && !s.loaded.has(name) && !s.busy.has(name)) actions.push({ kind: 'remove', name });
+  for (const name of s.loaded.keys())
+    if (!s.desired.has(name) && !s.busy.has(name)) actions.push({ kind: 'unload', name, remove: true });
+  for (const name of s.onDisk.keys())
+    if (!s.desired.has(name) && !s.loaded.has(name) && !s.busy.has(name)) actions.push({ kind: 'remove', name });
   return { actions, ...(nextRetryAt !== undefined ? { nextRetryAt } : {}) };
 }

@@ -23,14 +23,33 @@ export class LoadReporter {
   async report(name: string, loaded: boolean, reason: string, message: string, signal: AbortSignal): Promise<void> {
     const key = `${loaded}/${reason}/${message}`;
     if (this.#last.get(name) === key) return;
-    const condition = { type: 'ModelLoaded', status: loaded ? 'True' : 'False', reason, message: message.slice(0, 1000), lastTransitionTime: rfc3339Now() };
+    const condition = {
+      type: 'ModelLoaded',
+      status: loaded ? 'True' : 'False',
+      reason,
+      message: message.slice(0, 1000),
+      lastTransitionTime: rfc3339Now(),
+    };
     try {
-      await this.#client.apply<TrainedModel>(TRAINED_MODELS, { apiVersion: API_VERSION, kind: 'TrainedModel', metadata: { name, namespace: this.#namespace }, status: { conditions: [condition] } } as unknown as TrainedModel, { subresource: 'status', fieldManager: AGENT_FIELD_MANAGER, signal });
+      await this.#client.apply<TrainedModel>(
+        TRAINED_MODELS,
+        {
+          apiVersion: API_VERSION,
+          kind: 'TrainedModel',
+          metadata: { name, namespace: this.#namespace },
+          status: { conditions: [condition] },
+        } as unknown as TrainedModel,
+        { subresource: 'status', fieldManager: AGENT_FIELD_MANAGER, signal },
+      );
       this.#last.set(name, key);
     } catch (err) {
       // No TrainedModel of that name (models.json written by hand): nothing to report to.
       if (isStatus(err, 404)) this.#last.set(name, key);
-      else this.#log.warn({ trainedModel: `${this.#namespace}/${name}`, err: String((err as Error).message) }, 'could not report ModelLoaded');
+      else
+        this.#log.warn(
+          { trainedModel: `${this.#namespace}/${name}`, err: String((err as Error).message) },
+          'could not report ModelLoaded',
+        );
     }
   }
 }

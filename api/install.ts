@@ -9,7 +9,11 @@ interface CrdStatus extends KubeObject {
 }
 
 /** Applies our CRDs (server-side apply; by default from api/schema.ts) and waits until the apiserver serves them. */
-export async function installCrds(client: KubeClient, signal?: AbortSignal, crds: readonly KubeObject[] = allCrds as unknown as KubeObject[]): Promise<void> {
+export async function installCrds(
+  client: KubeClient,
+  signal?: AbortSignal,
+  crds: readonly KubeObject[] = allCrds as unknown as KubeObject[],
+): Promise<void> {
   for (const crd of crds) await client.apply(CRDS, crd, { signal });
   for (const crd of crds) {
     for (;;) {

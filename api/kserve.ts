@@ -3,10 +3,34 @@
 import type { Condition, KubeObject, ResourceType } from '../kube/types.ts';
 import { GROUP, VERSION } from './types.ts';
 
-export const TRAINED_MODELS: ResourceType = { group: GROUP, version: VERSION, plural: 'trainedmodels', kind: 'TrainedModel', namespaced: true };
-export const INFERENCE_SERVICES: ResourceType = { group: GROUP, version: 'v1beta1', plural: 'inferenceservices', kind: 'InferenceService', namespaced: true };
-export const SERVING_RUNTIMES: ResourceType = { group: GROUP, version: VERSION, plural: 'servingruntimes', kind: 'ServingRuntime', namespaced: true };
-export const CLUSTER_SERVING_RUNTIMES: ResourceType = { group: GROUP, version: VERSION, plural: 'clusterservingruntimes', kind: 'ClusterServingRuntime', namespaced: false };
+export const TRAINED_MODELS: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'trainedmodels',
+  kind: 'TrainedModel',
+  namespaced: true,
+};
+export const INFERENCE_SERVICES: ResourceType = {
+  group: GROUP,
+  version: 'v1beta1',
+  plural: 'inferenceservices',
+  kind: 'InferenceService',
+  namespaced: true,
+};
+export const SERVING_RUNTIMES: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'servingruntimes',
+  kind: 'ServingRuntime',
+  namespaced: true,
+};
+export const CLUSTER_SERVING_RUNTIMES: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'clusterservingruntimes',
+  kind: 'ClusterServingRuntime',
+  namespaced: false,
+};
 
 export interface TrainedModelSpec {
   /** Parent InferenceService, same namespace. */

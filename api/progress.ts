@@ -18,7 +18,11 @@ export interface ProgressPart {
  * One model's part on one node from what the node reports: downloaded counts whole, downloading
  * its bytesDone, anything else nothing; the size is the one the source announced, else `size`.
  */
-export function progressPart(state: 'downloaded' | 'downloading' | 'other', reported: { bytesDone?: number; bytesTotal?: number } | undefined, size: number): ProgressPart {
+export function progressPart(
+  state: 'downloaded' | 'downloading' | 'other',
+  reported: { bytesDone?: number; bytesTotal?: number } | undefined,
+  size: number,
+): ProgressPart {
   const total = reported?.bytesTotal && reported.bytesTotal > 0 ? reported.bytesTotal : size;
   if (state === 'downloaded') return { done: total, total };
   return { done: state === 'downloading' ? Math.min(reported?.bytesDone ?? 0, total) : 0, total };
@@ -27,5 +31,8 @@ export function progressPart(state: 'downloaded' | 'downloading' | 'other', repo
 /** Sums parts into one percent; undefined when there are none. */
 export function totalProgress(parts: readonly ProgressPart[]): string | undefined {
   if (parts.length === 0) return undefined;
-  return progressText(parts.reduce((s, p) => s + p.done, 0), parts.reduce((s, p) => s + p.total, 0));
+  return progressText(
+    parts.reduce((s, p) => s + p.done, 0),
+    parts.reduce((s, p) => s + p.total, 0),
+  );
 }

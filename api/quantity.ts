@@ -23,7 +23,14 @@ export function parseQuantity(q: string | number, field = 'quantity'): number {
 
 /** Formats bytes with the largest binary unit that keeps one decimal place readable: 1.5Gi, 300Mi, 12Ki, 7. */
 export function formatBytes(bytes: number): string {
-  const units: Array<[string, number]> = [['Ei', 2 ** 60], ['Pi', 2 ** 50], ['Ti', 2 ** 40], ['Gi', 2 ** 30], ['Mi', 2 ** 20], ['Ki', 2 ** 10]];
+  const units: Array<[string, number]> = [
+    ['Ei', 2 ** 60],
+    ['Pi', 2 ** 50],
+    ['Ti', 2 ** 40],
+    ['Gi', 2 ** 30],
+    ['Mi', 2 ** 20],
+    ['Ki', 2 ** 10],
+  ];
   for (const [unit, size] of units) {
     if (bytes >= size) {
       const v = bytes / size;

@@ -8,15 +8,45 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const CACHE_FINALIZER = 'localmodel.kserve.io/finalizer';
 export const DEFAULT_STORAGE_PATH = '/var/lib/modelcache';
 
-export const LOCAL_MODEL_CACHES: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelcaches', kind: 'LocalModelCache', namespaced: false };
-export const LOCAL_MODEL_NODE_GROUPS: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelnodegroups', kind: 'LocalModelNodeGroup', namespaced: false };
-export const LOCAL_MODEL_NODES: ResourceType = { group: GROUP, version: VERSION, plural: 'localmodelnodes', kind: 'LocalModelNode', namespaced: false };
+export const LOCAL_MODEL_CACHES: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'localmodelcaches',
+  kind: 'LocalModelCache',
+  namespaced: false,
+};
+export const LOCAL_MODEL_NODE_GROUPS: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'localmodelnodegroups',
+  kind: 'LocalModelNodeGroup',
+  namespaced: false,
+};
+export const LOCAL_MODEL_NODES: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'localmodelnodes',
+  kind: 'LocalModelNode',
+  namespaced: false,
+};
 
-export type NodeState = 'NodeNotReady' | 'NodeDownloadPending' | 'NodeDownloading' | 'NodeDownloaded' | 'NodeDownloadError';
-export const NODE_STATES: NodeState[] = ['NodeNotReady', 'NodeDownloadPending', 'NodeDownloading', 'NodeDownloaded', 'NodeDownloadError'];
+export type NodeState =
+  'NodeNotReady' | 'NodeDownloadPending' | 'NodeDownloading' | 'NodeDownloaded' | 'NodeDownloadError';
+export const NODE_STATES: NodeState[] = [
+  'NodeNotReady',
+  'NodeDownloadPending',
+  'NodeDownloading',
+  'NodeDownloaded',
+  'NodeDownloadError',
+];
 
 export type ModelState = 'ModelDownloadPending' | 'ModelDownloading' | 'ModelDownloaded' | 'ModelDownloadError';
-export const MODEL_STATES: ModelState[] = ['ModelDownloadPending', 'ModelDownloading', 'ModelDownloaded', 'ModelDownloadError'];
+export const MODEL_STATES: ModelState[] = [
+  'ModelDownloadPending',
+  'ModelDownloading',
+  'ModelDownloaded',
+  'ModelDownloadError',
+];
 
 export interface StorageSpec {
   key?: string;

@@ -4,7 +4,11 @@ import { benchDaemon } from './daemon.ts';
 import { benchSources } from './sources.ts';
 import { report, type BenchFigure } from './table.ts';
 
-const suites: Record<string, () => Promise<BenchFigure[]>> = { controller: benchController, daemon: benchDaemon, sources: benchSources };
+const suites: Record<string, () => Promise<BenchFigure[]>> = {
+  controller: benchController,
+  daemon: benchDaemon,
+  sources: benchSources,
+};
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = wanted.length ? wanted : Object.keys(suites);
 const unknown = names.filter((n) => !suites[n]);

@@ -18,7 +18,22 @@ const MiB = 2 ** 20;
 async function curlSeconds(url: string, out: string): Promise<number> {
   const t0 = performance.now();
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn('curl', ['-sf', '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', `${S3_ACCESS_KEY}:${S3_SECRET_KEY}`, '-o', out, url], { stdio: 'ignore' });
+    const child = spawn(
+      'curl',
+      [
+        '-sf',
+        '-H',
+        'x-amz-content-sha256: UNSIGNED-PAYLOAD',
+        '--aws-sigv4',
+        'aws:amz:us-east-1:s3',
+        '--user',
+        `${S3_ACCESS_KEY}:${S3_SECRET_KEY}`,
+        '-o',
+        out,
+        url,
+      ],
+      { stdio: 'ignore' },
+    );
     child.on('error', reject);
     child.on('close', resolve);
   });
@@ -36,18 +51,34 @@ export async function benchSources(): Promise<BenchFigure[]> {
     await mkdir(join(s3.root, 'bench'), { recursive: true });
     const block = Buffer.alloc(16 * MiB);
     let left = sizeMiB * MiB;
-    await pipeline(Readable.from((function* () {
-      while (left > 0) {
-        const n = Math.min(left, block.length);
-        left -= n;
-        yield randomFillSync(block.subarray(0, n));
-      }
-    })()), createWriteStream(join(s3.root, 'bench', 'model.bin')));
-    const credentials = { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY, AWS_ENDPOINT_URL: s3.endpoint };
+    await pipeline(
+      Readable.from(
+        (function* () {
+          while (left > 0) {
+            const n = Math.min(left, block.length);
+            left -= n;
+            yield randomFillSync(block.subarray(0, n));
+          }
+        })(),
+      ),
+      createWriteStream(join(s3.root, 'bench', 'model.bin')),
+    );
+    const credentials = {
+      AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+      AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+      AWS_ENDPOINT_URL: s3.endpoint,
+    };
     const viaSource = async (partParallelism: number): Promise<number> => {
       const workDir = join(base, `w-${partParallelism}`);
       const t0 = performance.now();
-      await downloadModel({ uri: 's3://bench/model.bin', workDir, maxBytes: sizeMiB * MiB * 1.05, signal: AbortSignal.timeout(900_000), credentials, options: { partParallelism, partSizeBytes: 16 * MiB } });
+      await downloadModel({
+        uri: 's3://bench/model.bin',
+        workDir,
+        maxBytes: sizeMiB * MiB * 1.05,
+        signal: AbortSignal.timeout(900_000),
+        credentials,
+        options: { partParallelism, partSizeBytes: 16 * MiB },
+      });
       const s = (performance.now() - t0) / 1000;
       await rm(workDir, { recursive: true });
       return s;
@@ -64,8 +95,24 @@ export async function benchSources(): Promise<BenchFigure[]> {
     const [curlS, singleS, rangedS] = [median(samples.curl), median(samples.single), median(samples.ranged)];
     const mbps = (s: number): number => sizeMiB / s;
     return [
-      { name: `s3: ${sizeMiB} MiB object, one stream (median of ${REPS})`, value: mbps(singleS), unit: 'MiB/s', reference: mbps(curlS), ratio: curlS / singleS, goal: 'reported vs curl --aws-sigv4', ok: true },
-      { name: `s3: ${sizeMiB} MiB object, 4 ranged GETs of 16 MiB (median of ${REPS})`, value: mbps(rangedS), unit: 'MiB/s', reference: mbps(singleS), ratio: singleS / rangedS, goal: 'ranged vs one stream, reported', ok: true },
+      {
+        name: `s3: ${sizeMiB} MiB object, one stream (median of ${REPS})`,
+        value: mbps(singleS),
+        unit: 'MiB/s',
+        reference: mbps(curlS),
+        ratio: curlS / singleS,
+        goal: 'reported vs curl --aws-sigv4',
+        ok: true,
+      },
+      {
+        name: `s3: ${sizeMiB} MiB object, 4 ranged GETs of 16 MiB (median of ${REPS})`,
+        value: mbps(rangedS),
+        unit: 'MiB/s',
+        reference: mbps(singleS),
+        ratio: singleS / rangedS,
+        goal: 'ranged vs one stream, reported',
+        ok: true,
+      },
     ];
   } finally {
     await s3.stop();

@@ -15,7 +15,10 @@ const usage = `usage: npm run cluster -- <start|stop|status> --dir DIR
   stop    stop what 'start' started in DIR
   status  print the state of DIR`;
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+});
 const cmd = positionals[0];
 if (values.help || !cmd || !['start', 'stop', 'status'].includes(cmd)) {
   console.log(usage);
@@ -40,7 +43,9 @@ try {
   if (cmd === 'start') {
     const existing = await readState();
     if (existing && Object.values(existing.pids).some(isAlive)) {
-      console.error(`a control plane is already running in ${dir} (${existing.server}); 'npm run cluster -- stop --dir ${values.dir}' first`);
+      console.error(
+        `a control plane is already running in ${dir} (${existing.server}); 'npm run cluster -- stop --dir ${values.dir}' first`,
+      );
       process.exit(1);
     }
     const binaries = await ensureBinaries({ log: (l) => console.error(l) });
@@ -69,7 +74,9 @@ try {
   } else {
     const state = await readState();
     if (!state) console.log(`nothing running in ${dir}`);
-    else for (const [name, pid] of Object.entries(state.pids)) console.log(`${name}\tpid ${pid}\t${isAlive(pid) ? 'running' : 'gone'}`);
+    else
+      for (const [name, pid] of Object.entries(state.pids))
+        console.log(`${name}\tpid ${pid}\t${isAlive(pid) ? 'running' : 'gone'}`);
   }
 } catch (err) {
   console.error((err as Error).message);

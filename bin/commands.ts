@@ -32,7 +32,9 @@ export const commands: Record<string, Command> = {
   version: {
     summary: 'print the version',
     async run() {
-      const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+      const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
       console.log(pkg.version);
       return 0;
     },

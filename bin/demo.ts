@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { installCrds } from '../api/install.ts';
 import { formatBytes } from '../api/quantity.ts';
-import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode } from '../api/types.ts';
+import {
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelCache,
+  type LocalModelNode,
+} from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
 import { ControlPlane } from '../test/helpers/control-plane.ts';
 import { ensureBinaries } from '../test/helpers/binaries.ts';
@@ -17,13 +23,23 @@ import { makeTar } from '../test/helpers/archives.ts';
 import { Reaper } from '../test/helpers/processes.ts';
 import { startModelcache, type ModelcacheProcess } from '../test/helpers/modelcache-process.ts';
 
-const { values } = parseArgs({ options: { keep: { type: 'boolean', default: false }, dir: { type: 'string' }, 'size-mib': { type: 'string', default: '300' }, help: { type: 'boolean', short: 'h' } } });
+const { values } = parseArgs({
+  options: {
+    keep: { type: 'boolean', default: false },
+    dir: { type: 'string' },
+    'size-mib': { type: 'string', default: '300' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
 if (values.help) {
-  console.log('usage: npm run demo [-- --keep] [--dir DIR] [--size-mib N]\n  --keep      leave the control plane, controller and daemons running (stop with npm run cluster -- stop --dir DIR)');
+  console.log(
+    'usage: npm run demo [-- --keep] [--dir DIR] [--size-mib N]\n  --keep      leave the control plane, controller and daemons running (stop with npm run cluster -- stop --dir DIR)',
+  );
   process.exit(0);
 }
 const sizeMiB = Number(values['size-mib']);
-if (!Number.isFinite(sizeMiB) || sizeMiB <= 0) throw new Error(`--size-mib must be a positive number (got '${values['size-mib']}')`);
+if (!Number.isFinite(sizeMiB) || sizeMiB <= 0)
+  throw new Error(`--size-mib must be a positive number (got '${values['size-mib']}')`);
 const dir = values.dir ? resolve(values.dir) : await mkdtemp(join(tmpdir(), 'modelcache-demo-'));
 await mkdir(dir, { recursive: true });
 const say = (l: string): void => console.log(l);
@@ -45,13 +61,18 @@ try {
   cleanups.push(() => origin.close());
   const bytes = Math.round(sizeMiB * 2 ** 20);
   origin.set('/models/llama-demo/model.safetensors', generated(bytes, 42));
-  const tarball = await makeTar([
-    { name: 'tokenizer.json', content: JSON.stringify({ vocab: Array.from({ length: 2000 }, (_, i) => `tok${i}`) }) },
-    { name: 'config.json', content: '{"architectures":["DemoForCausalLM"],"hidden_size":1024}' },
-    { name: 'weights/shard-0.bin', content: toBuffer(generated(8 * 2 ** 20, 7)) },
-  ], true);
+  const tarball = await makeTar(
+    [
+      { name: 'tokenizer.json', content: JSON.stringify({ vocab: Array.from({ length: 2000 }, (_, i) => `tok${i}`) }) },
+      { name: 'config.json', content: '{"architectures":["DemoForCausalLM"],"hidden_size":1024}' },
+      { name: 'weights/shard-0.bin', content: toBuffer(generated(8 * 2 ** 20, 7)) },
+    ],
+    true,
+  );
   origin.set('/models/bert-demo/bundle.tar.gz', tarball);
-  say(`origin serving a ${formatBytes(bytes)} file and a ${formatBytes(tarball.length)} tar.gz at ${origin.url('/models/')}`);
+  say(
+    `origin serving a ${formatBytes(bytes)} file and a ${formatBytes(tarball.length)} tar.gz at ${origin.url('/models/')}`,
+  );
 
   const reaper = values.keep ? undefined : new Reaper();
   if (reaper) cleanups.push(async () => reaper.close());
@@ -65,15 +86,43 @@ try {
   await start('controller', ['controller', '--kubeconfig', cp.kubeconfig, '--metrics-addr', '127.0.0.1:0']);
   for (const n of NODES) {
     await createNode(client, n, { 'modelcache.io/demo': 'true' });
-    await start(`daemon-${n}`, ['daemon', '--kubeconfig', cp.kubeconfig, '--node-name', n, '--root', join(dir, 'nodes', n), '--listen', '127.0.0.1:0', '--safety-margin', '0', '--progress-interval-ms', '500']);
+    await start(`daemon-${n}`, [
+      'daemon',
+      '--kubeconfig',
+      cp.kubeconfig,
+      '--node-name',
+      n,
+      '--root',
+      join(dir, 'nodes', n),
+      '--listen',
+      '127.0.0.1:0',
+      '--safety-margin',
+      '0',
+      '--progress-interval-ms',
+      '500',
+    ]);
   }
-  await client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: 'demo-gpus' }, spec: { nodeSelector: { matchLabels: { 'modelcache.io/demo': 'true' } }, storageLimit: '50Gi' } });
+  await client.create(LOCAL_MODEL_NODE_GROUPS, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNodeGroup',
+    metadata: { name: 'demo-gpus' },
+    spec: { nodeSelector: { matchLabels: { 'modelcache.io/demo': 'true' } }, storageLimit: '50Gi' },
+  });
   const caches = [
-    { name: 'llama-demo', uri: origin.url('/models/llama-demo/model.safetensors'), size: `${Math.ceil(sizeMiB * 1.02)}Mi` },
+    {
+      name: 'llama-demo',
+      uri: origin.url('/models/llama-demo/model.safetensors'),
+      size: `${Math.ceil(sizeMiB * 1.02)}Mi`,
+    },
     { name: 'bert-demo', uri: origin.url('/models/bert-demo/bundle.tar.gz'), size: '64Mi' },
   ];
   for (const c of caches) {
-    await client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name: c.name }, spec: { sourceModelUri: c.uri, modelSize: c.size, nodeGroups: ['demo-gpus'] } });
+    await client.create(LOCAL_MODEL_CACHES, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelCache',
+      metadata: { name: c.name },
+      spec: { sourceModelUri: c.uri, modelSize: c.size, nodeGroups: ['demo-gpus'] },
+    });
   }
   say('created LocalModelNodeGroup demo-gpus and LocalModelCaches llama-demo, bert-demo\n');
 
@@ -81,12 +130,15 @@ try {
   let lastTable = '';
   for (;;) {
     const list = await client.list<LocalModelCache>(LOCAL_MODEL_CACHES);
-    const lmns = new Map((await client.list<LocalModelNode>(LOCAL_MODEL_NODES)).items.map((n) => [n.metadata.name ?? '', n]));
+    const lmns = new Map(
+      (await client.list<LocalModelNode>(LOCAL_MODEL_NODES)).items.map((n) => [n.metadata.name ?? '', n]),
+    );
     const rows = [['CACHE', 'NODE', 'STATE', 'PROGRESS']];
     for (const c of list.items) {
       for (const [node, state] of Object.entries(c.status?.nodeStatus ?? {})) {
         const d = lmns.get(node)?.status?.models?.[c.metadata.name ?? ''];
-        const progress = d?.bytesDone !== undefined ? `${formatBytes(d.bytesDone)}/${formatBytes(d.bytesTotal ?? 0)}` : '';
+        const progress =
+          d?.bytesDone !== undefined ? `${formatBytes(d.bytesDone)}/${formatBytes(d.bytesTotal ?? 0)}` : '';
         rows.push([c.metadata.name ?? '', node, state, progress]);
       }
     }
@@ -95,15 +147,23 @@ try {
       say(`${table}\n`);
       lastTable = table;
     }
-    if (list.items.length === caches.length && list.items.every((c) => c.status?.copies?.available === NODES.length)) break;
+    if (list.items.length === caches.length && list.items.every((c) => c.status?.copies?.available === NODES.length))
+      break;
     if (Date.now() > deadline) throw new Error('the demo did not converge in 10 minutes; logs are in ' + dir);
     await new Promise((r) => setTimeout(r, 500));
   }
-  say(`every cache has copies.available = ${NODES.length}: all bytes on disk, verified, marker written (${((Date.now() - t0) / 1000).toFixed(1)} s in all)\n`);
+  say(
+    `every cache has copies.available = ${NODES.length}: all bytes on disk, verified, marker written (${((Date.now() - t0) / 1000).toFixed(1)} s in all)\n`,
+  );
   const kc = `kubectl --kubeconfig ${cp.kubeconfig}`;
-  say(`try:\n  ${kc} get localmodelcaches\n  ${kc} get localmodelnodegroups\n  ${kc} get localmodelnodes\n  ${kc} describe localmodelcache llama-demo\n  ls ${join(dir, 'nodes', NODES[0] as string)}`);
+  say(
+    `try:\n  ${kc} get localmodelcaches\n  ${kc} get localmodelnodegroups\n  ${kc} get localmodelnodes\n  ${kc} describe localmodelcache llama-demo\n  ls ${join(dir, 'nodes', NODES[0] as string)}`,
+  );
   if (values.keep) {
-    const state = { ...cp.state(), pids: { ...cp.state().pids, ...Object.fromEntries(procs.map((p) => [p.managed.name, p.managed.child.pid ?? 0])) } };
+    const state = {
+      ...cp.state(),
+      pids: { ...cp.state().pids, ...Object.fromEntries(procs.map((p) => [p.managed.name, p.managed.child.pid ?? 0])) },
+    };
     await writeFile(join(dir, 'control-plane', 'state.json'), JSON.stringify(state, null, 2));
     say(`\nleft running (--keep). Stop everything with: npm run cluster -- stop --dir ${join(dir, 'control-plane')}`);
   }

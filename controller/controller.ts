@@ -77,7 +77,11 @@ export class CacheController {
           const kind = key.slice(0, key.indexOf(':'));
           this.metrics.reconciles.inc({ kind, outcome });
           this.metrics.duration.observe({ kind }, ms / 1000);
-          if (outcome === 'error') log.warn({ key, err: String((err as Error)?.message ?? err), failures: queue.failures(key) }, 'reconcile failed; will retry');
+          if (outcome === 'error')
+            log.warn(
+              { key, err: String((err as Error)?.message ?? err), failures: queue.failures(key) },
+              'reconcile failed; will retry',
+            );
         },
       });
     } finally {

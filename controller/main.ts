@@ -38,7 +38,8 @@ export async function runController(args: string[]): Promise<number> {
   }
   const workers = wholeNumberFlag('workers', values.workers);
   const resync = Number(values['resync-seconds']);
-  if (!Number.isFinite(resync) || resync < 1) throw new Error(`--resync-seconds must be ≥ 1 (got '${values['resync-seconds']}')`);
+  if (!Number.isFinite(resync) || resync < 1)
+    throw new Error(`--resync-seconds must be ≥ 1 (got '${values['resync-seconds']}')`);
 
   const log = createLogger('controller', values['log-level']);
   const client = KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig });
@@ -49,13 +50,24 @@ export async function runController(args: string[]): Promise<number> {
   // Caches and TrainedModel registration run side by side while leading; each fails on its own.
   const runAll = async (signal: AbortSignal): Promise<void> => {
     const registration = new RegistrationController({ client, log: log.child({ part: 'registration' }) });
-    await Promise.all([controller.run(signal), registration.run(signal).catch((err: unknown) => {
-      if (!signal.aborted) log.error({ err: String((err as Error)?.message ?? err) }, 'TrainedModel registration stopped');
-    })]);
+    await Promise.all([
+      controller.run(signal),
+      registration.run(signal).catch((err: unknown) => {
+        if (!signal.aborted)
+          log.error({ err: String((err as Error)?.message ?? err) }, 'TrainedModel registration stopped');
+      }),
+    ]);
   };
   controller.start(shutdown.signal);
-  const ops = await startOpsServer({ addr: values['metrics-addr'], registry: controller.metrics.registry, unready: () => (controller.ready ? undefined : 'caches not synced') });
-  log.info({ metrics: `${ops.url}/metrics`, server: client.server, leaderElect: values['leader-elect'] }, 'controller started');
+  const ops = await startOpsServer({
+    addr: values['metrics-addr'],
+    registry: controller.metrics.registry,
+    unready: () => (controller.ready ? undefined : 'caches not synced'),
+  });
+  log.info(
+    { metrics: `${ops.url}/metrics`, server: client.server, leaderElect: values['leader-elect'] },
+    'controller started',
+  );
 
   if (values['leader-elect']) {
     const elector = new LeaderElector({

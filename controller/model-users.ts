@@ -1,5 +1,11 @@
 import type { Logger } from 'pino';
-import { INFERENCE_SERVICES, TRAINED_MODELS, type InferenceService, type PredictorImpl, type TrainedModel } from '../api/kserve.ts';
+import {
+  INFERENCE_SERVICES,
+  TRAINED_MODELS,
+  type InferenceService,
+  type PredictorImpl,
+  type TrainedModel,
+} from '../api/kserve.ts';
 import { sleep } from '../kube/backoff.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
@@ -16,7 +22,9 @@ export interface IsvcRef {
 export function isvcUris(isvc: InferenceService, models: TrainedModel[]): string[] {
   const impl = predictorOf(isvc)?.impl as PredictorImpl | undefined;
   const own = impl?.storageUri ? [impl.storageUri] : [];
-  const tms = models.filter((m) => m.metadata.namespace === isvc.metadata.namespace && m.spec?.inferenceService === isvc.metadata.name).map((m) => m.spec.model.storageUri);
+  const tms = models
+    .filter((m) => m.metadata.namespace === isvc.metadata.namespace && m.spec?.inferenceService === isvc.metadata.name)
+    .map((m) => m.spec.model.storageUri);
   return [...own, ...tms];
 }
 
@@ -59,7 +67,16 @@ export class ModelUsers {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !(this.#isvcs && this.#models)) {
       try {
-        for (const [rt, make] of [[INFERENCE_SERVICES, () => (this.#isvcs = new Informer<InferenceService>(this.#client, INFERENCE_SERVICES, { log: this.#log }))], [TRAINED_MODELS, () => (this.#models = new Informer<TrainedModel>(this.#client, TRAINED_MODELS, { log: this.#log }))]] as const) {
+        for (const [rt, make] of [
+          [
+            INFERENCE_SERVICES,
+            () => (this.#isvcs = new Informer<InferenceService>(this.#client, INFERENCE_SERVICES, { log: this.#log })),
+          ],
+          [
+            TRAINED_MODELS,
+            () => (this.#models = new Informer<TrainedModel>(this.#client, TRAINED_MODELS, { log: this.#log })),
+          ],
+        ] as const) {
           const have = rt === INFERENCE_SERVICES ? this.#isvcs : this.#models;
           if (have || !(await this.#client.get(CRDS, `${rt.plural}.${rt.group}`, { signal }))) continue;
           const inf = make() as Informer<InferenceService | TrainedModel>;
@@ -84,8 +101,9 @@ export class ModelUsers {
     const out: IsvcRef[] = [];
     for (const isvc of this.#isvcs?.list() ?? []) {
       if (isvc.metadata.deletionTimestamp) continue;
-      if (isvcUris(isvc, models).some((u) => subpathUnder(u, cacheUri) !== undefined)) out.push({ name: isvc.metadata.name ?? '', namespace: isvc.metadata.namespace ?? '' });
+      if (isvcUris(isvc, models).some((u) => subpathUnder(u, cacheUri) !== undefined))
+        out.push({ name: isvc.metadata.name ?? '', namespace: isvc.metadata.namespace ?? '' });
     }
-    return out.sort((a, b) => `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1);
+    return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
   }
 }

@@ -43,7 +43,13 @@ export class Reconcilers {
   }
 
   /** Merge-patches status from what was observed to what was planned; no request when they are equal. */
-  async #writeStatus(rt: ResourceType, name: string, observed: unknown, planned: unknown, signal: AbortSignal): Promise<void> {
+  async #writeStatus(
+    rt: ResourceType,
+    name: string,
+    observed: unknown,
+    planned: unknown,
+    signal: AbortSignal,
+  ): Promise<void> {
     const patch = createMergePatch(observed ?? {}, planned);
     if (patch === undefined) return;
     await this.#d.client.patchStatus(rt, name, patch, { signal });
@@ -61,17 +67,45 @@ export class Reconcilers {
     const { world, client, log } = this.#d;
     const cache = world.caches.get(name);
     if (!cache) return;
-    const placement = world.placement().caches.get(name) ?? { name, deleting: Boolean(cache.metadata.deletionTimestamp), nodes: [], problems: [] };
-    const plan = planCache({ cache, placement, nodes: world.nodesByName(), localModelNodes: world.localModelNodesByName(), users: world.users.usersOf(cache.spec.sourceModelUri), usersKnown: world.users.ready, now: this.#d.now() });
+    const placement = world.placement().caches.get(name) ?? {
+      name,
+      deleting: Boolean(cache.metadata.deletionTimestamp),
+      nodes: [],
+      problems: [],
+    };
+    const plan = planCache({
+      cache,
+      placement,
+      nodes: world.nodesByName(),
+      localModelNodes: world.localModelNodesByName(),
+      users: world.users.usersOf(cache.spec.sourceModelUri),
+      usersKnown: world.users.ready,
+      now: this.#d.now(),
+    });
     const finalizers = cache.metadata.finalizers ?? [];
     if (plan.finalizer === 'add') {
-      await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: [...finalizers, CACHE_FINALIZER], resourceVersion: cache.metadata.resourceVersion } }, { signal });
+      await client.mergePatch(
+        LOCAL_MODEL_CACHES,
+        name,
+        { metadata: { finalizers: [...finalizers, CACHE_FINALIZER], resourceVersion: cache.metadata.resourceVersion } },
+        { signal },
+      );
       this.#count(LOCAL_MODEL_CACHES, 'finalize');
     }
     if (plan.status) await this.#writeStatus(LOCAL_MODEL_CACHES, name, cache.status, plan.status, signal);
     await this.#emit(cache, plan.events);
     if (plan.finalizer === 'remove') {
-      await client.mergePatch(LOCAL_MODEL_CACHES, name, { metadata: { finalizers: finalizers.filter((f) => f !== CACHE_FINALIZER), resourceVersion: cache.metadata.resourceVersion } }, { signal });
+      await client.mergePatch(
+        LOCAL_MODEL_CACHES,
+        name,
+        {
+          metadata: {
+            finalizers: finalizers.filter((f) => f !== CACHE_FINALIZER),
+            resourceVersion: cache.metadata.resourceVersion,
+          },
+        },
+        { signal },
+      );
       this.#count(LOCAL_MODEL_CACHES, 'finalize');
       log.info({ cache: name }, 'files removed from every node; finalizer released');
     }
@@ -84,7 +118,13 @@ export class Reconcilers {
     if (plan.action === 'create' || plan.action === 'update') {
       // A merge patch replaces the whole list (server-side apply would drop an emptied list and with it spec).
       if (plan.action === 'create') await client.create(LOCAL_MODEL_NODES, plan.object, { signal });
-      else await client.mergePatch(LOCAL_MODEL_NODES, name, { metadata: { ownerReferences: plan.object.metadata.ownerReferences }, spec: plan.object.spec }, { signal });
+      else
+        await client.mergePatch(
+          LOCAL_MODEL_NODES,
+          name,
+          { metadata: { ownerReferences: plan.object.metadata.ownerReferences }, spec: plan.object.spec },
+          { signal },
+        );
       this.#count(LOCAL_MODEL_NODES, plan.action);
       log.info({ node: name, models: desired.map((m) => m.modelName) }, 'LocalModelNode spec written');
     } else if (plan.action === 'delete') {

@@ -29,7 +29,11 @@ function specChanged(a: KubeObject & { spec?: unknown }, b: KubeObject & { spec?
 }
 
 function nodeChanged(a: Node, b: Node): boolean {
-  return !sameJson(a.metadata.labels, b.metadata.labels) || isNodeReady(a) !== isNodeReady(b) || a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp;
+  return (
+    !sameJson(a.metadata.labels, b.metadata.labels) ||
+    isNodeReady(a) !== isNodeReady(b) ||
+    a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp
+  );
 }
 
 function modelsOf(lmn: LocalModelNode): string[] {

@@ -1,5 +1,12 @@
 import type { Logger } from 'pino';
-import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode, type LocalModelNodeGroup } from '../api/types.ts';
+import {
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelCache,
+  type LocalModelNode,
+  type LocalModelNodeGroup,
+} from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { NODES } from '../kube/resources.ts';
@@ -31,7 +38,10 @@ export class World {
     this.groups.on(bump);
     this.nodes.on(bump);
     this.localModelNodes.on(bump);
-    this.users = new ModelUsers(client, { ...(log ? { log } : {}), ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}) });
+    this.users = new ModelUsers(client, {
+      ...(log ? { log } : {}),
+      ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}),
+    });
     this.users.onChange(() => this.#version++);
   }
 
@@ -57,7 +67,12 @@ export class World {
     if (this.#placement?.version !== this.#version) {
       this.#placement = {
         version: this.#version,
-        value: computePlacement({ caches: this.caches.list(), groups: this.groups.list(), nodes: this.nodes.list(), held: this.#held() }),
+        value: computePlacement({
+          caches: this.caches.list(),
+          groups: this.groups.list(),
+          nodes: this.nodes.list(),
+          held: this.#held(),
+        }),
       };
     }
     return this.#placement.value;

@@ -43,9 +43,13 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
     if (!model) return send(res, 404, { error: `model ${key} is not complete on this node` });
     if (parts.length === 1) return send(res, 200, model);
     if (parts[1] !== 'files') return send(res, 404, { error: 'not found' });
-    if (parts.length === 2 || (parts.length === 3 && parts[2] === '')) return send(res, 200, await listFiles(model.path));
+    if (parts.length === 2 || (parts.length === 3 && parts[2] === ''))
+      return send(res, 200, await listFiles(model.path));
     const rel = parts.slice(2);
-    if (rel.some((p) => p === '' || p === '.' || p === '..' || p.includes('/') || p.includes('\\') || p.includes('\0')) || rel.join('/') === MARKER_FILE) {
+    if (
+      rel.some((p) => p === '' || p === '.' || p === '..' || p.includes('/') || p.includes('\\') || p.includes('\0')) ||
+      rel.join('/') === MARKER_FILE
+    ) {
       return send(res, 403, { error: 'path not allowed' });
     }
     return serveFile(req, res, model.path, rel);
@@ -94,7 +98,12 @@ async function serveFile(req: IncomingMessage, res: ServerResponse, modelDir: st
   const st = await stat(real);
   if (!st.isFile()) return send(res, 404, { error: 'not a file' });
   const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
-  const headers: Record<string, string> = { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', 'last-modified': st.mtime.toUTCString() };
+  const headers: Record<string, string> = {
+    etag,
+    'accept-ranges': 'bytes',
+    'content-type': 'application/octet-stream',
+    'last-modified': st.mtime.toUTCString(),
+  };
   if (req.headers['if-none-match'] === etag) {
     res.writeHead(304, headers);
     res.end();
@@ -109,7 +118,11 @@ async function serveFile(req: IncomingMessage, res: ServerResponse, modelDir: st
   }
   const [start, end] = range ?? [0, st.size - 1];
   const length = st.size === 0 ? 0 : end - start + 1;
-  res.writeHead(range ? 206 : 200, { ...headers, 'content-length': String(length), ...(range ? { 'content-range': `bytes ${start}-${end}/${st.size}` } : {}) });
+  res.writeHead(range ? 206 : 200, {
+    ...headers,
+    'content-length': String(length),
+    ...(range ? { 'content-range': `bytes ${start}-${end}/${st.size}` } : {}),
+  });
   if (req.method === 'HEAD' || length === 0) {
     res.end();
     return true;
@@ -127,7 +140,12 @@ async function serveFile(req: IncomingMessage, res: ServerResponse, modelDir: st
 }
 
 /** One byte range of `Range: bytes=…` (several ranges, or a stale If-Range, get the whole file). */
-function parseRange(header: string | undefined, size: number, ifRange: string | undefined, etag: string): [number, number] | 'unsatisfiable' | undefined {
+function parseRange(
+  header: string | undefined,
+  size: number,
+  ifRange: string | undefined,
+  etag: string,
+): [number, number] | 'unsatisfiable' | undefined {
   if (!header || (ifRange !== undefined && ifRange !== etag)) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m) return undefined;

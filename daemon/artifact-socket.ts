@@ -7,10 +7,15 @@ import { dirname } from 'node:path';
  * that mount its hostPath directory) read cached models, nothing on the network. A socket left by
  * an earlier run is replaced; any other file at the path is an error, never removed.
  */
-export async function serveOnSocket(path: string, routes: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>, mode = 0o666): Promise<{ close: () => Promise<void> }> {
+export async function serveOnSocket(
+  path: string,
+  routes: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>,
+  mode = 0o666,
+): Promise<{ close: () => Promise<void> }> {
   await mkdir(dirname(path), { recursive: true });
   const old = await lstat(path).catch(() => undefined);
-  if (old && !old.isSocket()) throw new Error(`--artifact-socket ${path} exists and is not a socket: remove it or choose another path`);
+  if (old && !old.isSocket())
+    throw new Error(`--artifact-socket ${path} exists and is not a socket: remove it or choose another path`);
   if (old) await unlink(path);
   const server = createServer((req, res) => {
     void routes(req, res)
@@ -29,9 +34,10 @@ export async function serveOnSocket(path: string, routes: (req: IncomingMessage,
   // Consumers run as other users; who may connect is decided by who may mount the directory.
   await chmod(path, mode);
   return {
-    close: () => new Promise((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }

@@ -50,40 +50,88 @@ export class SourceCredentialsReader {
     let creds = this.#env;
     if (model.credentialsSecret) {
       const where = `Secret ${this.#namespace}/${model.credentialsSecret} (spec.credentials.secretName of node group ${model.nodeGroup ?? '?'})`;
-      creds = { ...creds, ...secretValues(await this.#read<Secret>(SECRETS, model.credentialsSecret, where, 'with the source\'s keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, HF_TOKEN, …)', signal)) };
+      creds = {
+        ...creds,
+        ...secretValues(
+          await this.#read<Secret>(
+            SECRETS,
+            model.credentialsSecret,
+            where,
+            "with the source's keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, HF_TOKEN, …)",
+            signal,
+          ),
+        ),
+      };
     }
     if (model.serviceAccountName) {
       const saWhere = `ServiceAccount ${this.#namespace}/${model.serviceAccountName} (spec.serviceAccountName of cache ${model.modelName})`;
-      const sa = await this.#read<ServiceAccount>(SERVICE_ACCOUNTS, model.serviceAccountName, saWhere, 'and attach the source\'s Secrets to it (secrets: [{name: …}])', signal);
+      const sa = await this.#read<ServiceAccount>(
+        SERVICE_ACCOUNTS,
+        model.serviceAccountName,
+        saWhere,
+        "and attach the source's Secrets to it (secrets: [{name: …}])",
+        signal,
+      );
       for (const ref of sa.secrets ?? []) {
         if (!ref.name) continue;
         const where = `Secret ${this.#namespace}/${ref.name} (attached to ${saWhere})`;
-        creds = { ...creds, ...secretValues(await this.#read<Secret>(SECRETS, ref.name, where, 'or detach it from the service account', signal)) };
+        creds = {
+          ...creds,
+          ...secretValues(
+            await this.#read<Secret>(SECRETS, ref.name, where, 'or detach it from the service account', signal),
+          ),
+        };
       }
     }
     if (model.storage) {
       const key = storageConfigKey(model.storage.key, model.sourceModelUri);
       const where = `entry '${key}' of Secret ${this.#namespace}/${STORAGE_CONFIG_SECRET} (spec.storage of cache ${model.modelName})`;
-      const secret = await this.#read<Secret>(SECRETS, STORAGE_CONFIG_SECRET, `Secret ${this.#namespace}/${STORAGE_CONFIG_SECRET} (spec.storage of cache ${model.modelName})`, `with an entry '${key}' (KServe's storage-config)`, signal);
+      const secret = await this.#read<Secret>(
+        SECRETS,
+        STORAGE_CONFIG_SECRET,
+        `Secret ${this.#namespace}/${STORAGE_CONFIG_SECRET} (spec.storage of cache ${model.modelName})`,
+        `with an entry '${key}' (KServe's storage-config)`,
+        signal,
+      );
       const entry = secret.data?.[key];
-      if (entry === undefined) throw new DownloadError('AccessDenied', `${where} does not exist: add it, or set spec.storage.key to one of: ${Object.keys(secret.data ?? {}).join(', ') || '(none)'}`);
-      creds = { ...creds, ...storageConfigValues(Buffer.from(entry, 'base64').toString('utf8'), model.storage.parameters, where) };
+      if (entry === undefined)
+        throw new DownloadError(
+          'AccessDenied',
+          `${where} does not exist: add it, or set spec.storage.key to one of: ${Object.keys(secret.data ?? {}).join(', ') || '(none)'}`,
+        );
+      creds = {
+        ...creds,
+        ...storageConfigValues(Buffer.from(entry, 'base64').toString('utf8'), model.storage.parameters, where),
+      };
     }
     return creds;
   }
 
   /** One object in the daemon's namespace; missing or forbidden is AccessDenied naming it and the fix. */
-  async #read<T extends KubeObject>(rt: typeof SECRETS, name: string, where: string, fix: string, signal?: AbortSignal): Promise<T> {
+  async #read<T extends KubeObject>(
+    rt: typeof SECRETS,
+    name: string,
+    where: string,
+    fix: string,
+    signal?: AbortSignal,
+  ): Promise<T> {
     let obj: T | undefined;
     try {
       obj = await this.#client.get<T>(rt, name, { namespace: this.#namespace, signal });
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 403) {
-        throw new DownloadError('AccessDenied', `the daemon may not read ${where}: its Role in ${this.#namespace} must allow get on ${rt.plural}`);
+        throw new DownloadError(
+          'AccessDenied',
+          `the daemon may not read ${where}: its Role in ${this.#namespace} must allow get on ${rt.plural}`,
+        );
       }
-      throw new DownloadError('SourceUnavailable', `could not read ${where}: ${(err as Error).message}`, { retryable: true, cause: err });
+      throw new DownloadError('SourceUnavailable', `could not read ${where}: ${(err as Error).message}`, {
+        retryable: true,
+        cause: err,
+      });
     }
-    if (!obj) throw new DownloadError('AccessDenied', `${where} does not exist: create it in ${this.#namespace} ${fix}`);
+    if (!obj)
+      throw new DownloadError('AccessDenied', `${where} does not exist: create it in ${this.#namespace} ${fix}`);
     return obj;
   }
 }

@@ -18,7 +18,13 @@ import type { Failure, InFlight } from './node-cache/plan.ts';
 /** Errors that may heal soon (network, disk space) are retried sooner than answers about the source itself. */
 const SOON: DownloadErrorCode[] = ['SourceUnavailable', 'InsufficientCapacity', 'DiskError'];
 /** After these, partial data is worthless: it is removed. */
-const DISCARD: DownloadErrorCode[] = ['SizeExceeded', 'IntegrityMismatch', 'UnsafeArchive', 'InsufficientCapacity', 'BadResponse'];
+const DISCARD: DownloadErrorCode[] = [
+  'SizeExceeded',
+  'IntegrityMismatch',
+  'UnsafeArchive',
+  'InsufficientCapacity',
+  'BadResponse',
+];
 
 export interface DownloadManagerOptions {
   root: string;
@@ -38,7 +44,11 @@ async function bytesUnder(dir: string): Promise<number> {
   let sum = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
-    if (e.isFile()) sum += await stat(join(e.parentPath, e.name)).then((s) => Math.min(s.size, s.blocks * 512), () => 0);
+    if (e.isFile())
+      sum += await stat(join(e.parentPath, e.name)).then(
+        (s) => Math.min(s.size, s.blocks * 512),
+        () => 0,
+      );
   }
   return sum;
 }
@@ -62,12 +72,22 @@ export class DownloadManager {
   start(model: LocalModelInfo): void {
     const key = model.storageKey;
     if (this.inFlight.has(key) || this.#removing.has(key)) return;
-    const entry = { modelName: model.modelName, uri: model.sourceModelUri, queued: true, bytesDone: 0, bytesTotal: model.modelSize, startedAt: '', abort: new AbortController() };
+    const entry = {
+      modelName: model.modelName,
+      uri: model.sourceModelUri,
+      queued: true,
+      bytesDone: 0,
+      bytesTotal: model.modelSize,
+      startedAt: '',
+      abort: new AbortController(),
+    };
     this.inFlight.set(key, entry);
-    void this.#limiter.schedule(() => this.#run(model, entry)).finally(() => {
-      this.inFlight.delete(key);
-      this.#o.onChange();
-    });
+    void this.#limiter
+      .schedule(() => this.#run(model, entry))
+      .finally(() => {
+        this.inFlight.delete(key);
+        this.#o.onChange();
+      });
   }
 
   cancel(key: string): void {
@@ -117,7 +137,10 @@ export class DownloadManager {
     try {
       const already = await bytesUnder(staging);
       await ledger.reserve(key, Math.max(0, model.modelSize - already));
-      log.info({ model: model.modelName, storageKey: key, uri: model.sourceModelUri, resumeFrom: already }, already > 0 ? 'download resumed' : 'download started');
+      log.info(
+        { model: model.modelName, storageKey: key, uri: model.sourceModelUri, resumeFrom: already },
+        already > 0 ? 'download resumed' : 'download started',
+      );
       const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
       const result = await downloadModel({
         uri: model.sourceModelUri,
@@ -142,9 +165,21 @@ export class DownloadManager {
       metrics.downloads.inc({ outcome: 'success', reason: '' });
       metrics.bytes.inc({ scheme, outcome: 'success' }, Math.max(0, result.bytes - already));
       metrics.duration.observe({ outcome: 'success' }, (performance.now() - t0) / 1000);
-      log.info({ model: model.modelName, storageKey: key, bytes: result.bytes, files: result.files, seconds: Math.round((performance.now() - t0) / 100) / 10 }, 'model downloaded');
+      log.info(
+        {
+          model: model.modelName,
+          storageKey: key,
+          bytes: result.bytes,
+          files: result.files,
+          seconds: Math.round((performance.now() - t0) / 100) / 10,
+        },
+        'model downloaded',
+      );
     } catch (err) {
-      const e = err instanceof DownloadError ? err : new DownloadError('DiskError', String((err as Error)?.message ?? err), { cause: err });
+      const e =
+        err instanceof DownloadError
+          ? err
+          : new DownloadError('DiskError', String((err as Error)?.message ?? err), { cause: err });
       metrics.bytes.inc({ scheme, outcome: e.code === 'Cancelled' ? 'cancelled' : 'error' }, Math.max(0, received));
       if (e.code === 'Cancelled') {
         metrics.downloads.inc({ outcome: 'cancelled', reason: 'Cancelled' });
@@ -156,10 +191,26 @@ export class DownloadManager {
       const retry = this.#o.retry ?? { soonMs: [10_000, 300_000], laterMs: [60_000, 3_600_000] };
       const [baseMs, maxMs] = SOON.includes(e.code) ? retry.soonMs : retry.laterMs;
       const delay = backoffDelay(attempts, { baseMs, maxMs });
-      this.failures.set(key, { uri: model.sourceModelUri, reason: e.code, message: e.message, retryAt: Date.now() + delay, startedAt: entry.startedAt, attempts });
+      this.failures.set(key, {
+        uri: model.sourceModelUri,
+        reason: e.code,
+        message: e.message,
+        retryAt: Date.now() + delay,
+        startedAt: entry.startedAt,
+        attempts,
+      });
       metrics.downloads.inc({ outcome: 'error', reason: e.code });
       metrics.duration.observe({ outcome: 'error' }, (performance.now() - t0) / 1000);
-      log.warn({ model: model.modelName, storageKey: key, reason: e.code, message: e.message, retryInS: Math.round(delay / 1000) }, 'download failed');
+      log.warn(
+        {
+          model: model.modelName,
+          storageKey: key,
+          reason: e.code,
+          message: e.message,
+          retryInS: Math.round(delay / 1000),
+        },
+        'download failed',
+      );
     } finally {
       ledger.release(key);
       metrics.inFlight.dec();

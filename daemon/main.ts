@@ -44,7 +44,8 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
 /** Why the daemon is not ready, or undefined when it is. */
 function daemonUnready(nodeName: string, lmns: Informer<LocalModelNode>, nodes: Informer<Node>): string | undefined {
   if (!lmns.hasSynced || !nodes.hasSynced) return 'caches not synced';
-  if (!nodes.get(nodeName)) return `Node ${nodeName} not found: --node-name (or $NODE_NAME) must be this node's name, spec.nodeName from the downward API`;
+  if (!nodes.get(nodeName))
+    return `Node ${nodeName} not found: --node-name (or $NODE_NAME) must be this node's name, spec.nodeName from the downward API`;
   return undefined;
 }
 
@@ -77,8 +78,9 @@ export async function runDaemon(args: string[]): Promise<number> {
     return 0;
   }
   const nodeName = values['node-name'] ?? process.env.NODE_NAME;
-  if (!nodeName) throw new Error('--node-name (or $NODE_NAME from the downward API) is required: the daemon serves one node');
-  if (!values.root) throw new Error('--root DIR is required: the directory that holds this node\'s cached models');
+  if (!nodeName)
+    throw new Error('--node-name (or $NODE_NAME from the downward API) is required: the daemon serves one node');
+  if (!values.root) throw new Error("--root DIR is required: the directory that holds this node's cached models");
   const root = resolve(values.root);
   await mkdir(root, { recursive: true });
   const margin = parseQuantity(values['safety-margin'] ?? '1Gi', '--safety-margin');
@@ -94,7 +96,11 @@ export async function runDaemon(args: string[]): Promise<number> {
   const ledger = new CapacityLedger(root, margin);
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'node';
-  const secrets = new SourceCredentialsReader(client, values.namespace ?? process.env.POD_NAMESPACE ?? 'modelcache-system', process.env);
+  const secrets = new SourceCredentialsReader(
+    client,
+    values.namespace ?? process.env.POD_NAMESPACE ?? 'modelcache-system',
+    process.env,
+  );
   const downloads = new DownloadManager({
     root,
     ledger,
@@ -111,8 +117,16 @@ export async function runDaemon(args: string[]): Promise<number> {
     },
     credentials: (model, signal) => secrets.for(model, signal),
   });
-  const status = new StatusWriter(client, nodeName, wholeNumberFlag('progress-interval-ms', values['progress-interval-ms']), log);
-  const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
+  const status = new StatusWriter(
+    client,
+    nodeName,
+    wholeNumberFlag('progress-interval-ms', values['progress-interval-ms']),
+    log,
+  );
+  const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, {
+    fieldSelector: `metadata.name=${nodeName}`,
+    log,
+  });
   // Its own Node: a node being removed starts no new download, and a wrong --node-name shows in /readyz.
   const nodes = new Informer<Node>(client, NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
   for (const inf of [informer, nodes] as const) {
@@ -122,7 +136,10 @@ export async function runDaemon(args: string[]): Promise<number> {
   const memory: NodeCacheMemory = {};
   const orphanGraceMs = wholeNumberFlag('orphan-grace-seconds', values['orphan-grace-seconds'], 0) * 1000;
   const capacityTimer = setInterval(() => {
-    void ledger.free().then((free) => metrics.cacheCapacity.set(free + ledger.reservedBytes), () => undefined);
+    void ledger.free().then(
+      (free) => metrics.cacheCapacity.set(free + ledger.reservedBytes),
+      () => undefined,
+    );
     queue.add(KEY); // capacity may have freed: failed-for-space models are re-checked when their retry time comes
   }, 30_000);
   capacityTimer.unref();
@@ -130,17 +147,27 @@ export async function runDaemon(args: string[]): Promise<number> {
   const socketPath = values['artifact-socket'] ? resolve(values['artifact-socket']) : undefined;
   const artifacts = artifactRoutes(root);
   const socket = socketPath ? await serveOnSocket(socketPath, artifacts) : undefined;
-  const ops = await startOpsServer({ addr: values.listen ?? '127.0.0.1:8081', registry: metrics.registry, unready: () => daemonUnready(nodeName, informer, nodes), ...(socket ? {} : { extra: artifacts }) });
-  log.info({ metrics: `${ops.url}/metrics`, artifacts: socketPath ? `unix://${socketPath}` : `${ops.url}/v1/models`, root }, 'daemon started');
+  const ops = await startOpsServer({
+    addr: values.listen ?? '127.0.0.1:8081',
+    registry: metrics.registry,
+    unready: () => daemonUnready(nodeName, informer, nodes),
+    ...(socket ? {} : { extra: artifacts }),
+  });
+  log.info(
+    { metrics: `${ops.url}/metrics`, artifacts: socketPath ? `unix://${socketPath}` : `${ops.url}/v1/models`, root },
+    'daemon started',
+  );
   await Promise.all([informer.waitForSync(shutdown.signal), nodes.waitForSync(shutdown.signal)]).catch(() => undefined);
   queue.add(KEY);
   await runReconciler({
     queue,
     workers: 1,
     signal: shutdown.signal,
-    reconcile: () => reconcileNode({ nodeName, root, informer, nodes, memory, orphanGraceMs, downloads, status, metrics, log }),
+    reconcile: () =>
+      reconcileNode({ nodeName, root, informer, nodes, memory, orphanGraceMs, downloads, status, metrics, log }),
     observe: (_k, outcome, _ms, err) => {
-      if (outcome === 'error') log.warn({ err: String((err as Error)?.message ?? err) }, 'reconcile failed; will retry');
+      if (outcome === 'error')
+        log.warn({ err: String((err as Error)?.message ?? err) }, 'reconcile failed; will retry');
     },
   });
   clearInterval(capacityTimer);

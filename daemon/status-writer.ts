@@ -50,10 +50,13 @@ export class StatusWriter {
   set(status: LocalModelNodeStatus): Promise<void> {
     this.#wanted = status;
     if (significant(this.#written, status) || Date.now() - this.#lastWriteAt >= this.#intervalMs) return this.#write();
-    this.#timer ??= setTimeout(() => {
-      this.#timer = undefined;
-      void this.#write();
-    }, this.#intervalMs - (Date.now() - this.#lastWriteAt));
+    this.#timer ??= setTimeout(
+      () => {
+        this.#timer = undefined;
+        void this.#write();
+      },
+      this.#intervalMs - (Date.now() - this.#lastWriteAt),
+    );
     this.#timer.unref();
     return this.#writing;
   }

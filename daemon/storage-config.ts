@@ -21,18 +21,29 @@ const S3_FIELDS: Record<string, string> = {
  * One storage-config entry (JSON) with spec.storage.parameters laid over it, as source variables.
  * Only `type: s3` entries exist for now; anything else is refused with what to use instead. Pure.
  */
-export function storageConfigValues(entryJson: string, parameters: Record<string, string> | undefined, where: string): SourceCredentials {
+export function storageConfigValues(
+  entryJson: string,
+  parameters: Record<string, string> | undefined,
+  where: string,
+): SourceCredentials {
   let entry: Record<string, unknown>;
   try {
     entry = { ...(JSON.parse(entryJson) as Record<string, unknown>), ...parameters };
   } catch {
-    throw new DownloadError('AccessDenied', `${where} is not JSON: write it as KServe does, e.g. {"type": "s3", "access_key_id": …, "secret_access_key": …, "endpoint_url": …}`);
+    throw new DownloadError(
+      'AccessDenied',
+      `${where} is not JSON: write it as KServe does, e.g. {"type": "s3", "access_key_id": …, "secret_access_key": …, "endpoint_url": …}`,
+    );
   }
   if (entry.type !== 's3') {
-    throw new DownloadError('AccessDenied', `${where} has type '${String(entry.type)}': only s3 entries are read; for other sources attach a Secret to spec.serviceAccountName or name one in the node group`);
+    throw new DownloadError(
+      'AccessDenied',
+      `${where} has type '${String(entry.type)}': only s3 entries are read; for other sources attach a Secret to spec.serviceAccountName or name one in the node group`,
+    );
   }
   const out: Record<string, string> = {};
-  for (const [field, name] of Object.entries(S3_FIELDS)) if (typeof entry[field] === 'string' && entry[field]) out[name] = entry[field];
+  for (const [field, name] of Object.entries(S3_FIELDS))
+    if (typeof entry[field] === 'string' && entry[field]) out[name] = entry[field];
   if (String(entry.anonymous).toLowerCase() === 'true') {
     out.AWS_ACCESS_KEY_ID = '';
     out.AWS_SECRET_ACCESS_KEY = '';

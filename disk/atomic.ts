@@ -15,7 +15,10 @@ async function fsyncPath(path: string): Promise<void> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Moves a path into the trash (same filesystem, so a rename) and deletes it from there. */
@@ -33,7 +36,11 @@ async function discard(root: string, path: string): Promise<void> {
  * staging dir, then renames it to its final place and fsyncs the root. Consumers never see a
  * directory without its marker, and a crash leaves either the old state or the complete model.
  */
-export async function commitModel(root: string, key: string, marker: Omit<Marker, 'storageKey' | 'completedAt'>): Promise<Marker> {
+export async function commitModel(
+  root: string,
+  key: string,
+  marker: Omit<Marker, 'storageKey' | 'completedAt'>,
+): Promise<Marker> {
   const p = modelPaths(root, key);
   const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
   const tmp = join(p.staging, `${MARKER_FILE}.tmp`);

@@ -13,7 +13,10 @@ export interface Inventory {
 
 /** The completion marker of one model folder, or undefined when the folder is not a complete model. */
 export async function readMarker(root: string, key: string): Promise<Marker | undefined> {
-  const marker = await readFile(join(root, key, MARKER_FILE), 'utf8').then((t) => JSON.parse(t) as Marker, () => undefined);
+  const marker = await readFile(join(root, key, MARKER_FILE), 'utf8').then(
+    (t) => JSON.parse(t) as Marker,
+    () => undefined,
+  );
   return marker?.storageKey === key ? marker : undefined;
 }
 

@@ -16,7 +16,8 @@ export interface Marker {
 
 /** Rejects keys that could name anything but one folder directly under the root. */
 export function checkKey(key: string): string {
-  if (!KEY.test(key) || key.length > 128) throw new Error(`invalid storage key '${key}': letters, digits, '.', '_' and '-' only`);
+  if (!KEY.test(key) || key.length > 128)
+    throw new Error(`invalid storage key '${key}': letters, digits, '.', '_' and '-' only`);
   return key;
 }
 

@@ -14,7 +14,13 @@ export type ArchiveKind = 'tar' | 'tar.gz' | 'zip' | 'none';
 /** Recognises an archive by its first bytes (≥ 262 for tar), never by name or Content-Type. */
 export function detectArchive(head: Uint8Array): ArchiveKind {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
-  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) return 'zip';
+  if (
+    head.length >= 4 &&
+    head[0] === 0x50 &&
+    head[1] === 0x4b &&
+    ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))
+  )
+    return 'zip';
   if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString('latin1') === 'ustar') return 'tar';
   return 'none';
 }
@@ -29,7 +35,11 @@ export interface ByteBudget {
  * Entries escaping `root` — absolute, '..', links pointing out, writes through links — are refused
  * before anything is created for them.
  */
-export function tarExtractor(root: string, kind: 'tar' | 'tar.gz', budget: ByteBudget): { input: NodeJS.WritableStream; done: Promise<{ files: number }> } {
+export function tarExtractor(
+  root: string,
+  kind: 'tar' | 'tar.gz',
+  budget: ByteBudget,
+): { input: NodeJS.WritableStream; done: Promise<{ files: number }> } {
   const ex = tarExtract();
   let files = 0;
   ex.on('entry', (header: Header, stream, next) => {
@@ -46,11 +56,22 @@ export function tarExtractor(root: string, kind: 'tar' | 'tar.gz', budget: ByteB
   });
   // zlib's default 16 KiB output chunks mean a write per 16 KiB; 256 KiB chunks extract ~1.6x faster.
   const gunzip = kind === 'tar.gz' ? createGunzip({ chunkSize: 256 * 1024 }) : undefined;
-  const done = (gunzip ? pipeline(gunzip, ex as unknown as NodeJS.WritableStream) : new Promise<void>((res, rej) => { ex.on('finish', res); ex.on('error', rej); }))
+  const done = (
+    gunzip
+      ? pipeline(gunzip, ex as unknown as NodeJS.WritableStream)
+      : new Promise<void>((res, rej) => {
+          ex.on('finish', res);
+          ex.on('error', rej);
+        })
+  )
     .then(() => ({ files }))
     .catch((err: unknown) => {
       if (err instanceof DownloadError) throw err;
-      throw new DownloadError('BadResponse', `the ${kind} archive is corrupt or not a tar archive: ${(err as Error).message}`, { cause: err });
+      throw new DownloadError(
+        'BadResponse',
+        `the ${kind} archive is corrupt or not a tar archive: ${(err as Error).message}`,
+        { cause: err },
+      );
     });
   return { input: gunzip ?? (ex as unknown as NodeJS.WritableStream), done };
 }
@@ -77,13 +98,22 @@ async function writeEntry(root: string, h: Header, stream: NodeJS.ReadableStream
       return 0;
     }
     case 'link': {
-      const target = safeLinkTarget(root, dest, safeJoin(root, h.linkname ?? '').slice(root.length + 1), h.name, 'hardlink');
+      const target = safeLinkTarget(
+        root,
+        dest,
+        safeJoin(root, h.linkname ?? '').slice(root.length + 1),
+        h.name,
+        'hardlink',
+      );
       await assertNoSymlinkOnPath(root, target, h.linkname ?? '');
       await mkdir(dirname(dest), { recursive: true });
       await link(target, dest);
       stream.resume();
       return 1;
     }
+    case 'block-device':
+    case 'character-device':
+    case 'fifo':
     default:
       stream.resume(); // devices, fifos, pax headers: nothing to write
       return 0;
@@ -105,7 +135,13 @@ function countingTransform(budget: ByteBudget): Transform {
 
 /** Extracts a zip file (its directory is at the end, so only after the download) with the same containment rules. */
 export async function extractZip(file: string, root: string, budget: ByteBudget): Promise<{ files: number }> {
-  const zip = await new Promise<yauzl.ZipFile>((res, rej) => yauzl.open(file, { lazyEntries: true, autoClose: true, strictFileNames: false, validateEntrySizes: true }, (err, z) => (err ? rej(err) : res(z))));
+  const zip = await new Promise<yauzl.ZipFile>((res, rej) =>
+    yauzl.open(
+      file,
+      { lazyEntries: true, autoClose: true, strictFileNames: false, validateEntrySizes: true },
+      (err, z) => (err ? rej(err) : res(z)),
+    ),
+  );
   let files = 0;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -116,12 +152,18 @@ export async function extractZip(file: string, root: string, budget: ByteBudget)
           const dest = safeJoin(root, entry.fileName);
           await assertNoSymlinkOnPath(root, dest, entry.fileName);
           const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
-          if (mode === 0o120000) throw new DownloadError('UnsafeArchive', `archive entry '${entry.fileName}' refused: symlinks in zip archives are not extracted`);
+          if (mode === 0o120000)
+            throw new DownloadError(
+              'UnsafeArchive',
+              `archive entry '${entry.fileName}' refused: symlinks in zip archives are not extracted`,
+            );
           if (entry.fileName.endsWith('/')) {
             await mkdir(dest, { recursive: true });
           } else {
             await mkdir(dirname(dest), { recursive: true });
-            const rs = await new Promise<NodeJS.ReadableStream>((res, rej) => zip.openReadStream(entry, (err, s) => (err ? rej(err) : res(s))));
+            const rs = await new Promise<NodeJS.ReadableStream>((res, rej) =>
+              zip.openReadStream(entry, (err, s) => (err ? rej(err) : res(s))),
+            );
             await pipeline(rs, countingTransform(budget), createWriteStream(dest, { mode: 0o644 }));
             files++;
           }
@@ -144,21 +186,29 @@ export function sizeBudget(limit: number): ByteBudget {
   return {
     add(n: number) {
       used += n;
-      if (used > limit) throw new DownloadError('SizeExceeded', `contents exceed what modelSize allows (${limit} bytes)`);
+      if (used > limit)
+        throw new DownloadError('SizeExceeded', `contents exceed what modelSize allows (${limit} bytes)`);
     },
   };
 }
 
 /** Removes what an earlier, interrupted extraction left in workDir (everything but .download). */
 export async function clearExtracted(workDir: string): Promise<void> {
-  for (const e of await readdir(workDir)) if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
+  for (const e of await readdir(workDir))
+    if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
 }
 
 /**
  * A complete file on disk: an archive (recognised by its bytes) is extracted into workDir, anything
  * else is moved (or, with `copy`, copied) to workDir/name.
  */
-export async function extractOrPlace(file: string, workDir: string, name: string, budget: ByteBudget, opts: { copy?: boolean } = {}): Promise<{ files: number }> {
+export async function extractOrPlace(
+  file: string,
+  workDir: string,
+  name: string,
+  budget: ByteBudget,
+  opts: { copy?: boolean } = {},
+): Promise<{ files: number }> {
   const fh = await open(file, 'r');
   const head = Buffer.alloc(512);
   const { bytesRead } = await fh.read(head, 0, 512, 0);

@@ -56,9 +56,12 @@ export class BatchWriter {
     this.#batch = [];
     this.#batched = 0;
     this.position += n;
-    const w = this.#fh.writev(bufs, at).then(() => this.#onWritten(n), (err: unknown) => {
-      throw diskError(err, `writing ${this.#what}`);
-    });
+    const w = this.#fh.writev(bufs, at).then(
+      () => this.#onWritten(n),
+      (err: unknown) => {
+        throw diskError(err, `writing ${this.#what}`);
+      },
+    );
     w.catch(() => undefined); // awaited by the next issue or by drain
     this.#writing = w;
   }

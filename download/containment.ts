@@ -29,13 +29,22 @@ export async function assertNoSymlinkOnPath(root: string, dest: string, name: st
 }
 
 /** A link target inside root, or UnsafeArchive. Symlink targets are relative to the link's folder. */
-export function safeLinkTarget(root: string, linkPath: string, target: string, name: string, kind: 'symlink' | 'hardlink'): string {
+export function safeLinkTarget(
+  root: string,
+  linkPath: string,
+  target: string,
+  name: string,
+  kind: 'symlink' | 'hardlink',
+): string {
   const resolved = kind === 'symlink' ? resolve(dirname(linkPath), target) : resolve(root, target);
-  if (!isInside(root, resolved) || resolved === root) throw unsafe(name, `${kind} points outside the model directory (${target})`);
+  if (!isInside(root, resolved) || resolved === root)
+    throw unsafe(name, `${kind} points outside the model directory (${target})`);
   return resolved;
 }
 
 function unsafe(name: string, why: string): DownloadError {
-  return new DownloadError('UnsafeArchive', `archive entry '${name.slice(0, 200)}' refused: ${why}; nothing was written outside the model directory`);
+  return new DownloadError(
+    'UnsafeArchive',
+    `archive entry '${name.slice(0, 200)}' refused: ${why}; nothing was written outside the model directory`,
+  );
 }
-

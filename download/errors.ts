@@ -44,7 +44,9 @@ export function redactUrl(uri: string): string {
 /** Disk errors (ENOSPC, EDQUOT, EIO…) as DownloadErrors; others pass through. */
 export function diskError(err: unknown, what: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new DownloadError('InsufficientCapacity', `disk full while ${what}`, { cause: err });
-  if (code === 'EIO' || code === 'EROFS' || code === 'EACCES') return new DownloadError('DiskError', `${code} while ${what}`, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new DownloadError('InsufficientCapacity', `disk full while ${what}`, { cause: err });
+  if (code === 'EIO' || code === 'EROFS' || code === 'EACCES')
+    return new DownloadError('DiskError', `${code} while ${what}`, { cause: err });
   return err;
 }

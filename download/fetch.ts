@@ -26,7 +26,11 @@ export async function downloadModel(req: DownloadRequest): Promise<DownloadResul
     throw new DownloadError('InvalidUri', `sourceModelUri '${req.uri}' is not a valid URI`);
   }
   const load = SOURCES[scheme];
-  if (!load) throw new DownloadError('UnsupportedScheme', `${scheme}// sources are not supported by this daemon yet (supported: ${Object.keys(SOURCES).join(', ')})`);
+  if (!load)
+    throw new DownloadError(
+      'UnsupportedScheme',
+      `${scheme}// sources are not supported by this daemon yet (supported: ${Object.keys(SOURCES).join(', ')})`,
+    );
   const source = await load();
   const o = { ...DEFAULT_DOWNLOAD_OPTIONS, ...req.options };
   const http = new HttpClient(o);

@@ -36,11 +36,18 @@ export class HttpClient {
 
   constructor(t: HttpTimeouts) {
     this.#t = t;
-    this.#agent = new Agent({ connect: { timeout: t.connectTimeoutMs, ...(t.socketPath ? { socketPath: t.socketPath } : {}) }, connections: 64 });
+    this.#agent = new Agent({
+      connect: { timeout: t.connectTimeoutMs, ...(t.socketPath ? { socketPath: t.socketPath } : {}) },
+      connections: 64,
+    });
     this.#dispatcher = this.#agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   }
 
-  async request(method: 'GET' | 'POST', url: string, opts: { headers?: Record<string, string>; body?: string; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<HttpResponse> {
+  async request(
+    method: 'GET' | 'POST',
+    url: string,
+    opts: { headers?: Record<string, string>; body?: string; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<HttpResponse> {
     const u = new URL(url);
     const res = await this.#dispatcher.request({
       origin: u.origin,
@@ -52,7 +59,11 @@ export class HttpClient {
       headersTimeout: opts.timeoutMs ?? this.#t.responseTimeoutMs,
       bodyTimeout: 0, // stalls are the caller's (a timer over the bytes it reads)
     });
-    return { statusCode: res.statusCode, headers: res.headers as Headers, body: res.body as unknown as HttpResponse['body'] };
+    return {
+      statusCode: res.statusCode,
+      headers: res.headers as Headers,
+      body: res.body as unknown as HttpResponse['body'],
+    };
   }
 
   get(url: string, headers: Record<string, string>, signal?: AbortSignal, timeoutMs?: number): Promise<HttpResponse> {

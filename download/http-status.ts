@@ -8,7 +8,10 @@ import { DownloadError, redactUrl } from './errors.ts';
 export function contentRange(res: StatusLike, start: number): { total?: number } {
   const range = header(res.headers, 'content-range') ?? '';
   const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
-  if (!m || Number(m[1]) !== start) throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a request from byte ${start}`, { retryable: true });
+  if (!m || Number(m[1]) !== start)
+    throw new DownloadError('IntegrityMismatch', `bad Content-Range '${range}' for a request from byte ${start}`, {
+      retryable: true,
+    });
   return m[3] === '*' ? {} : { total: Number(m[3]) };
 }
 
@@ -37,9 +40,13 @@ function retryAfterMs(res: StatusLike, maxMs: number): number | undefined {
 export function statusError(res: StatusLike, url: string, maxMs: number, detail?: string): RetryableError {
   const s = res.statusCode;
   const where = `${redactUrl(url)} answered HTTP ${s}${detail ? ` (${detail})` : ''}`;
-  if (s === 401 || s === 403) return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
+  if (s === 401 || s === 403)
+    return new DownloadError('AccessDenied', `${where}: check the credentials for this source`);
   if (s === 404 || s === 410) return new DownloadError('SourceNotFound', `${where}: check sourceModelUri`);
-  if (s === 429 || s >= 500) return Object.assign(new DownloadError('SourceUnavailable', where, { retryable: true }), { retryAfterMs: retryAfterMs(res, maxMs) });
+  if (s === 429 || s >= 500)
+    return Object.assign(new DownloadError('SourceUnavailable', where, { retryable: true }), {
+      retryAfterMs: retryAfterMs(res, maxMs),
+    });
   return new DownloadError('BadResponse', where);
 }
 
@@ -48,6 +55,10 @@ export function classify(err: unknown): DownloadError {
   if (err instanceof DownloadError) return err;
   const msg = (err as Error)?.message ?? String(err);
   // The connection closed before the announced length (undici: "other side closed").
-  if ((err as { code?: string })?.code === 'UND_ERR_SOCKET' && /other side closed/i.test(msg)) return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, { retryable: true, cause: err });
+  if ((err as { code?: string })?.code === 'UND_ERR_SOCKET' && /other side closed/i.test(msg))
+    return new DownloadError('IntegrityMismatch', `body shorter than its Content-Length (${msg})`, {
+      retryable: true,
+      cause: err,
+    });
   return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
 }

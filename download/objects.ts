@@ -32,7 +32,12 @@ export interface ObjectSource {
  * prefix (when nothing sits below `prefix/`), or every object below `prefix/` at its relative
  * path. `models/llama` never picks up `models/llama-2/…`; folder markers (keys ending in '/') are skipped.
  */
-export function underPrefix<T>(all: readonly T[], keyOf: (x: T) => string, prefix: string, toObject: (x: T, path: string) => ListedObject): ObjectListing {
+export function underPrefix<T>(
+  all: readonly T[],
+  keyOf: (x: T) => string,
+  prefix: string,
+  toObject: (x: T, path: string) => ListedObject,
+): ObjectListing {
   const dir = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
   const under = all.filter((x) => keyOf(x).startsWith(dir) && !keyOf(x).endsWith('/'));
   const exact = dir !== prefix ? all.find((x) => keyOf(x) === prefix) : undefined;
@@ -47,14 +52,22 @@ function checkPaths(objects: ListedObject[], uri: string): void {
     try {
       safeJoin('/', obj.path);
     } catch {
-      throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path.slice(0, 200)}' would be written outside the model folder; rename it in the store`);
+      throw new DownloadError(
+        'UnsafeObjectName',
+        `${uri}: object '${obj.path.slice(0, 200)}' would be written outside the model folder; rename it in the store`,
+      );
     }
-    if (files.has(obj.path)) throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path}' is listed twice`);
+    if (files.has(obj.path))
+      throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path}' is listed twice`);
     files.add(obj.path);
   }
   for (const p of files) {
     for (let d = dirname(p); d !== '.' && d !== '/'; d = dirname(d)) {
-      if (files.has(d)) throw new DownloadError('UnsafeObjectName', `${uri}: '${d}' is both an object and a folder of '${p}'; a model folder cannot hold both`);
+      if (files.has(d))
+        throw new DownloadError(
+          'UnsafeObjectName',
+          `${uri}: '${d}' is both an object and a folder of '${p}'; a model folder cannot hold both`,
+        );
     }
   }
 }
@@ -67,7 +80,10 @@ async function pruneStale(workDir: string, wanted: Map<string, ListedObject>): P
     const rel = relative(workDir, abs).split(sep).join('/');
     if (rel === '.download' || rel.startsWith('.download/') || !e.isFile()) continue;
     const obj = wanted.get(rel);
-    const size = await stat(abs).then((s) => s.size, () => -1);
+    const size = await stat(abs).then(
+      (s) => s.size,
+      () => -1,
+    );
     if (obj && obj.size !== undefined && obj.size === size) kept.add(rel);
     else await rm(abs, { force: true });
   }
@@ -79,13 +95,23 @@ async function pruneStale(workDir: string, wanted: Map<string, ListedObject>): P
  * (a few at once), each through `fetchObject` (parallel ranges for big ones, resumable), or,
  * when the URI named a single object, that object with archives extracted.
  */
-export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, source: ObjectSource, http: HttpClient): Promise<DownloadResult> {
+export async function downloadObjects(
+  req: DownloadRequest,
+  o: DownloadOptions,
+  source: ObjectSource,
+  http: HttpClient,
+): Promise<DownloadResult> {
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
   const { objects, single } = await source.list(req.signal);
-  if (objects.length === 0) throw new DownloadError('SourceEmpty', `${req.uri} holds no objects: check the bucket, prefix or revision`);
+  if (objects.length === 0)
+    throw new DownloadError('SourceEmpty', `${req.uri} holds no objects: check the bucket, prefix or revision`);
   checkPaths(objects, req.uri);
   const listed = objects.reduce((a, x) => a + (x.size ?? 0), 0);
-  if (listed > limit) throw new DownloadError('SizeExceeded', `${req.uri} holds ${listed} bytes in ${objects.length} objects, more than modelSize allows (${limit} bytes)`);
+  if (listed > limit)
+    throw new DownloadError(
+      'SizeExceeded',
+      `${req.uri} holds ${listed} bytes in ${objects.length} objects, more than modelSize allows (${limit} bytes)`,
+    );
   const bytesTotal = objects.every((x) => x.size !== undefined) ? listed : undefined;
 
   const dl = join(req.workDir, '.download');
@@ -103,7 +129,8 @@ export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, 
     req.onProgress?.({ bytesDone: done, ...(bytesTotal !== undefined ? { bytesTotal } : {}) });
   };
   for (const p of kept) onBytes(wanted.get(p)!.size!);
-  const partialOf = (x: ListedObject): string => join(dl, createHash('sha256').update(x.path).digest('hex').slice(0, 32));
+  const partialOf = (x: ListedObject): string =>
+    join(dl, createHash('sha256').update(x.path).digest('hex').slice(0, 32));
   const ctx = { o, http, authorize: source.authorize, onBytes, limit };
 
   if (single) {
@@ -119,7 +146,8 @@ export async function downloadObjects(req: DownloadRequest, o: DownloadOptions, 
   await runAll(todo, o.fileConcurrency, req.signal, async (obj, signal) => {
     const partial = partialOf(obj);
     const bytes = await fetchObject(obj, partial, { ...ctx, signal, limit: limit - (listed - (obj.size ?? 0)) });
-    if (done > limit) throw new DownloadError('SizeExceeded', `${req.uri} sent more than modelSize allows (${limit} bytes)`);
+    if (done > limit)
+      throw new DownloadError('SizeExceeded', `${req.uri} sent more than modelSize allows (${limit} bytes)`);
     const dest = join(req.workDir, ...obj.path.split('/'));
     await mkdir(dirname(dest), { recursive: true });
     await rename(partial, dest);

@@ -14,7 +14,12 @@ export function cancelled(signal: AbortSignal): DownloadError {
  * (their signal aborts) and is thrown once every started call has ended, so nothing keeps
  * writing after this returns.
  */
-export async function runAll<T>(items: readonly T[], concurrency: number, signal: AbortSignal, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+export async function runAll<T>(
+  items: readonly T[],
+  concurrency: number,
+  signal: AbortSignal,
+  fn: (item: T, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
   const stop = new AbortController();
   const both = AbortSignal.any([signal, stop.signal]);
   const limiter = new Bottleneck({ maxConcurrent: Math.max(1, concurrency) });
@@ -41,7 +46,12 @@ export async function runAll<T>(items: readonly T[], concurrency: number, signal
  * waits between tries with capped backoff (or the server's Retry-After). `what` names the operation
  * in the final message.
  */
-export async function withRetries<T>(what: string, o: DownloadOptions, signal: AbortSignal, attempt: (n: number) => Promise<T>): Promise<T> {
+export async function withRetries<T>(
+  what: string,
+  o: DownloadOptions,
+  signal: AbortSignal,
+  attempt: (n: number) => Promise<T>,
+): Promise<T> {
   let last: DownloadError | undefined;
   for (let n = 1; n <= o.attempts; n++) {
     if (signal.aborted) throw cancelled(signal);
@@ -52,11 +62,14 @@ export async function withRetries<T>(what: string, o: DownloadOptions, signal: A
       if (!(err instanceof DownloadError) || !err.retryable) throw err;
       last = err;
       if (n < o.attempts) {
-        const wait = (err as RetryableError).retryAfterMs ?? backoffDelay(n, { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs });
+        const wait =
+          (err as RetryableError).retryAfterMs ?? backoffDelay(n, { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs });
         await sleep(wait, signal).catch(() => undefined);
       }
     }
   }
   const code = last?.code === 'IntegrityMismatch' ? 'IntegrityMismatch' : 'SourceUnavailable';
-  throw new DownloadError(code, `${what} failed after ${o.attempts} attempts: ${last?.message ?? 'unknown error'}`, { cause: last });
+  throw new DownloadError(code, `${what} failed after ${o.attempts} attempts: ${last?.message ?? 'unknown error'}`, {
+    cause: last,
+  });
 }

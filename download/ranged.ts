@@ -46,13 +46,30 @@ const STATE_EVERY_MS = 500;
 
 function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
   const size = obj.size;
-  if (size === undefined || o.partParallelism <= 1 || size < 2 * o.partSizeBytes) return { partSize: size ?? 0, count: 1 };
+  if (size === undefined || o.partParallelism <= 1 || size < 2 * o.partSizeBytes)
+    return { partSize: size ?? 0, count: 1 };
   return { partSize: o.partSizeBytes, count: Math.ceil(size / o.partSizeBytes) };
 }
 
-async function loadState(path: string, obj: RemoteObject, partSize: number, count: number): Promise<PartState | undefined> {
-  const s = await readFile(path, 'utf8').then((t) => JSON.parse(t) as PartState, () => undefined);
-  if (!s || s.url !== obj.url || s.etag !== obj.etag || s.size !== obj.size || s.partSize !== partSize || s.done.length !== count) return undefined;
+async function loadState(
+  path: string,
+  obj: RemoteObject,
+  partSize: number,
+  count: number,
+): Promise<PartState | undefined> {
+  const s = await readFile(path, 'utf8').then(
+    (t) => JSON.parse(t) as PartState,
+    () => undefined,
+  );
+  if (
+    !s ||
+    s.url !== obj.url ||
+    s.etag !== obj.etag ||
+    s.size !== obj.size ||
+    s.partSize !== partSize ||
+    s.done.length !== count
+  )
+    return undefined;
   return s;
 }
 
@@ -63,10 +80,20 @@ async function loadState(path: string, obj: RemoteObject, partSize: number, coun
  */
 export async function fetchObject(obj: RemoteObject, partial: string, ctx: FetchContext): Promise<number> {
   const { o } = ctx;
-  if (obj.size !== undefined && obj.size > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} is ${obj.size} bytes, more than modelSize allows (${ctx.limit} bytes)`);
+  if (obj.size !== undefined && obj.size > ctx.limit)
+    throw new DownloadError(
+      'SizeExceeded',
+      `${redactUrl(obj.url)} is ${obj.size} bytes, more than modelSize allows (${ctx.limit} bytes)`,
+    );
   const { partSize, count } = planParts(obj, o);
   const statePath = `${partial}.state.json`;
-  const state = (await loadState(statePath, obj, partSize, count)) ?? { url: obj.url, etag: obj.etag, size: obj.size, partSize, done: new Array<number>(count).fill(0) };
+  const state = (await loadState(statePath, obj, partSize, count)) ?? {
+    url: obj.url,
+    etag: obj.etag,
+    size: obj.size,
+    partSize,
+    done: new Array<number>(count).fill(0),
+  };
   let fh: FileHandle;
   try {
     fh = await open(partial, state.done.every((d) => d === 0) ? 'w' : 'r+').catch(() => {
@@ -81,7 +108,9 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
     const pending = state.done.map((_, i) => i).filter((i) => !partComplete(state, i));
     await runAll(pending, o.partParallelism, ctx.signal, (i, signal) =>
-      withRetries(`${redactUrl(obj.url)}${count > 1 ? ` part ${i + 1}/${count}` : ''}`, o, signal, () => fetchPart(obj, fh, state, i, { ...ctx, signal }, saver)),
+      withRetries(`${redactUrl(obj.url)}${count > 1 ? ` part ${i + 1}/${count}` : ''}`, o, signal, () =>
+        fetchPart(obj, fh, state, i, { ...ctx, signal }, saver),
+      ),
     );
   } finally {
     await saver.flush(); // a cancelled download keeps what it has for the next attempt
@@ -103,7 +132,14 @@ function partLength(s: PartState, i: number): number {
 }
 
 /** One attempt at one part: from its first missing byte to its end. */
-async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i: number, ctx: FetchContext, saver: StateSaver): Promise<void> {
+async function fetchPart(
+  obj: RemoteObject,
+  fh: FileHandle,
+  state: PartState,
+  i: number,
+  ctx: FetchContext,
+  saver: StateSaver,
+): Promise<void> {
   const { o } = ctx;
   const base = i * state.partSize;
   const len = partLength(state, i);
@@ -117,12 +153,28 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
   let flush = async (): Promise<void> => undefined;
   let res: Awaited<ReturnType<HttpClient['get']>> | undefined;
   try {
-    res = await ctx.http.get(obj.url, await ctx.authorize(obj.url, headers), AbortSignal.any([ctx.signal, attempt.signal]));
-    if (res.statusCode === 416) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} has no byte ${start}: it is shorter than the ${obj.size ?? start} bytes expected`);
-    if (res.statusCode === 412) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} changed while it was being downloaded (ETag no longer ${obj.etag})`);
+    res = await ctx.http.get(
+      obj.url,
+      await ctx.authorize(obj.url, headers),
+      AbortSignal.any([ctx.signal, attempt.signal]),
+    );
+    if (res.statusCode === 416)
+      throw new DownloadError(
+        'IntegrityMismatch',
+        `${redactUrl(obj.url)} has no byte ${start}: it is shorter than the ${obj.size ?? start} bytes expected`,
+      );
+    if (res.statusCode === 412)
+      throw new DownloadError(
+        'IntegrityMismatch',
+        `${redactUrl(obj.url)} changed while it was being downloaded (ETag no longer ${obj.etag})`,
+      );
     if (res.statusCode === 200 && !whole) {
       // The server ignored Range: only a single-stream download can use a full body.
-      if (state.done.length > 1) throw new DownloadError('BadResponse', `${redactUrl(obj.url)} ignores Range requests; set --parallel-parts 1 for this source`);
+      if (state.done.length > 1)
+        throw new DownloadError(
+          'BadResponse',
+          `${redactUrl(obj.url)} ignores Range requests; set --parallel-parts 1 for this source`,
+        );
       ctx.onBytes(-state.done[0]!);
       state.done[0] = 0;
       start = 0;
@@ -133,22 +185,38 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
     }
     const end = Number.isFinite(len) ? base + len : undefined;
     stall = setTimeout(() => attempt.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
-    const out = new BatchWriter(fh, start, (n) => {
-      state.done[i]! += n; // counted once written (page cache): what a resume may skip
-      ctx.onBytes(n);
-      saver.touch();
-    }, redactUrl(obj.url));
+    const out = new BatchWriter(
+      fh,
+      start,
+      (n) => {
+        state.done[i]! += n; // counted once written (page cache): what a resume may skip
+        ctx.onBytes(n);
+        saver.touch();
+      },
+      redactUrl(obj.url),
+    );
     flush = () => out.drain();
     for await (const chunk of res.body) {
       stall.refresh();
       const after = out.position + out.pending + chunk.length;
-      if (end !== undefined && after > end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`);
-      if (after > ctx.limit) throw new DownloadError('SizeExceeded', `${redactUrl(obj.url)} sent more than modelSize allows (${ctx.limit} bytes)`);
+      if (end !== undefined && after > end)
+        throw new DownloadError(
+          'IntegrityMismatch',
+          `${redactUrl(obj.url)} sent more bytes than its ${obj.size === undefined ? 'range' : `size (${obj.size})`}`,
+        );
+      if (after > ctx.limit)
+        throw new DownloadError(
+          'SizeExceeded',
+          `${redactUrl(obj.url)} sent more than modelSize allows (${ctx.limit} bytes)`,
+        );
       await out.push(chunk);
     }
     await out.drain();
     const pos = out.position;
-    if (end !== undefined && pos < end) throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} body ended at byte ${pos} of ${end}`, { retryable: true });
+    if (end !== undefined && pos < end)
+      throw new DownloadError('IntegrityMismatch', `${redactUrl(obj.url)} body ended at byte ${pos} of ${end}`, {
+        retryable: true,
+      });
     if (state.size === undefined) state.size = pos;
     saver.touch(true);
   } catch (err) {
@@ -159,7 +227,9 @@ async function fetchPart(obj: RemoteObject, fh: FileHandle, state: PartState, i:
     await flush().catch(() => undefined);
     // A stall aborts only this attempt: it is network trouble, worth another try.
     if (e.code === 'Cancelled' || !attempt.signal.aborted || ctx.signal.aborted) throw e;
-    throw new DownloadError('SourceUnavailable', `${redactUrl(obj.url)}: no bytes for ${o.stallTimeoutMs} ms`, { retryable: true });
+    throw new DownloadError('SourceUnavailable', `${redactUrl(obj.url)}: no bytes for ${o.stallTimeoutMs} ms`, {
+      retryable: true,
+    });
   } finally {
     if (stall) clearTimeout(stall);
   }
@@ -179,12 +249,14 @@ function stateSaver(path: string, state: PartState): StateSaver {
   const save = (): void => {
     if (queued) return;
     queued = true;
-    chain = chain.then(async () => {
-      queued = false;
-      last = Date.now();
-      await writeFile(`${path}.tmp`, JSON.stringify(state));
-      await rename(`${path}.tmp`, path);
-    }).catch(() => undefined);
+    chain = chain
+      .then(async () => {
+        queued = false;
+        last = Date.now();
+        await writeFile(`${path}.tmp`, JSON.stringify(state));
+        await rename(`${path}.tmp`, path);
+      })
+      .catch(() => undefined);
   };
   return {
     touch(now = false) {
@@ -202,6 +274,9 @@ async function verifyDigest(file: string, digest: NonNullable<RemoteObject['dige
   await pipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), h);
   const got = h.digest('hex');
   if (got !== digest.hex.toLowerCase()) {
-    throw new DownloadError('IntegrityMismatch', `${redactUrl(url)}: ${digest.algorithm} of the downloaded bytes is ${got}, the store says ${digest.hex}`);
+    throw new DownloadError(
+      'IntegrityMismatch',
+      `${redactUrl(url)}: ${digest.algorithm} of the downloaded bytes is ${got}, the store says ${digest.hex}`,
+    );
   }
 }

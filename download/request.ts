@@ -4,7 +4,10 @@ import { withRetries } from './parallel.ts';
 import type { DownloadOptions } from './types.ts';
 
 /** Headers for one request to a store: signing and tokens happen here, per request. */
-export type Authorize = (url: string, headers: Record<string, string>) => Promise<Record<string, string>> | Record<string, string>;
+export type Authorize = (
+  url: string,
+  headers: Record<string, string>,
+) => Promise<Record<string, string>> | Record<string, string>;
 
 export interface TextRequest {
   url: string;

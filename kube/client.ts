@@ -97,14 +97,18 @@ export class KubeClient {
 
   #url(path: string, query?: RequestOpts['query']): string {
     const url = new URL(this.server + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {}))
+      if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
     return url.toString();
   }
 
   async #fetch(method: string, path: string, opts: RequestOpts): Promise<Response> {
     const res = await fetch(this.#url(path, opts.query), {
       method,
-      headers: await this.#headers(opts.body !== undefined ? (opts.contentType ?? 'application/json') : undefined, opts.accept),
+      headers: await this.#headers(
+        opts.body !== undefined ? (opts.contentType ?? 'application/json') : undefined,
+        opts.accept,
+      ),
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
       dispatcher: await this.#pool(),
       signal: opts.signal,
@@ -130,7 +134,11 @@ export class KubeClient {
   }
 
   /** The object, or undefined when it does not exist. */
-  async get<T extends KubeObject>(rt: ResourceType, name: string, opts: { namespace?: string; signal?: AbortSignal } = {}): Promise<T | undefined> {
+  async get<T extends KubeObject>(
+    rt: ResourceType,
+    name: string,
+    opts: { namespace?: string; signal?: AbortSignal } = {},
+  ): Promise<T | undefined> {
     try {
       return await this.request<T>('GET', this.path(rt, { ...opts, name }), { signal: opts.signal });
     } catch (err) {
@@ -164,11 +172,20 @@ export class KubeClient {
 
   async create<T extends KubeObject>(rt: ResourceType, obj: T, opts: WriteOptions = {}): Promise<T> {
     const namespace = opts.namespace ?? obj.metadata.namespace;
-    return this.request<T>('POST', this.path(rt, { namespace }), { body: obj, query: { fieldManager: FIELD_MANAGER }, signal: opts.signal });
+    return this.request<T>('POST', this.path(rt, { namespace }), {
+      body: obj,
+      query: { fieldManager: FIELD_MANAGER },
+      signal: opts.signal,
+    });
   }
 
   /** JSON merge patch (RFC 7386). Put metadata.resourceVersion in the patch to make it conditional. */
-  async mergePatch<T extends KubeObject>(rt: ResourceType, name: string, patch: unknown, opts: WriteOptions = {}): Promise<T> {
+  async mergePatch<T extends KubeObject>(
+    rt: ResourceType,
+    name: string,
+    patch: unknown,
+    opts: WriteOptions = {},
+  ): Promise<T> {
     return this.request<T>('PATCH', this.path(rt, { ...opts, name }), {
       body: patch,
       contentType: 'application/merge-patch+json',
@@ -178,12 +195,21 @@ export class KubeClient {
   }
 
   /** Merge patch of the status subresource. */
-  async patchStatus<T extends KubeObject>(rt: ResourceType, name: string, status: unknown, opts: Omit<WriteOptions, 'subresource'> = {}): Promise<T> {
+  async patchStatus<T extends KubeObject>(
+    rt: ResourceType,
+    name: string,
+    status: unknown,
+    opts: Omit<WriteOptions, 'subresource'> = {},
+  ): Promise<T> {
     return this.mergePatch<T>(rt, name, { status }, { ...opts, subresource: 'status' });
   }
 
   /** Server-side apply with field manager `modelcache`; conflicts are forced (we own these fields). */
-  async apply<T extends KubeObject>(rt: ResourceType, obj: T, opts: WriteOptions & { fieldManager?: string } = {}): Promise<T> {
+  async apply<T extends KubeObject>(
+    rt: ResourceType,
+    obj: T,
+    opts: WriteOptions & { fieldManager?: string } = {},
+  ): Promise<T> {
     const name = obj.metadata.name;
     if (!name) throw new Error('apply needs metadata.name');
     const namespace = opts.namespace ?? obj.metadata.namespace;
@@ -196,7 +222,16 @@ export class KubeClient {
   }
 
   /** Deletes; a missing object is not an error (returns false). */
-  async delete(rt: ResourceType, name: string, opts: { namespace?: string; propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string; signal?: AbortSignal } = {}): Promise<boolean> {
+  async delete(
+    rt: ResourceType,
+    name: string,
+    opts: {
+      namespace?: string;
+      propagationPolicy?: 'Background' | 'Foreground' | 'Orphan';
+      uid?: string;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<boolean> {
     try {
       await this.request('DELETE', this.path(rt, { namespace: opts.namespace, name }), {
         body: {
@@ -248,7 +283,11 @@ export class KubeClient {
   }
 }
 
-async function toApiError(res: { status: number; statusText: string; text(): Promise<string> }, method: string, path: string): Promise<KubeApiError> {
+async function toApiError(
+  res: { status: number; statusText: string; text(): Promise<string> },
+  method: string,
+  path: string,
+): Promise<KubeApiError> {
   const text = await res.text().catch(() => '');
   try {
     const status = JSON.parse(text) as { reason?: string; message?: string; details?: unknown };

@@ -105,7 +105,8 @@ function readKubeconfigs(files: string[]): Merged {
 function cachedFile(path: string): () => Promise<string> {
   let value: { text: string; at: number } | undefined;
   return async () => {
-    if (!value || Date.now() - value.at > TOKEN_FILE_TTL_MS) value = { text: (await readFile(path, 'utf8')).trim(), at: Date.now() };
+    if (!value || Date.now() - value.at > TOKEN_FILE_TTL_MS)
+      value = { text: (await readFile(path, 'utf8')).trim(), at: Date.now() };
     return value.text;
   };
 }
@@ -134,7 +135,8 @@ function fromKubeconfig(m: Merged, context: string | undefined, opts: LoadOption
   const user: UserEntry = (ctx?.user ? m.users.get(ctx.user) : undefined) ?? {};
   if (user.exec || user['auth-provider']) return viaClientNode(opts, cluster.server);
   const b64 = (s: string): Buffer => Buffer.from(s, 'base64');
-  const material = async (data: string | undefined, file: string | undefined): Promise<Buffer | undefined> => (data ? b64(data) : file ? readFile(file) : undefined);
+  const material = async (data: string | undefined, file: string | undefined): Promise<Buffer | undefined> =>
+    data ? b64(data) : file ? readFile(file) : undefined;
   const tokenFile = user.tokenFile ? cachedFile(user.tokenFile) : undefined;
   return {
     server: cluster.server.replace(/\/$/, ''),
@@ -145,12 +147,19 @@ function fromKubeconfig(m: Merged, context: string | undefined, opts: LoadOption
         material(user['client-certificate-data'], user['client-certificate']),
         material(user['client-key-data'], user['client-key']),
       ]);
-      return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(cluster['insecure-skip-tls-verify'] ? { rejectUnauthorized: false } : {}), ...(cluster['tls-server-name'] ? { servername: cluster['tls-server-name'] } : {}) };
+      return {
+        ...(ca ? { ca } : {}),
+        ...(cert ? { cert } : {}),
+        ...(key ? { key } : {}),
+        ...(cluster['insecure-skip-tls-verify'] ? { rejectUnauthorized: false } : {}),
+        ...(cluster['tls-server-name'] ? { servername: cluster['tls-server-name'] } : {}),
+      };
     },
     async headers(): Promise<Record<string, string>> {
       const token = user.token || (tokenFile ? await tokenFile() : undefined);
       if (token) return { authorization: `Bearer ${token}` };
-      if (user.username) return { authorization: `Basic ${Buffer.from(`${user.username}:${user.password ?? ''}`).toString('base64')}` };
+      if (user.username)
+        return { authorization: `Basic ${Buffer.from(`${user.username}:${user.password ?? ''}`).toString('base64')}` };
       return {};
     },
   };
@@ -171,12 +180,22 @@ function viaClientNode(opts: LoadOptions, server: string): Connection {
     async tls() {
       const o: import('node:https').RequestOptions = {};
       await (await kc).applyToHTTPSOptions(o);
-      return { ca: o.ca as Buffer | undefined, cert: o.cert as Buffer | undefined, key: o.key as Buffer | undefined, ...(o.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}), ...(o.servername ? { servername: o.servername } : {}) };
+      return {
+        ca: o.ca as Buffer | undefined,
+        cert: o.cert as Buffer | undefined,
+        key: o.key as Buffer | undefined,
+        ...(o.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        ...(o.servername ? { servername: o.servername } : {}),
+      };
     },
     async headers() {
       const o: import('node:https').RequestOptions = { headers: {} };
       await (await kc).applyToHTTPSOptions(o);
-      return Object.fromEntries(Object.entries(o.headers ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k.toLowerCase(), String(v)]));
+      return Object.fromEntries(
+        Object.entries(o.headers ?? {})
+          .filter(([, v]) => v !== undefined)
+          .map(([k, v]) => [k.toLowerCase(), String(v)]),
+      );
     },
   };
 }
@@ -185,7 +204,8 @@ function viaClientNode(opts: LoadOptions, server: string): Connection {
 export function loadConnection(opts: LoadOptions = {}): Connection {
   const env = opts.env ?? process.env;
   if (opts.kubeconfig) return fromKubeconfig(readKubeconfigs([opts.kubeconfig]), opts.context, opts);
-  if (env.KUBECONFIG) return fromKubeconfig(readKubeconfigs(env.KUBECONFIG.split(delimiter).filter(Boolean)), opts.context, opts);
+  if (env.KUBECONFIG)
+    return fromKubeconfig(readKubeconfigs(env.KUBECONFIG.split(delimiter).filter(Boolean)), opts.context, opts);
   if (env.KUBERNETES_SERVICE_HOST) return inCluster(env, opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
   const home = join(env.HOME || homedir(), '.kube', 'config');
   if (!existsSync(home)) throw noCluster();

@@ -26,7 +26,10 @@ export class EventRecorder {
 
   async record(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
     const namespace = obj.metadata.namespace ?? 'default';
-    const digest = createHash('sha256').update(`${obj.metadata.uid}/${type}/${reason}/${message}`).digest('hex').slice(0, 16);
+    const digest = createHash('sha256')
+      .update(`${obj.metadata.uid}/${type}/${reason}/${message}`)
+      .digest('hex')
+      .slice(0, 16);
     const name = `${obj.metadata.name}.${digest}`;
     const now = new Date().toISOString();
     const count = (this.#seen.get(name) ?? 0) + 1;
@@ -45,7 +48,14 @@ export class EventRecorder {
           apiVersion: 'v1',
           kind: 'Event',
           metadata: { name, namespace },
-          involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, uid: obj.metadata.uid, resourceVersion: obj.metadata.resourceVersion, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}) },
+          involvedObject: {
+            apiVersion: obj.apiVersion,
+            kind: obj.kind,
+            name: obj.metadata.name,
+            uid: obj.metadata.uid,
+            resourceVersion: obj.metadata.resourceVersion,
+            ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}),
+          },
           type,
           reason,
           message: message.slice(0, 1024),
@@ -64,7 +74,10 @@ export class EventRecorder {
       }
       if (this.#seen.size > 5000) this.#seen.clear();
     } catch (err) {
-      this.#log?.warn({ object: obj.metadata.name, reason, err: String((err as Error).message) }, 'could not write Event');
+      this.#log?.warn(
+        { object: obj.metadata.name, reason, err: String((err as Error).message) },
+        'could not write Event',
+      );
     }
   }
 }

@@ -117,7 +117,10 @@ export class Informer<T extends KubeObject> {
         }
         failures++;
         const delay = backoffDelay(failures, backoff);
-        log?.warn({ resource: this.#rt.plural, err: String((err as Error)?.message ?? err), retryInMs: delay }, 'list/watch failed; retrying');
+        log?.warn(
+          { resource: this.#rt.plural, err: String((err as Error)?.message ?? err), retryInMs: delay },
+          'list/watch failed; retrying',
+        );
         await sleep(delay, signal).catch(() => undefined);
       }
     }

@@ -85,7 +85,16 @@ export class LeaderElector {
     const lease = await client.get<Lease>(LEASES, name, { namespace, signal });
     if (!lease) {
       try {
-        await client.create<Lease>(LEASES, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { ...spec, acquireTime: now, leaseTransitions: 0 } }, { signal });
+        await client.create<Lease>(
+          LEASES,
+          {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: { ...spec, acquireTime: now, leaseTransitions: 0 },
+          },
+          { signal },
+        );
         return true;
       } catch (err) {
         if (isStatus(err, 409)) return false;
@@ -119,7 +128,15 @@ export class LeaderElector {
     const { client, namespace, name } = this.#o;
     const lease = await client.get<Lease>(LEASES, name, { namespace });
     if (lease?.spec.holderIdentity !== this.identity) return;
-    await client.mergePatch(LEASES, name, { metadata: { resourceVersion: lease.metadata.resourceVersion }, spec: { holderIdentity: null, leaseDurationSeconds: 1 } }, { namespace });
+    await client.mergePatch(
+      LEASES,
+      name,
+      {
+        metadata: { resourceVersion: lease.metadata.resourceVersion },
+        spec: { holderIdentity: null, leaseDurationSeconds: 1 },
+      },
+      { namespace },
+    );
     this.#o.log?.info({ lease: name, identity: this.identity }, 'released leadership');
   }
 }

@@ -6,7 +6,8 @@
 export function createMergePatch(from: unknown, to: unknown): unknown {
   if (isObject(from) && isObject(to)) {
     const patch: Record<string, unknown> = {};
-    for (const key of Object.keys(from)) if (!(key in to) || to[key] === undefined) if (from[key] !== undefined) patch[key] = null;
+    for (const key of Object.keys(from))
+      if (!(key in to) || to[key] === undefined) if (from[key] !== undefined) patch[key] = null;
     for (const [key, value] of Object.entries(to)) {
       if (value === undefined) continue;
       const sub = createMergePatch(from[key], value);

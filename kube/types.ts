@@ -82,7 +82,17 @@ export interface Secret extends KubeObject {
 
 export interface Node extends KubeObject {
   spec?: { unschedulable?: boolean; taints?: Array<{ key: string; value?: string; effect: string }> };
-  status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastHeartbeatTime?: string; lastTransitionTime?: string }>; capacity?: Record<string, string> };
+  status?: {
+    conditions?: Array<{
+      type: string;
+      status: string;
+      reason?: string;
+      message?: string;
+      lastHeartbeatTime?: string;
+      lastTransitionTime?: string;
+    }>;
+    capacity?: Record<string, string>;
+  };
 }
 
 export interface Lease extends KubeObject {

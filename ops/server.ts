@@ -16,13 +16,16 @@ export function parseAddr(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');
   if (i < 0) throw new Error(`listen address '${addr}' must be host:port, e.g. 127.0.0.1:8080 or :8080`);
   const port = Number(addr.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`listen address '${addr}': port must be 0-65535`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`listen address '${addr}': port must be 0-65535`);
   const host = addr.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
   return { host, port };
 }
 
 /** Serves /metrics (Prometheus), /healthz and /readyz. Resolves once listening. */
-export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: Server; url: string; close: () => Promise<void> }> {
+export async function startOpsServer(
+  opts: OpsServerOptions,
+): Promise<{ server: Server; url: string; close: () => Promise<void> }> {
   const { host, port } = parseAddr(opts.addr);
   const server = createServer((req, res) => {
     void handle(req, res).catch((err: unknown) => {
@@ -58,6 +61,10 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<{ server: 
   return {
     server,
     url: `http://${shownHost}:${bound}`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }

@@ -46,8 +46,15 @@ export function selectRuntimes(req: RuntimeRequest, candidates: readonly Runtime
     if (c.spec.disabled) continue;
     if (Boolean(c.spec.multiModel) !== req.multiModel) continue;
     if (!(c.spec.protocolVersions?.length ? c.spec.protocolVersions : ['v1']).includes(protocol)) continue;
-    const format = (c.spec.supportedModelFormats ?? []).find((f) => supportsFormat(f, req.format) && (req.runtimeName !== undefined || f.autoSelect === true));
+    const format = (c.spec.supportedModelFormats ?? []).find(
+      (f) => supportsFormat(f, req.format) && (req.runtimeName !== undefined || f.autoSelect === true),
+    );
     if (format) out.push({ ...c, format });
   }
-  return out.sort((a, b) => (b.format.priority ?? 0) - (a.format.priority ?? 0) || Number(b.namespaced) - Number(a.namespaced) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out.sort(
+    (a, b) =>
+      (b.format.priority ?? 0) - (a.format.priority ?? 0) ||
+      Number(b.namespaced) - Number(a.namespaced) ||
+      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
 }

@@ -1,4 +1,11 @@
-import { CACHE_FINALIZER, type LocalModelCache, type LocalModelCacheStatus, type LocalModelNode, type ModelState, type NodeState } from '../../api/types.ts';
+import {
+  CACHE_FINALIZER,
+  type LocalModelCache,
+  type LocalModelCacheStatus,
+  type LocalModelNode,
+  type ModelState,
+  type NodeState,
+} from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
 import { findCondition, mergeConditions, sameJson, type ConditionInput } from '../conditions.ts';
 import type { CachePlacement } from '../placement/plan.ts';
@@ -76,7 +83,12 @@ export function planCache(o: CacheObservation): CachePlan {
     const nodeStatus: Record<string, NodeState> = {};
     for (const n of holding) nodeStatus[n] = nodeState(n, name, o);
     const status = buildStatus(o, nodeStatus, [
-      { type: 'Ready', status: 'False', reason: 'Deleting', message: `waiting for ${holding.length} node(s) to remove the files: ${holding.slice(0, 10).join(', ')}` },
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: 'Deleting',
+        message: `waiting for ${holding.length} node(s) to remove the files: ${holding.slice(0, 10).join(', ')}`,
+      },
     ]);
     return { status: sameJson(status, old) ? undefined : status, finalizer: 'keep', events };
   }
@@ -85,12 +97,30 @@ export function planCache(o: CacheObservation): CachePlan {
   for (const n of placement.nodes) nodeStatus[n] = nodeState(n, name, o);
   const scheduled: ConditionInput =
     placement.problems.length === 0
-      ? { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `placed on ${placement.nodes.length} node(s)` }
-      : { type: 'Scheduled', status: 'False', reason: placement.problems[0]?.reason ?? 'NotScheduled', message: placement.problems.map((p) => p.message).join('; ') };
+      ? {
+          type: 'Scheduled',
+          status: 'True',
+          reason: 'Scheduled',
+          message: `placed on ${placement.nodes.length} node(s)`,
+        }
+      : {
+          type: 'Scheduled',
+          status: 'False',
+          reason: placement.problems[0]?.reason ?? 'NotScheduled',
+          message: placement.problems.map((p) => p.message).join('; '),
+        };
   const conditions = [scheduled, readyCondition(name, nodeStatus, scheduled, o)];
   if (placement.held) {
     const users = (o.users ?? []).map((u) => `${u.namespace}/${u.name}`);
-    conditions.push({ type: 'DeletionHeld', status: 'True', reason: o.usersKnown === false ? 'UsersUnknown' : 'InUse', message: o.usersKnown === false ? 'deletion waits until the InferenceServices that may use this model are known' : `deletion waits until no InferenceService uses this model: ${users.slice(0, 10).join(', ')}` });
+    conditions.push({
+      type: 'DeletionHeld',
+      status: 'True',
+      reason: o.usersKnown === false ? 'UsersUnknown' : 'InUse',
+      message:
+        o.usersKnown === false
+          ? 'deletion waits until the InferenceServices that may use this model are known'
+          : `deletion waits until no InferenceService uses this model: ${users.slice(0, 10).join(', ')}`,
+    });
   }
   const status = buildStatus(o, nodeStatus, conditions, cacheProgress(name, nodeStatus, o));
 
@@ -101,7 +131,11 @@ export function planCache(o: CacheObservation): CachePlan {
     events.push({ type: 'Normal', reason: 'Scheduled', message: scheduled.message });
   }
   const held = findCondition(status.conditions, 'DeletionHeld');
-  if (held?.status === 'True' && held.reason === 'InUse' && findCondition(old.conditions, 'DeletionHeld')?.status !== 'True') {
+  if (
+    held?.status === 'True' &&
+    held.reason === 'InUse' &&
+    findCondition(old.conditions, 'DeletionHeld')?.status !== 'True'
+  ) {
     events.push({ type: 'Warning', reason: 'DeletionHeld', message: held.message });
   }
   const ready = findCondition(status.conditions, 'Ready');
@@ -110,7 +144,11 @@ export function planCache(o: CacheObservation): CachePlan {
   }
   for (const [node, state] of Object.entries(nodeStatus)) {
     if (state === 'NodeDownloadError' && old.nodeStatus?.[node] !== 'NodeDownloadError') {
-      events.push({ type: 'Warning', reason: 'NodeDownloadError', message: `node ${node}: ${nodeErrorText(node, name, o)}` });
+      events.push({
+        type: 'Warning',
+        reason: 'NodeDownloadError',
+        message: `node ${node}: ${nodeErrorText(node, name, o)}`,
+      });
     }
   }
   return {
@@ -125,19 +163,44 @@ function nodeErrorText(node: string, cacheName: string, o: CacheObservation): st
   return d ? `${d.reason ?? 'Error'}: ${d.message ?? ''}`.trim() : 'download failed';
 }
 
-function readyCondition(name: string, nodeStatus: Record<string, NodeState>, scheduled: ConditionInput, o: CacheObservation): ConditionInput {
+function readyCondition(
+  name: string,
+  nodeStatus: Record<string, NodeState>,
+  scheduled: ConditionInput,
+  o: CacheObservation,
+): ConditionInput {
   const states = Object.values(nodeStatus);
   const total = states.length;
   const available = states.filter((s) => s === 'NodeDownloaded').length;
-  const failedNodes = Object.entries(nodeStatus).filter(([, s]) => s === 'NodeDownloadError').map(([n]) => n);
-  if (scheduled.status !== 'True') return { type: 'Ready', status: 'False', reason: 'NotScheduled', message: scheduled.message };
-  if (total === 0) return { type: 'Ready', status: 'False', reason: 'NoNodes', message: 'no node matches the selectors of the node groups' };
-  if (available === total) return { type: 'Ready', status: 'True', reason: 'Downloaded', message: `available on all ${total} node(s)` };
+  const failedNodes = Object.entries(nodeStatus)
+    .filter(([, s]) => s === 'NodeDownloadError')
+    .map(([n]) => n);
+  if (scheduled.status !== 'True')
+    return { type: 'Ready', status: 'False', reason: 'NotScheduled', message: scheduled.message };
+  if (total === 0)
+    return {
+      type: 'Ready',
+      status: 'False',
+      reason: 'NoNodes',
+      message: 'no node matches the selectors of the node groups',
+    };
+  if (available === total)
+    return { type: 'Ready', status: 'True', reason: 'Downloaded', message: `available on all ${total} node(s)` };
   if (failedNodes.length > 0) {
     const first = failedNodes[0] as string;
-    return { type: 'Ready', status: 'False', reason: 'DownloadFailed', message: `failed on ${failedNodes.length} of ${total} node(s); ${first}: ${nodeErrorText(first, name, o)}` };
+    return {
+      type: 'Ready',
+      status: 'False',
+      reason: 'DownloadFailed',
+      message: `failed on ${failedNodes.length} of ${total} node(s); ${first}: ${nodeErrorText(first, name, o)}`,
+    };
   }
-  return { type: 'Ready', status: 'False', reason: 'Downloading', message: `available on ${available} of ${total} node(s)` };
+  return {
+    type: 'Ready',
+    status: 'False',
+    reason: 'Downloading',
+    message: `available on ${available} of ${total} node(s)`,
+  };
 }
 
 /**
@@ -152,11 +215,23 @@ function cacheProgress(name: string, nodeStatus: Record<string, NodeState>, o: C
   } catch {
     return undefined;
   }
-  return totalProgress(Object.entries(nodeStatus).map(([node, state]) =>
-    progressPart(state === 'NodeDownloaded' ? 'downloaded' : state === 'NodeDownloading' ? 'downloading' : 'other', o.localModelNodes.get(node)?.status?.models?.[name], size)));
+  return totalProgress(
+    Object.entries(nodeStatus).map(([node, state]) =>
+      progressPart(
+        state === 'NodeDownloaded' ? 'downloaded' : state === 'NodeDownloading' ? 'downloading' : 'other',
+        o.localModelNodes.get(node)?.status?.models?.[name],
+        size,
+      ),
+    ),
+  );
 }
 
-function buildStatus(o: CacheObservation, nodeStatus: Record<string, NodeState>, conditions: ConditionInput[], progress?: string): LocalModelCacheStatus {
+function buildStatus(
+  o: CacheObservation,
+  nodeStatus: Record<string, NodeState>,
+  conditions: ConditionInput[],
+  progress?: string,
+): LocalModelCacheStatus {
   const states = Object.values(nodeStatus);
   const old = o.cache.status ?? {};
   return {

@@ -15,12 +15,20 @@ export function planGroup(group: LocalModelNodeGroup, placement: GroupPlacement 
   const p = placement ?? { nodes: [], caches: [], bytesPlanned: 0, limitBytes: 0, rejected: [] };
   const ready: ConditionInput =
     p.rejected.length === 0
-      ? { type: 'Ready', status: 'True', reason: 'AllCachesPlaced', message: `${p.caches.length} cache(s) on ${p.nodes.length} node(s)` }
+      ? {
+          type: 'Ready',
+          status: 'True',
+          reason: 'AllCachesPlaced',
+          message: `${p.caches.length} cache(s) on ${p.nodes.length} node(s)`,
+        }
       : {
           type: 'Ready',
           status: 'False',
           reason: 'StorageLimitExceeded',
-          message: `${p.rejected.length} cache(s) do not fit in storageLimit ${formatBytes(p.limitBytes)}: ${p.rejected.map((r) => r.cache).slice(0, 10).join(', ')}`,
+          message: `${p.rejected.length} cache(s) do not fit in storageLimit ${formatBytes(p.limitBytes)}: ${p.rejected
+            .map((r) => r.cache)
+            .slice(0, 10)
+            .join(', ')}`,
         };
   const status: LocalModelNodeGroupStatus = {
     nodes: p.nodes,

@@ -3,15 +3,18 @@ import type { Node } from '../../kube/types.ts';
 import { sameJson } from '../conditions.ts';
 
 export type NodePlan =
-  | { action: 'none' }
-  | { action: 'create' | 'update'; object: LocalModelNode }
-  | { action: 'delete'; reason: string };
+  { action: 'none' } | { action: 'create' | 'update'; object: LocalModelNode } | { action: 'delete'; reason: string };
 
 /**
  * What to do with one node's LocalModelNode. Pure. It exists while the node must hold a model or
  * still reports one on disk; it is owned by the Node, so deleting the Node garbage-collects it.
  */
-export function planLocalModelNode(nodeName: string, node: Node | undefined, desired: LocalModelInfo[], existing: LocalModelNode | undefined): NodePlan {
+export function planLocalModelNode(
+  nodeName: string,
+  node: Node | undefined,
+  desired: LocalModelInfo[],
+  existing: LocalModelNode | undefined,
+): NodePlan {
   if (!node || node.metadata.deletionTimestamp) {
     return existing ? { action: 'delete', reason: 'node deleted' } : { action: 'none' };
   }

@@ -1,10 +1,16 @@
 import { parseQuantity, formatBytes } from '../../api/quantity.ts';
 import { storageKeyFor } from '../../api/storage-key.ts';
-import { DEFAULT_STORAGE_PATH, type LocalModelCache, type LocalModelInfo, type LocalModelNodeGroup } from '../../api/types.ts';
+import {
+  DEFAULT_STORAGE_PATH,
+  type LocalModelCache,
+  type LocalModelInfo,
+  type LocalModelNodeGroup,
+} from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
 import { matchesSelector } from './selector.ts';
 
-export type PlacementProblemReason = 'NodeGroupNotFound' | 'StorageLimitExceeded' | 'DuplicateSourceModelUri' | 'InvalidSpec';
+export type PlacementProblemReason =
+  'NodeGroupNotFound' | 'StorageLimitExceeded' | 'DuplicateSourceModelUri' | 'InvalidSpec';
 
 export interface PlacementProblem {
   reason: PlacementProblemReason;
@@ -49,11 +55,18 @@ export interface PlacementInput {
 }
 
 /** Deterministic placement order: oldest first, then by name. */
-export function byAge(a: { metadata: { creationTimestamp?: string; name?: string } }, b: { metadata: { creationTimestamp?: string; name?: string } }): number {
+export function byAge(
+  a: { metadata: { creationTimestamp?: string; name?: string } },
+  b: { metadata: { creationTimestamp?: string; name?: string } },
+): number {
   const ta = a.metadata.creationTimestamp ?? '';
   const tb = b.metadata.creationTimestamp ?? '';
   if (ta !== tb) return ta < tb ? -1 : 1;
-  return (a.metadata.name ?? '') < (b.metadata.name ?? '') ? -1 : (a.metadata.name ?? '') > (b.metadata.name ?? '') ? 1 : 0;
+  return (a.metadata.name ?? '') < (b.metadata.name ?? '')
+    ? -1
+    : (a.metadata.name ?? '') > (b.metadata.name ?? '')
+      ? 1
+      : 0;
 }
 
 /**
@@ -76,7 +89,10 @@ export function computePlacement(input: PlacementInput): Placement {
       // The apiserver validates storageLimit; an unparsable one is treated as no room at all.
       limitBytes = 0;
     }
-    const nodes = liveNodes.filter((n) => matchesSelector(n.metadata.labels, g.spec.nodeSelector ?? {})).map((n) => n.metadata.name ?? '').sort();
+    const nodes = liveNodes
+      .filter((n) => matchesSelector(n.metadata.labels, g.spec.nodeSelector ?? {}))
+      .map((n) => n.metadata.name ?? '')
+      .sort();
     groups.set(name, { name, nodes, caches: [], bytesPlanned: 0, limitBytes, rejected: [] });
     groupSpecs.set(name, g);
   }
@@ -87,7 +103,13 @@ export function computePlacement(input: PlacementInput): Placement {
   for (const cache of [...input.caches].sort(byAge)) {
     const name = cache.metadata.name ?? '';
     const held = Boolean(cache.metadata.deletionTimestamp) && (input.held?.has(name) ?? false);
-    const placement: CachePlacement = { name, deleting: Boolean(cache.metadata.deletionTimestamp) && !held, ...(held ? { held } : {}), nodes: [], problems: [] };
+    const placement: CachePlacement = {
+      name,
+      deleting: Boolean(cache.metadata.deletionTimestamp) && !held,
+      ...(held ? { held } : {}),
+      nodes: [],
+      problems: [],
+    };
     caches.set(name, placement);
     if (placement.deleting) continue;
     const uri = cache.spec.sourceModelUri;
@@ -111,7 +133,11 @@ export function computePlacement(input: PlacementInput): Placement {
     for (const groupName of cache.spec.nodeGroups ?? []) {
       const group = groups.get(groupName);
       if (!group) {
-        placement.problems.push({ reason: 'NodeGroupNotFound', group: groupName, message: `LocalModelNodeGroup ${groupName} does not exist; create it or remove it from spec.nodeGroups` });
+        placement.problems.push({
+          reason: 'NodeGroupNotFound',
+          group: groupName,
+          message: `LocalModelNodeGroup ${groupName} does not exist; create it or remove it from spec.nodeGroups`,
+        });
         continue;
       }
       if (group.bytesPlanned + size > group.limitBytes) {

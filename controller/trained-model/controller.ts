@@ -1,5 +1,13 @@
 import type { Logger } from 'pino';
-import { CLUSTER_SERVING_RUNTIMES, INFERENCE_SERVICES, SERVING_RUNTIMES, TRAINED_MODELS, type InferenceService, type ServingRuntime, type TrainedModel } from '../../api/kserve.ts';
+import {
+  CLUSTER_SERVING_RUNTIMES,
+  INFERENCE_SERVICES,
+  SERVING_RUNTIMES,
+  TRAINED_MODELS,
+  type InferenceService,
+  type ServingRuntime,
+  type TrainedModel,
+} from '../../api/kserve.ts';
 import { sleep } from '../../kube/backoff.ts';
 import { isStatus, type KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
@@ -10,8 +18,14 @@ import { rfc3339Now, type ConfigMap, type OwnerReference, type ResourceType } fr
 import { WorkQueue } from '../../kube/workqueue.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
-import { configMapName, MODELS_JSON, modelsJson, planRegistration, REGISTRATION_CONDITIONS, type ModelEntry } from './plan.ts';
-
+import {
+  configMapName,
+  MODELS_JSON,
+  modelsJson,
+  planRegistration,
+  REGISTRATION_CONDITIONS,
+  type ModelEntry,
+} from './plan.ts';
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
 
@@ -47,11 +61,20 @@ export class RegistrationController {
     this.#o = o;
     this.models = new Informer(o.client, TRAINED_MODELS, { log: o.log });
     this.isvcs = new Informer(o.client, INFERENCE_SERVICES, { log: o.log });
-    this.configMaps = new Informer(o.client, CONFIGMAPS, { labelSelector: 'app.kubernetes.io/managed-by=modelcache', log: o.log });
+    this.configMaps = new Informer(o.client, CONFIGMAPS, {
+      labelSelector: 'app.kubernetes.io/managed-by=modelcache',
+      log: o.log,
+    });
   }
 
-  #informers(): Array<{ hasSynced: boolean; start(s: AbortSignal): Promise<void>; waitForSync(s: AbortSignal): Promise<void> }> {
-    return [this.models, this.isvcs, this.configMaps, this.#runtimes, this.#clusterRuntimes].filter((i) => i !== undefined);
+  #informers(): Array<{
+    hasSynced: boolean;
+    start(s: AbortSignal): Promise<void>;
+    waitForSync(s: AbortSignal): Promise<void>;
+  }> {
+    return [this.models, this.isvcs, this.configMaps, this.#runtimes, this.#clusterRuntimes].filter(
+      (i) => i !== undefined,
+    );
   }
 
   async #crdInstalled(rt: ResourceType, signal: AbortSignal): Promise<boolean> {
@@ -64,7 +87,11 @@ export class RegistrationController {
     for (;;) {
       try {
         if (await this.#crdInstalled(INFERENCE_SERVICES, signal)) return;
-        if (!told) this.#o.log.info({ crd: crdName(INFERENCE_SERVICES) }, 'InferenceService CRD not installed; TrainedModel registration starts when it is');
+        if (!told)
+          this.#o.log.info(
+            { crd: crdName(INFERENCE_SERVICES) },
+            'InferenceService CRD not installed; TrainedModel registration starts when it is',
+          );
         told = true;
       } catch (err) {
         if (signal.aborted) throw err;
@@ -82,8 +109,16 @@ export class RegistrationController {
   }
 
   #wire(): void {
-    const fromModel = (m: TrainedModel): void => this.#add(isvcKey(m.metadata.namespace, m.spec?.inferenceService ?? ''));
-    this.models.on({ add: fromModel, delete: fromModel, update: (a, b) => { fromModel(a); fromModel(b); } });
+    const fromModel = (m: TrainedModel): void =>
+      this.#add(isvcKey(m.metadata.namespace, m.spec?.inferenceService ?? ''));
+    this.models.on({
+      add: fromModel,
+      delete: fromModel,
+      update: (a, b) => {
+        fromModel(a);
+        fromModel(b);
+      },
+    });
     const fromIsvc = (i: InferenceService): void => this.#add(isvcKey(i.metadata.namespace, i.metadata.name ?? ''));
     this.isvcs.on({ add: fromIsvc, delete: fromIsvc, update: (_a, b) => fromIsvc(b) });
     const fromCm = (cm: ConfigMap): void => {
@@ -115,10 +150,16 @@ export class RegistrationController {
     for (const inf of this.#informers()) void inf.start(signal);
     await this.#watchRuntimeCrds(signal);
     await Promise.all(this.#informers().map((i) => i.waitForSync(signal)));
-    this.#o.log.info({ runtimes: Boolean(this.#runtimes), clusterRuntimes: Boolean(this.#clusterRuntimes) }, 'TrainedModel registration started');
+    this.#o.log.info(
+      { runtimes: Boolean(this.#runtimes), clusterRuntimes: Boolean(this.#clusterRuntimes) },
+      'TrainedModel registration started',
+    );
     this.#enqueueAll();
     // ServingRuntime CRDs installed later (KServe installed after modelcache) are picked up.
-    const poll = setInterval(() => void this.#watchRuntimeCrds(signal).catch(() => undefined), this.#o.crdPollMs ?? 30_000);
+    const poll = setInterval(
+      () => void this.#watchRuntimeCrds(signal).catch(() => undefined),
+      this.#o.crdPollMs ?? 30_000,
+    );
     signal.addEventListener('abort', () => clearInterval(poll), { once: true });
     await runReconciler({
       queue: this.#queue,
@@ -126,7 +167,8 @@ export class RegistrationController {
       signal,
       reconcile: (key, s) => this.reconcile(key, s),
       observe: (key, outcome, _ms, err) => {
-        if (outcome === 'error') this.#o.log.warn({ key, err: String((err as Error)?.message ?? err) }, 'registration failed; will retry');
+        if (outcome === 'error')
+          this.#o.log.warn({ key, err: String((err as Error)?.message ?? err) }, 'registration failed; will retry');
       },
     });
   }
@@ -147,8 +189,14 @@ export class RegistrationController {
   }
 
   #runtimesFor(ns: string): RuntimeCandidate[] {
-    const own = (this.#runtimes?.list() ?? []).filter((r) => r.metadata.namespace === ns).map((r) => ({ name: r.metadata.name ?? '', namespaced: true, spec: r.spec ?? {} }));
-    const cluster = (this.#clusterRuntimes?.list() ?? []).map((r) => ({ name: r.metadata.name ?? '', namespaced: false, spec: r.spec ?? {} }));
+    const own = (this.#runtimes?.list() ?? [])
+      .filter((r) => r.metadata.namespace === ns)
+      .map((r) => ({ name: r.metadata.name ?? '', namespaced: true, spec: r.spec ?? {} }));
+    const cluster = (this.#clusterRuntimes?.list() ?? []).map((r) => ({
+      name: r.metadata.name ?? '',
+      namespaced: false,
+      spec: r.spec ?? {},
+    }));
     return [...own, ...cluster];
   }
 
@@ -160,37 +208,90 @@ export class RegistrationController {
     const models = this.models.list().filter((m) => m.metadata.namespace === ns && m.spec?.inferenceService === name);
     const cmName = configMapName(name);
     const cm = this.configMaps.get(`${ns}/${cmName}`);
-    const plan = planRegistration({ namespace: ns, isvcName: name, ...(isvc ? { isvc } : {}), models, runtimes: this.#runtimesFor(ns), listed: parseListed(cm), now: (this.#o.now ?? rfc3339Now)() });
+    const plan = planRegistration({
+      namespace: ns,
+      isvcName: name,
+      ...(isvc ? { isvc } : {}),
+      models,
+      runtimes: this.#runtimesFor(ns),
+      listed: parseListed(cm),
+      now: (this.#o.now ?? rfc3339Now)(),
+    });
 
     if (plan.models && isvc) await this.#writeConfigMap(isvc, cm, plan.models, signal);
     for (const m of models) {
       // Owned by the InferenceService: deleting it deletes its TrainedModels (KServe does the same).
       if (isvc?.metadata.uid && !m.metadata.ownerReferences?.some((r) => r.uid === isvc.metadata.uid)) {
-        await client.mergePatch(TRAINED_MODELS, m.metadata.name ?? '', { metadata: { ownerReferences: [...(m.metadata.ownerReferences ?? []), ownerRef(isvc)] } }, { namespace: ns, signal });
+        await client.mergePatch(
+          TRAINED_MODELS,
+          m.metadata.name ?? '',
+          { metadata: { ownerReferences: [...(m.metadata.ownerReferences ?? []), ownerRef(isvc)] } },
+          { namespace: ns, signal },
+        );
       }
     }
     for (const [tmName, status] of plan.statuses) {
       // Server-side apply of the fields registration owns: the model agent owns ModelLoaded, and
       // neither overwrites the other's condition.
-      const owned = { conditions: (status.conditions ?? []).filter((c) => REGISTRATION_CONDITIONS.includes(c.type)), ...(status.url ? { url: status.url } : {}), ...(status.observedGeneration !== undefined ? { observedGeneration: status.observedGeneration } : {}) };
-      await client.apply(TRAINED_MODELS, { apiVersion: API_VERSION, kind: 'TrainedModel', metadata: { name: tmName, namespace: ns }, status: owned } as unknown as TrainedModel, { subresource: 'status', signal }).catch((err: unknown) => {
-        if (!isStatus(err, 404)) throw err; // deleted meanwhile
-      });
+      const owned = {
+        conditions: (status.conditions ?? []).filter((c) => REGISTRATION_CONDITIONS.includes(c.type)),
+        ...(status.url ? { url: status.url } : {}),
+        ...(status.observedGeneration !== undefined ? { observedGeneration: status.observedGeneration } : {}),
+      };
+      await client
+        .apply(
+          TRAINED_MODELS,
+          {
+            apiVersion: API_VERSION,
+            kind: 'TrainedModel',
+            metadata: { name: tmName, namespace: ns },
+            status: owned,
+          } as unknown as TrainedModel,
+          { subresource: 'status', signal },
+        )
+        .catch((err: unknown) => {
+          if (!isStatus(err, 404)) throw err; // deleted meanwhile
+        });
       const ready = status.conditions?.find((c) => c.type === 'Ready');
-      log.info({ trainedModel: `${ns}/${tmName}`, ready: ready?.status, reason: ready?.reason }, 'TrainedModel status written');
+      log.info(
+        { trainedModel: `${ns}/${tmName}`, ready: ready?.status, reason: ready?.reason },
+        'TrainedModel status written',
+      );
     }
   }
 
-  async #writeConfigMap(isvc: InferenceService, cm: ConfigMap | undefined, models: ModelEntry[], signal: AbortSignal): Promise<void> {
+  async #writeConfigMap(
+    isvc: InferenceService,
+    cm: ConfigMap | undefined,
+    models: ModelEntry[],
+    signal: AbortSignal,
+  ): Promise<void> {
     const { client, log } = this.#o;
     const ns = isvc.metadata.namespace ?? '';
     const name = configMapName(isvc.metadata.name ?? '');
     const text = modelsJson(models);
-    const desired = { metadata: { labels: MANAGED_BY, ownerReferences: [ownerRef(isvc)] }, data: { [MODELS_JSON]: text } };
-    if (cm && cm.data?.[MODELS_JSON] === text && sameJson(cm.metadata.ownerReferences, desired.metadata.ownerReferences)) return;
+    const desired = {
+      metadata: { labels: MANAGED_BY, ownerReferences: [ownerRef(isvc)] },
+      data: { [MODELS_JSON]: text },
+    };
+    if (
+      cm &&
+      cm.data?.[MODELS_JSON] === text &&
+      sameJson(cm.metadata.ownerReferences, desired.metadata.ownerReferences)
+    )
+      return;
     if (!cm) {
       try {
-        await client.create(CONFIGMAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, ...desired.metadata }, data: desired.data } as ConfigMap, { signal });
+        await client.create(
+          CONFIGMAPS,
+          {
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            metadata: { name, namespace: ns, ...desired.metadata },
+            data: desired.data,
+          } as ConfigMap,
+          { signal },
+        );
         log.info({ configMap: `${ns}/${name}`, models: models.map((m) => m.modelName) }, 'models.json created');
         return;
       } catch (err) {
@@ -204,7 +305,13 @@ export class RegistrationController {
 
 /** Owner reference to the InferenceService (no blockOwnerDeletion: that would need update on its finalizers). */
 function ownerRef(isvc: InferenceService): OwnerReference {
-  return { apiVersion: `${INFERENCE_SERVICES.group}/${INFERENCE_SERVICES.version}`, kind: INFERENCE_SERVICES.kind, name: isvc.metadata.name ?? '', uid: isvc.metadata.uid ?? '', controller: true };
+  return {
+    apiVersion: `${INFERENCE_SERVICES.group}/${INFERENCE_SERVICES.version}`,
+    kind: INFERENCE_SERVICES.kind,
+    name: isvc.metadata.name ?? '',
+    uid: isvc.metadata.uid ?? '',
+    controller: true,
+  };
 }
 
 function parseListed(cm: ConfigMap | undefined): ModelEntry[] | undefined {

@@ -33,17 +33,30 @@ export interface RegistrationPlan {
 }
 
 /** Conditions registration writes; ModelLoaded belongs to the model agent. */
-export const REGISTRATION_CONDITIONS = ['InferenceServiceReady', 'IsMMSPredictor', 'FrameworkSupported', 'MemoryResourceAvailable', 'Ready'];
+export const REGISTRATION_CONDITIONS = [
+  'InferenceServiceReady',
+  'IsMMSPredictor',
+  'FrameworkSupported',
+  'MemoryResourceAvailable',
+  'Ready',
+];
 
 export const configMapName = (isvc: string, shard = 0): string => `modelconfig-${isvc}-${shard}`;
 export const MODELS_JSON = 'models.json';
 
 /** Deterministic text: sorted by name, so an unchanged set never rewrites the ConfigMap. */
 export function modelsJson(models: ModelEntry[]): string {
-  return JSON.stringify([...models].sort((a, b) => (a.modelName < b.modelName ? -1 : a.modelName > b.modelName ? 1 : 0)));
+  return JSON.stringify(
+    [...models].sort((a, b) => (a.modelName < b.modelName ? -1 : a.modelName > b.modelName ? 1 : 0)),
+  );
 }
 
-const c = (type: string, ok: boolean | 'unknown', reason: string, message: string): ConditionInput => ({ type, status: ok === 'unknown' ? 'Unknown' : ok ? 'True' : 'False', reason, message });
+const c = (type: string, ok: boolean | 'unknown', reason: string, message: string): ConditionInput => ({
+  type,
+  status: ok === 'unknown' ? 'Unknown' : ok ? 'True' : 'False',
+  reason,
+  message,
+});
 
 function byAge(a: TrainedModel, b: TrainedModel): number {
   const ta = a.metadata.creationTimestamp ?? '';
@@ -71,7 +84,17 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
     limitProblem = `${where}: ${(err as Error).message}`;
   }
   const predictor = isvc ? predictorOf(isvc) : undefined;
-  const runtime = predictor?.format ? selectRuntimes({ format: predictor.format, multiModel: true, protocolVersion: predictor.protocolVersion, ...(predictor.runtime ? { runtimeName: predictor.runtime } : {}) }, input.runtimes)[0] : undefined;
+  const runtime = predictor?.format
+    ? selectRuntimes(
+        {
+          format: predictor.format,
+          multiModel: true,
+          protocolVersion: predictor.protocolVersion,
+          ...(predictor.runtime ? { runtimeName: predictor.runtime } : {}),
+        },
+        input.runtimes,
+      )[0]
+    : undefined;
   const listed = new Set((input.listed ?? []).map((e) => e.modelName));
   let used = 0;
 
@@ -81,23 +104,57 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
     const conds: ConditionInput[] = [];
     let ok = true;
     if (!isvc) {
-      conds.push(c('InferenceServiceReady', false, 'InferenceServiceNotFound', `${where} does not exist: create it or fix spec.inferenceService`));
+      conds.push(
+        c(
+          'InferenceServiceReady',
+          false,
+          'InferenceServiceNotFound',
+          `${where} does not exist: create it or fix spec.inferenceService`,
+        ),
+      );
       ok = false;
     } else {
       const stays = listed.has(name);
-      conds.push(ready ? c('InferenceServiceReady', true, 'Ready', `${where} is Ready`) : c('InferenceServiceReady', false, 'InferenceServiceNotReady', stays ? `${where} is not Ready; the model stays registered` : `${where} is not Ready yet; the model is registered once it is`));
+      conds.push(
+        ready
+          ? c('InferenceServiceReady', true, 'Ready', `${where} is Ready`)
+          : c(
+              'InferenceServiceReady',
+              false,
+              'InferenceServiceNotReady',
+              stays
+                ? `${where} is not Ready; the model stays registered`
+                : `${where} is not Ready yet; the model is registered once it is`,
+            ),
+      );
       if (!ready && !stays) ok = false;
       conds.push(c('IsMMSPredictor', mms!.ok, mms!.ok ? 'MultiModel' : 'NotMultiModel', mms!.message));
       if (!mms!.ok) ok = false;
       const framework = { name: tm.spec.model.framework };
       if (predictor?.key === 'containers') {
-        conds.push(c('FrameworkSupported', true, 'CustomPredictor', 'custom predictor container: the framework is not checked'));
+        conds.push(
+          c('FrameworkSupported', true, 'CustomPredictor', 'custom predictor container: the framework is not checked'),
+        );
       } else if (!runtime) {
-        conds.push(c('FrameworkSupported', false, 'RuntimeNotFound', `no multi-model ServingRuntime serves ${where}${predictor?.runtime ? ` (runtime ${predictor.runtime})` : predictor?.format ? ` (format ${predictor.format.name})` : ''}`));
+        conds.push(
+          c(
+            'FrameworkSupported',
+            false,
+            'RuntimeNotFound',
+            `no multi-model ServingRuntime serves ${where}${predictor?.runtime ? ` (runtime ${predictor.runtime})` : predictor?.format ? ` (format ${predictor.format.name})` : ''}`,
+          ),
+        );
         ok = false;
       } else if (!(runtime.spec.supportedModelFormats ?? []).some((f) => supportsFormat(f, framework))) {
         const formats = (runtime.spec.supportedModelFormats ?? []).map((f) => f.name).join(', ');
-        conds.push(c('FrameworkSupported', false, 'FrameworkNotSupported', `runtime ${runtime.name} of ${where} serves ${formats || 'no formats'}, not ${framework.name}`));
+        conds.push(
+          c(
+            'FrameworkSupported',
+            false,
+            'FrameworkNotSupported',
+            `runtime ${runtime.name} of ${where} serves ${formats || 'no formats'}, not ${framework.name}`,
+          ),
+        );
         ok = false;
       } else {
         conds.push(c('FrameworkSupported', true, 'Supported', `runtime ${runtime.name} serves ${framework.name}`));
@@ -113,24 +170,63 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
         conds.push(c('MemoryResourceAvailable', false, 'InvalidMemory', memoryProblem));
         ok = false;
       } else if (ok && limit !== undefined && used + bytes > limit) {
-        conds.push(c('MemoryResourceAvailable', false, 'MemoryLimitExceeded', `${tm.spec.model.memory} does not fit: ${used} of ${limit} bytes of the predictor's memory limit are taken by older TrainedModels`));
+        conds.push(
+          c(
+            'MemoryResourceAvailable',
+            false,
+            'MemoryLimitExceeded',
+            `${tm.spec.model.memory} does not fit: ${used} of ${limit} bytes of the predictor's memory limit are taken by older TrainedModels`,
+          ),
+        );
         ok = false;
       } else if (ok) {
         used += bytes;
-        conds.push(c('MemoryResourceAvailable', true, 'Fits', limit === undefined ? 'the predictor sets no memory limit' : `${used} of ${limit} bytes of the predictor's memory limit in use`));
+        conds.push(
+          c(
+            'MemoryResourceAvailable',
+            true,
+            'Fits',
+            limit === undefined
+              ? 'the predictor sets no memory limit'
+              : `${used} of ${limit} bytes of the predictor's memory limit in use`,
+          ),
+        );
       } else {
         conds.push(c('MemoryResourceAvailable', 'unknown', 'NotChecked', 'checked once the other conditions hold'));
       }
     }
     const loaded = findCondition(tm.status?.conditions, 'ModelLoaded');
     if (ok) {
-      accepted.push({ modelName: name, modelSpec: { storageUri: tm.spec.model.storageUri, framework: tm.spec.model.framework, memory: String(tm.spec.model.memory) } });
-      conds.push(loaded?.status === 'True' ? c('Ready', true, 'Loaded', loaded.message) : c('Ready', false, loaded?.status === 'False' ? 'LoadFailed' : 'ModelNotLoaded', loaded?.status === 'False' ? loaded.message : `registered in ConfigMap ${configMapName(isvcName)}; waiting for the model agent to load it`));
+      accepted.push({
+        modelName: name,
+        modelSpec: {
+          storageUri: tm.spec.model.storageUri,
+          framework: tm.spec.model.framework,
+          memory: String(tm.spec.model.memory),
+        },
+      });
+      conds.push(
+        loaded?.status === 'True'
+          ? c('Ready', true, 'Loaded', loaded.message)
+          : c(
+              'Ready',
+              false,
+              loaded?.status === 'False' ? 'LoadFailed' : 'ModelNotLoaded',
+              loaded?.status === 'False'
+                ? loaded.message
+                : `registered in ConfigMap ${configMapName(isvcName)}; waiting for the model agent to load it`,
+            ),
+      );
     } else {
       const failing = conds.find((x) => x.status !== 'True');
       conds.push(c('Ready', false, failing?.reason ?? 'NotRegistered', failing?.message ?? 'not registered'));
     }
-    const url = ok && isvc?.status?.url ? (predictor?.protocolVersion === 'v2' ? `${isvc.status.url}/v2/models/${name}/infer` : `${isvc.status.url}/v1/models/${name}:predict`) : undefined;
+    const url =
+      ok && isvc?.status?.url
+        ? predictor?.protocolVersion === 'v2'
+          ? `${isvc.status.url}/v2/models/${name}/infer`
+          : `${isvc.status.url}/v1/models/${name}:predict`
+        : undefined;
     const conditions: Condition[] = mergeConditions(tm.status?.conditions, conds, input.now);
     const status: TrainedModelStatus = { ...tm.status, conditions, observedGeneration: tm.metadata.generation };
     if (url) status.url = url;

@@ -79,7 +79,12 @@ export function planNode(o: NodeObservation): NodePlan {
     const failed = o.failures.get(key);
     if (done && done.uri === m.sourceModelUri) {
       modelStatus[m.modelName] = 'ModelDownloaded';
-      models[m.modelName] = { storageKey: key, bytesDone: done.bytes, bytesTotal: done.bytes, completedAt: done.completedAt };
+      models[m.modelName] = {
+        storageKey: key,
+        bytesDone: done.bytes,
+        bytesTotal: done.bytes,
+        completedAt: done.completedAt,
+      };
       continue;
     }
     if (done && done.uri !== m.sourceModelUri) {
@@ -91,17 +96,32 @@ export function planNode(o: NodeObservation): NodePlan {
     }
     if (running) {
       modelStatus[m.modelName] = running.queued ? 'ModelDownloadPending' : 'ModelDownloading';
-      models[m.modelName] = { storageKey: key, bytesDone: running.bytesDone, ...(running.bytesTotal !== undefined ? { bytesTotal: running.bytesTotal } : {}), startedAt: running.startedAt };
+      models[m.modelName] = {
+        storageKey: key,
+        bytesDone: running.bytesDone,
+        ...(running.bytesTotal !== undefined ? { bytesTotal: running.bytesTotal } : {}),
+        startedAt: running.startedAt,
+      };
       continue;
     }
     if (failed && failed.uri === m.sourceModelUri && failed.retryAt > o.now) {
       modelStatus[m.modelName] = 'ModelDownloadError';
-      models[m.modelName] = { storageKey: key, reason: failed.reason, message: failed.message, ...(failed.startedAt ? { startedAt: failed.startedAt } : {}) };
+      models[m.modelName] = {
+        storageKey: key,
+        reason: failed.reason,
+        message: failed.message,
+        ...(failed.startedAt ? { startedAt: failed.startedAt } : {}),
+      };
       nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, failed.retryAt);
       continue;
     }
     modelStatus[m.modelName] = 'ModelDownloadPending';
-    models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize, ...(o.paused ? { message: `not started: ${o.paused}` } : {}) };
+    models[m.modelName] = {
+      storageKey: key,
+      bytesDone: 0,
+      bytesTotal: m.modelSize,
+      ...(o.paused ? { message: `not started: ${o.paused}` } : {}),
+    };
     if (!o.paused) actions.push({ kind: 'download', model: m });
   }
 
@@ -112,7 +132,8 @@ export function planNode(o: NodeObservation): NodePlan {
     if (unwanted.length) nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, holdUntil);
   } else {
     for (const key of o.inFlight.keys()) if (!wantedKeys.has(key)) actions.push({ kind: 'cancel', storageKey: key });
-    for (const key of onDisk) if (!wantedKeys.has(key) && !o.inFlight.has(key)) actions.push({ kind: 'remove', storageKey: key });
+    for (const key of onDisk)
+      if (!wantedKeys.has(key) && !o.inFlight.has(key)) actions.push({ kind: 'remove', storageKey: key });
   }
 
   // Models no longer desired keep their entry while their files are still on disk.
@@ -125,10 +146,16 @@ export function planNode(o: NodeObservation): NodePlan {
   }
 
   const states = Object.values(modelStatus);
-  const progress = totalProgress(o.desired.map((m) => {
-    const state = modelStatus[m.modelName];
-    return progressPart(state === 'ModelDownloaded' ? 'downloaded' : state === 'ModelDownloading' ? 'downloading' : 'other', models[m.modelName], m.modelSize);
-  }));
+  const progress = totalProgress(
+    o.desired.map((m) => {
+      const state = modelStatus[m.modelName];
+      return progressPart(
+        state === 'ModelDownloaded' ? 'downloaded' : state === 'ModelDownloading' ? 'downloading' : 'other',
+        models[m.modelName],
+        m.modelSize,
+      );
+    }),
+  );
   return {
     actions,
     status: {

@@ -41,9 +41,14 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
   if (lmn) mem.specMissingSince = undefined;
   else if (mem.specMissingSince === undefined) {
     mem.specMissingSince = Date.now();
-    d.log.info({ localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 }, 'LocalModelNode absent: cached files stay until it returns or the grace period ends');
+    d.log.info(
+      { localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 },
+      'LocalModelNode absent: cached files stay until it returns or the grace period ends',
+    );
   }
-  d.metrics.removalsHeld.set(mem.specMissingSince !== undefined && Date.now() < mem.specMissingSince + d.orphanGraceMs ? 1 : 0);
+  d.metrics.removalsHeld.set(
+    mem.specMissingSince !== undefined && Date.now() < mem.specMissingSince + d.orphanGraceMs ? 1 : 0,
+  );
   const paused = nodeLeavingReason(d.nodes.get(d.nodeName));
   d.metrics.paused.set(paused ? 1 : 0);
   if (paused !== mem.paused) {
@@ -56,18 +61,25 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
   const failures = new Map(d.downloads.failures);
   const inv = await takeInventory(d.root);
   const reportedKeys = new Map<string, string>();
-  for (const [name, detail] of Object.entries(lmn?.status?.models ?? {})) if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
-  const observe = (running: ReadonlyMap<string, InFlight>) => planNode({
-    desired: lmn?.spec?.localModels ?? [],
-    disk: { complete: new Map([...inv.complete].map(([k, m]) => [k, { uri: m.uri, bytes: m.bytes, completedAt: m.completedAt }])), partial: inv.partial },
-    inFlight: running,
-    failures,
-    reportedKeys,
-    now: Date.now(),
-    ...(paused ? { paused } : {}),
-    ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
-    orphanGraceMs: d.orphanGraceMs,
-  });
+  for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
+    if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
+  const observe = (running: ReadonlyMap<string, InFlight>) =>
+    planNode({
+      desired: lmn?.spec?.localModels ?? [],
+      disk: {
+        complete: new Map(
+          [...inv.complete].map(([k, m]) => [k, { uri: m.uri, bytes: m.bytes, completedAt: m.completedAt }]),
+        ),
+        partial: inv.partial,
+      },
+      inFlight: running,
+      failures,
+      reportedKeys,
+      now: Date.now(),
+      ...(paused ? { paused } : {}),
+      ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
+      orphanGraceMs: d.orphanGraceMs,
+    });
   const plan = observe(inFlight);
   for (const a of plan.actions) {
     if (a.kind === 'download') d.downloads.start(a.model);

@@ -48,7 +48,11 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
   try {
     const st = await stat(real);
     if (st.isFile()) {
-      if (st.size > limit) throw new DownloadError('SizeExceeded', `${path} is ${st.size} bytes, more than modelSize allows (${limit} bytes)`);
+      if (st.size > limit)
+        throw new DownloadError(
+          'SizeExceeded',
+          `${path} is ${st.size} bytes, more than modelSize allows (${limit} bytes)`,
+        );
       // Archives are extracted straight from the host file; anything else is copied.
       const { files } = await extractOrPlace(real, req.workDir, basename(real), budget, { copy: true });
       progress(st.size);
@@ -61,7 +65,8 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
       const rel = relative(real, src);
       if (e.isDirectory()) continue;
       const target = await realpath(src).catch(() => undefined);
-      if (!target || !isInside(root, target)) throw new DownloadError('AccessDenied', `${src} links outside the allowed file root ${root}`);
+      if (!target || !isInside(root, target))
+        throw new DownloadError('AccessDenied', `${src} links outside the allowed file root ${root}`);
       if (!(await stat(target)).isFile()) continue;
       const dest = join(req.workDir, rel);
       await mkdir(join(dest, '..'), { recursive: true });

@@ -8,7 +8,10 @@ import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredential
 export function parseGsUri(uri: string): { bucket: string; prefix: string } {
   const m = /^gs:\/\/([^/]+)\/?(.*)$/.exec(uri);
   if (!m || !/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(m[1]!)) {
-    throw new DownloadError('InvalidUri', `'${uri}' is not a GCS URI: use gs://bucket/prefix (bucket names are lower-case letters, digits, '.', '_' and '-')`);
+    throw new DownloadError(
+      'InvalidUri',
+      `'${uri}' is not a GCS URI: use gs://bucket/prefix (bucket names are lower-case letters, digits, '.', '_' and '-')`,
+    );
   }
   return { bucket: m[1]!, prefix: m[2]! };
 }
@@ -34,14 +37,21 @@ function gcsAuthorize(c: SourceCredentials, emulator: boolean, o: DownloadOption
   if (fixed) return (_url, headers) => ({ ...headers, authorization: `Bearer ${fixed}` });
   // A key was given on purpose (KServe's GCS Secret): never fall back to another identity silently.
   if (SA_KEY_NAMES.some((k) => c[k])) {
-    throw new DownloadError('AccessDenied', `service-account JSON keys (${SA_KEY_NAMES.filter((k) => c[k]).join(', ')}) are not read yet: give GOOGLE_OAUTH_ACCESS_TOKEN, or use workload identity (the node's metadata server) and remove the key`);
+    throw new DownloadError(
+      'AccessDenied',
+      `service-account JSON keys (${SA_KEY_NAMES.filter((k) => c[k]).join(', ')}) are not read yet: give GOOGLE_OAUTH_ACCESS_TOKEN, or use workload identity (the node's metadata server) and remove the key`,
+    );
   }
   const host = c.GCE_METADATA_HOST || 'metadata.google.internal';
   let token: { value?: string; expires: number } | undefined;
   return async (_url, headers) => {
     if (!token || Date.now() > token.expires - 60_000) {
       try {
-        const res = await http.get(`http://${host}/computeMetadata/v1/instance/service-accounts/default/token`, { 'metadata-flavor': 'Google' }, AbortSignal.timeout(Math.min(o.connectTimeoutMs, 2000)));
+        const res = await http.get(
+          `http://${host}/computeMetadata/v1/instance/service-accounts/default/token`,
+          { 'metadata-flavor': 'Google' },
+          AbortSignal.timeout(Math.min(o.connectTimeoutMs, 2000)),
+        );
         if (res.statusCode !== 200) {
           discard(res);
           throw new Error(`metadata server answered ${res.statusCode}`);
@@ -71,13 +81,28 @@ function gcsErrorDetail(body: string): string | undefined {
   }
 }
 
-async function listGcs(base: string, bucket: string, prefix: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
+async function listGcs(
+  base: string,
+  bucket: string,
+  prefix: string,
+  authorize: Authorize,
+  o: DownloadOptions,
+  http: HttpClient,
+  signal: AbortSignal,
+): Promise<ObjectListing> {
   const all: GcsObject[] = [];
   let pageToken: string | undefined;
   do {
-    const q = new URLSearchParams({ prefix, fields: 'items(name,size,md5Hash,generation),nextPageToken', ...(pageToken ? { pageToken } : {}) });
+    const q = new URLSearchParams({
+      prefix,
+      fields: 'items(name,size,md5Hash,generation),nextPageToken',
+      ...(pageToken ? { pageToken } : {}),
+    });
     const url = `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o?${q}`;
-    const page = JSON.parse((await getText({ url, http, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as { items?: GcsObject[]; nextPageToken?: string };
+    const page = JSON.parse((await getText({ url, http, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as {
+      items?: GcsObject[];
+      nextPageToken?: string;
+    };
     all.push(...(page.items ?? []));
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -87,7 +112,9 @@ async function listGcs(base: string, bucket: string, prefix: string, authorize: 
     path,
     url: `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o/${encodeURIComponent(x.name)}?alt=media&generation=${x.generation}`,
     size: Number(x.size),
-    ...(x.md5Hash ? { digest: { algorithm: 'md5' as const, hex: Buffer.from(x.md5Hash, 'base64').toString('hex') } } : {}),
+    ...(x.md5Hash
+      ? { digest: { algorithm: 'md5' as const, hex: Buffer.from(x.md5Hash, 'base64').toString('hex') } }
+      : {}),
   });
   return underPrefix(all, (x) => x.name, prefix, toObject);
 }
@@ -98,5 +125,10 @@ export async function downloadGcs(req: DownloadRequest, o: DownloadOptions, http
   const c = req.credentials ?? {};
   const { base, emulator } = apiBase(c);
   const authorize = gcsAuthorize(c, emulator, o, http);
-  return downloadObjects(req, o, { list: (signal) => listGcs(base, bucket, prefix, authorize, o, http, signal), authorize }, http);
+  return downloadObjects(
+    req,
+    o,
+    { list: (signal) => listGcs(base, bucket, prefix, authorize, o, http, signal), authorize },
+    http,
+  );
 }

@@ -7,7 +7,11 @@ import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredential
 /** `hf://org/model[:revision]` → repository and revision ('main' when none is given). */
 export function parseHfUri(uri: string): { repo: string; revision: string } {
   const m = /^hf:\/\/([\w.-]+\/[\w.-]+)(?::([^\s]+))?\/?$/.exec(uri);
-  if (!m) throw new DownloadError('InvalidUri', `'${uri}' is not a Hugging Face URI: use hf://org/model or hf://org/model:revision`);
+  if (!m)
+    throw new DownloadError(
+      'InvalidUri',
+      `'${uri}' is not a Hugging Face URI: use hf://org/model or hf://org/model:revision`,
+    );
   return { repo: m[1]!, revision: m[2] ?? 'main' };
 }
 
@@ -35,10 +39,30 @@ function hfErrorDetail(body: string): string | undefined {
   }
 }
 
-async function listHf(endpoint: string, repo: string, revision: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
+async function listHf(
+  endpoint: string,
+  repo: string,
+  revision: string,
+  authorize: Authorize,
+  o: DownloadOptions,
+  http: HttpClient,
+  signal: AbortSignal,
+): Promise<ObjectListing> {
   // Pin the revision to its commit first: every file (and every part) then comes from one commit.
-  const info = JSON.parse((await getText({ url: `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, http, authorize, o, signal, errorDetail: hfErrorDetail })).body) as { sha?: string };
-  if (!info.sha) throw new DownloadError('BadResponse', `hf://${repo}: the hub did not name the commit of revision ${revision}`);
+  const info = JSON.parse(
+    (
+      await getText({
+        url: `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`,
+        http,
+        authorize,
+        o,
+        signal,
+        errorDetail: hfErrorDetail,
+      })
+    ).body,
+  ) as { sha?: string };
+  if (!info.sha)
+    throw new DownloadError('BadResponse', `hf://${repo}: the hub did not name the commit of revision ${revision}`);
   const files: TreeEntry[] = [];
   let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${info.sha}?recursive=true&expand=false`;
   while (url) {
@@ -60,7 +84,8 @@ async function listHf(endpoint: string, repo: string, revision: string, authoriz
 function hfAuthorize(endpoint: string, c: SourceCredentials): Authorize {
   const token = c.HF_TOKEN || c.HUGGING_FACE_HUB_TOKEN;
   const origin = new URL(endpoint).origin;
-  return (url, headers) => (token && new URL(url).origin === origin ? { ...headers, authorization: `Bearer ${token}` } : headers);
+  return (url, headers) =>
+    token && new URL(url).origin === origin ? { ...headers, authorization: `Bearer ${token}` } : headers;
 }
 
 /** Every file of a Hugging Face model repository at a revision, through the hub's resolve endpoint. */
@@ -69,5 +94,10 @@ export async function downloadHf(req: DownloadRequest, o: DownloadOptions, http:
   const c = req.credentials ?? {};
   const endpoint = (c.HF_ENDPOINT || 'https://huggingface.co').replace(/\/$/, '');
   const authorize = hfAuthorize(endpoint, c);
-  return downloadObjects(req, o, { list: (signal) => listHf(endpoint, repo, revision, authorize, o, http, signal), authorize }, http);
+  return downloadObjects(
+    req,
+    o,
+    { list: (signal) => listHf(endpoint, repo, revision, authorize, o, http, signal), authorize },
+    http,
+  );
 }

@@ -4,7 +4,14 @@ import { BatchWriter } from '../batch-writer.ts';
 import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
 import { classify, contentRange, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
-import { clearExtracted, detectArchive, extractOrPlace, sizeBudget, tarExtractor, type ByteBudget } from '../archive.ts';
+import {
+  clearExtracted,
+  detectArchive,
+  extractOrPlace,
+  sizeBudget,
+  tarExtractor,
+  type ByteBudget,
+} from '../archive.ts';
 import { DownloadError, diskError, redactUrl } from '../errors.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
 
@@ -28,7 +35,11 @@ export function fileNameFromUrl(url: string): string {
  * If-Range), retrying 5xx/429/resets/stalls with capped backoff, stopping at the size limit,
  * and extracting tar/tar.gz/zip archives recognised by their bytes.
  */
-export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
+export async function downloadHttp(
+  req: DownloadRequest,
+  o: DownloadOptions,
+  http: HttpClient,
+): Promise<DownloadResult> {
   const { uri: url, workDir, signal } = req;
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
   const dl = join(workDir, '.download');
@@ -42,18 +53,29 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
 
   for (let attempt = 1; attempt <= o.attempts && !done; attempt++) {
     if (signal.aborted) throw new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason });
-    const meta = await readFile(metaPath, 'utf8').then((t) => JSON.parse(t) as ResumeMeta, () => undefined);
-    let offset = await stat(partial).then((s) => s.size, () => 0);
+    const meta = await readFile(metaPath, 'utf8').then(
+      (t) => JSON.parse(t) as ResumeMeta,
+      () => undefined,
+    );
+    let offset = await stat(partial).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (offset > 0 && meta?.url !== url) offset = 0;
-    if (offset > 0 && meta?.total !== undefined && offset === meta.total) { done = true; break; }
+    if (offset > 0 && meta?.total !== undefined && offset === meta.total) {
+      done = true;
+      break;
+    }
     const validator = meta?.etag ?? meta?.lastModified;
-    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) } : {};
+    const headers: Record<string, string> =
+      offset > 0 ? { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) } : {};
     const attemptAbort = new AbortController();
     let stall: NodeJS.Timeout | undefined;
     let res: HttpResponse | undefined;
     try {
       res = await http.get(url, headers, AbortSignal.any([signal, attemptAbort.signal]));
-      if (res.statusCode === 416 && offset > 0) throw new DownloadError('IntegrityMismatch', 'resume position beyond the object', { retryable: true });
+      if (res.statusCode === 416 && offset > 0)
+        throw new DownloadError('IntegrityMismatch', 'resume position beyond the object', { retryable: true });
       if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, url, o.backoffMaxMs);
       let total: number | undefined;
       if (res.statusCode === 206) {
@@ -63,8 +85,20 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
         const cl = header(res.headers, 'content-length');
         total = cl === undefined ? undefined : Number(cl);
       }
-      if (total !== undefined && total > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`);
-      await writeFile(metaPath, JSON.stringify({ url, etag: header(res.headers, 'etag'), lastModified: header(res.headers, 'last-modified'), total } satisfies ResumeMeta));
+      if (total !== undefined && total > limit)
+        throw new DownloadError(
+          'SizeExceeded',
+          `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`,
+        );
+      await writeFile(
+        metaPath,
+        JSON.stringify({
+          url,
+          etag: header(res.headers, 'etag'),
+          lastModified: header(res.headers, 'last-modified'),
+          total,
+        } satisfies ResumeMeta),
+      );
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
       let extractor: ReturnType<typeof tarExtractor> | undefined;
@@ -77,8 +111,13 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
         for await (const chunk of res.body) {
           stall.refresh();
           received += chunk.length;
-          if (offset + received > limit) throw new DownloadError('SizeExceeded', `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`);
-          if (total !== undefined && offset + received > total) throw new DownloadError('IntegrityMismatch', `body longer than the announced ${total} bytes`);
+          if (offset + received > limit)
+            throw new DownloadError(
+              'SizeExceeded',
+              `${redactUrl(url)} sent more than modelSize allows (${limit} bytes)`,
+            );
+          if (total !== undefined && offset + received > total)
+            throw new DownloadError('IntegrityMismatch', `body longer than the announced ${total} bytes`);
           const now = Date.now();
           if (now - lastProgress >= 100) {
             lastProgress = now;
@@ -109,20 +148,27 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
         await fh.close();
       }
       if (total !== undefined && offset + received < total) {
-        throw new DownloadError('IntegrityMismatch', `body ended after ${offset + received} of ${total} bytes`, { retryable: true });
+        throw new DownloadError('IntegrityMismatch', `body ended after ${offset + received} of ${total} bytes`, {
+          retryable: true,
+        });
       }
       if (extractor) streamed = extractor.done;
       done = true;
     } catch (err) {
       discard(res);
-      const e = signal.aborted ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason }) : classify(diskError(err, `writing ${name}`));
+      const e = signal.aborted
+        ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason })
+        : classify(diskError(err, `writing ${name}`));
       if (!e.retryable) {
-        if (e.code === 'SizeExceeded' || e.code === 'IntegrityMismatch' || e.code === 'InsufficientCapacity') await rm(dl, { recursive: true, force: true });
+        if (e.code === 'SizeExceeded' || e.code === 'IntegrityMismatch' || e.code === 'InsufficientCapacity')
+          await rm(dl, { recursive: true, force: true });
         throw e;
       }
       lastError = e;
       if (attempt < o.attempts) {
-        const wait = (e as { retryAfterMs?: number }).retryAfterMs ?? backoffDelay(attempt, { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs });
+        const wait =
+          (e as { retryAfterMs?: number }).retryAfterMs ??
+          backoffDelay(attempt, { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs });
         await sleep(wait, signal).catch(() => undefined);
       }
     } finally {
@@ -131,14 +177,28 @@ export async function downloadHttp(req: DownloadRequest, o: DownloadOptions, htt
   }
   if (!done) {
     const last = lastError as DownloadError | undefined;
-    if (last?.code === 'IntegrityMismatch') { await rm(dl, { recursive: true, force: true }); throw new DownloadError('IntegrityMismatch', `${last.message} (after ${o.attempts} attempts)`); }
-    throw new DownloadError('SourceUnavailable', `${redactUrl(url)} failed after ${o.attempts} attempts: ${last?.message ?? 'unknown error'}`, { cause: last });
+    if (last?.code === 'IntegrityMismatch') {
+      await rm(dl, { recursive: true, force: true });
+      throw new DownloadError('IntegrityMismatch', `${last.message} (after ${o.attempts} attempts)`);
+    }
+    throw new DownloadError(
+      'SourceUnavailable',
+      `${redactUrl(url)} failed after ${o.attempts} attempts: ${last?.message ?? 'unknown error'}`,
+      { cause: last },
+    );
   }
   return finish(workDir, dl, partial, name, streamed, sizeBudget(limit));
 }
 
 /** After the bytes are all on disk: archives extracted (if not already while streaming), a plain file moved into place. */
-async function finish(workDir: string, dl: string, partial: string, name: string, streamed: Promise<{ files: number }> | undefined, budget: ByteBudget): Promise<DownloadResult> {
+async function finish(
+  workDir: string,
+  dl: string,
+  partial: string,
+  name: string,
+  streamed: Promise<{ files: number }> | undefined,
+  budget: ByteBudget,
+): Promise<DownloadResult> {
   const bytes = (await stat(partial)).size;
   const files = streamed ? (await streamed).files : (await extractOrPlace(partial, workDir, name, budget)).files;
   await rm(dl, { recursive: true, force: true });

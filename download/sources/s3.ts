@@ -17,21 +17,43 @@ export interface S3Config {
 export function s3Config(c: SourceCredentials, bucket: string): S3Config {
   const region = c.AWS_REGION || c.AWS_DEFAULT_REGION || 'us-east-1';
   // KServe's S3_ENDPOINT is host[:port] with S3_USE_HTTPS; AWS_ENDPOINT_URL is a full URL.
-  const raw = c.AWS_ENDPOINT_URL_S3 || c.AWS_ENDPOINT_URL || (c.S3_ENDPOINT && (/^https?:\/\//.test(c.S3_ENDPOINT) ? c.S3_ENDPOINT : `${c.S3_USE_HTTPS === '0' ? 'http' : 'https'}://${c.S3_ENDPOINT}`));
+  const raw =
+    c.AWS_ENDPOINT_URL_S3 ||
+    c.AWS_ENDPOINT_URL ||
+    (c.S3_ENDPOINT &&
+      (/^https?:\/\//.test(c.S3_ENDPOINT)
+        ? c.S3_ENDPOINT
+        : `${c.S3_USE_HTTPS === '0' ? 'http' : 'https'}://${c.S3_ENDPOINT}`));
   let endpoint: URL;
   try {
     endpoint = new URL(raw || `https://s3.${region}.amazonaws.com`);
   } catch {
-    throw new DownloadError('InvalidUri', `S3 endpoint '${raw}' (AWS_ENDPOINT_URL / S3_ENDPOINT) is not a URL; use e.g. http://minio.storage:9000`);
+    throw new DownloadError(
+      'InvalidUri',
+      `S3 endpoint '${raw}' (AWS_ENDPOINT_URL / S3_ENDPOINT) is not a URL; use e.g. http://minio.storage:9000`,
+    );
   }
   const style = (c.S3_ADDRESSING_STYLE || '').toLowerCase();
-  const pathStyle = style === 'path' || c.AWS_S3_FORCE_PATH_STYLE === 'true' || (style !== 'virtual' && (Boolean(raw) || bucket.includes('.')));
+  const pathStyle =
+    style === 'path' ||
+    c.AWS_S3_FORCE_PATH_STYLE === 'true' ||
+    (style !== 'virtual' && (Boolean(raw) || bucket.includes('.')));
   const id = c.AWS_ACCESS_KEY_ID;
   const secret = c.AWS_SECRET_ACCESS_KEY;
   if (Boolean(id) !== Boolean(secret)) {
-    throw new DownloadError('AccessDenied', `S3 credentials need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; only ${id ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} is set`);
+    throw new DownloadError(
+      'AccessDenied',
+      `S3 credentials need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; only ${id ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'} is set`,
+    );
   }
-  const keys = id && secret ? { accessKeyId: id, secretAccessKey: secret, ...(c.AWS_SESSION_TOKEN ? { sessionToken: c.AWS_SESSION_TOKEN } : {}) } : undefined;
+  const keys =
+    id && secret
+      ? {
+          accessKeyId: id,
+          secretAccessKey: secret,
+          ...(c.AWS_SESSION_TOKEN ? { sessionToken: c.AWS_SESSION_TOKEN } : {}),
+        }
+      : undefined;
   return { endpoint, region, pathStyle, ...(keys ? { keys } : {}) };
 }
 
@@ -39,14 +61,20 @@ export function s3Config(c: SourceCredentials, bucket: string): S3Config {
 export function parseS3Uri(uri: string): { bucket: string; key: string } {
   const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(uri);
   if (!m || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(m[1]!)) {
-    throw new DownloadError('InvalidUri', `'${uri}' is not an S3 URI: use s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, '.' and '-')`);
+    throw new DownloadError(
+      'InvalidUri',
+      `'${uri}' is not an S3 URI: use s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, '.' and '-')`,
+    );
   }
   return { bucket: m[1]!, key: m[2]! };
 }
 
 /** Each '/'-separated segment percent-encoded as SigV4 wants (RFC 3986 unreserved kept). */
 function encodeKey(key: string): string {
-  return key.split('/').map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`)).join('/');
+  return key
+    .split('/')
+    .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join('/');
 }
 
 /** The bucket's address: https://host/bucket (path style) or https://bucket.host/ (virtual host). */
@@ -65,7 +93,17 @@ export function s3Authorize(cfg: S3Config): Authorize {
   return (url, headers) => {
     if (!cfg.keys) return headers;
     const u = new URL(url);
-    const signed = aws4.sign({ host: u.host, path: u.pathname + u.search, service: 's3', region: cfg.region, method: 'GET', headers: { ...headers } }, cfg.keys);
+    const signed = aws4.sign(
+      {
+        host: u.host,
+        path: u.pathname + u.search,
+        service: 's3',
+        region: cfg.region,
+        method: 'GET',
+        headers: { ...headers },
+      },
+      cfg.keys,
+    );
     return Object.fromEntries(Object.entries(signed.headers ?? {}).map(([k, v]) => [k, String(v)]));
   };
 }
@@ -89,7 +127,15 @@ function s3ErrorCode(body: string): string | undefined {
   }
 }
 
-async function listS3(cfg: S3Config, bucket: string, key: string, authorize: Authorize, o: DownloadOptions, http: HttpClient, signal: AbortSignal): Promise<ObjectListing> {
+async function listS3(
+  cfg: S3Config,
+  bucket: string,
+  key: string,
+  authorize: Authorize,
+  o: DownloadOptions,
+  http: HttpClient,
+  signal: AbortSignal,
+): Promise<ObjectListing> {
   const all: Array<{ key: string; size: number; etag?: string }> = [];
   let token: string | undefined;
   do {
@@ -105,7 +151,12 @@ async function listS3(cfg: S3Config, bucket: string, key: string, authorize: Aut
     token = page.IsTruncated === 'true' ? page.NextContinuationToken : undefined;
   } while (token);
 
-  const toObject = (x: { key: string; size: number; etag?: string }, path: string): ListedObject => ({ path, url: objectUrl(cfg, bucket, x.key), size: x.size, ...(x.etag ? { etag: x.etag } : {}) });
+  const toObject = (x: { key: string; size: number; etag?: string }, path: string): ListedObject => ({
+    path,
+    url: objectUrl(cfg, bucket, x.key),
+    size: x.size,
+    ...(x.etag ? { etag: x.etag } : {}),
+  });
   return underPrefix(all, (x) => x.key, key, toObject);
 }
 
@@ -114,5 +165,10 @@ export async function downloadS3(req: DownloadRequest, o: DownloadOptions, http:
   const { bucket, key } = parseS3Uri(req.uri);
   const cfg = s3Config(req.credentials ?? {}, bucket);
   const authorize = s3Authorize(cfg);
-  return downloadObjects(req, o, { list: (signal) => listS3(cfg, bucket, key, authorize, o, http, signal), authorize }, http);
+  return downloadObjects(
+    req,
+    o,
+    { list: (signal) => listS3(cfg, bucket, key, authorize, o, http, signal), authorize },
+    http,
+  );
 }

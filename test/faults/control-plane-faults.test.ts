@@ -31,10 +31,36 @@ const cluster = useControlPlane({
     work = await mkdtemp(join(tmpdir(), 'modelcache-faults-'));
     reaper = new Reaper();
     controller = await startController();
-    await c.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: group }, spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' } });
+    await c.client.create(LOCAL_MODEL_NODE_GROUPS, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelNodeGroup',
+      metadata: { name: group },
+      spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' },
+    });
     for (const n of nodes) {
       await createNode(c.client, n, { [`${group}/cache`]: 'yes' });
-      procs.push(await startModelcache(`daemon-${n}`, ['daemon', '--kubeconfig', c.cp.kubeconfig, '--node-name', n, '--root', join(work, n), '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0'], work, reaper));
+      procs.push(
+        await startModelcache(
+          `daemon-${n}`,
+          [
+            'daemon',
+            '--kubeconfig',
+            c.cp.kubeconfig,
+            '--node-name',
+            n,
+            '--root',
+            join(work, n),
+            '--listen',
+            '127.0.0.1:0',
+            '--progress-interval-ms',
+            '200',
+            '--safety-margin',
+            '0',
+          ],
+          work,
+          reaper,
+        ),
+      );
     }
   },
   teardown: async () => {
@@ -46,16 +72,31 @@ const cluster = useControlPlane({
 });
 
 function startController(): Promise<ModelcacheProcess> {
-  return startModelcache('controller', ['controller', '--kubeconfig', cluster.cp.kubeconfig, '--metrics-addr', '127.0.0.1:0'], work, reaper);
+  return startModelcache(
+    'controller',
+    ['controller', '--kubeconfig', cluster.cp.kubeconfig, '--metrics-addr', '127.0.0.1:0'],
+    work,
+    reaper,
+  );
 }
 const create = (name: string, uri: string, size = '64Mi') =>
-  cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: size, nodeGroups: [group] } });
-const available = async (name: string) => (await cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name))?.status?.copies?.available;
+  cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name },
+    spec: { sourceModelUri: uri, modelSize: size, nodeGroups: [group] },
+  });
+const available = async (name: string) =>
+  (await cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name))?.status?.copies?.available;
 
 test('the apiserver restarts while daemons download and report progress: informers recover, final statuses and bytes are right', async () => {
   const body = generated(48_000_000, 77);
   origin.set('/f/during-restart.bin', body);
-  origin.fault('/f/during-restart.bin', { stallAfterBytes: 8_000_000, stallMs: 3000 }, { stallAfterBytes: 8_000_000, stallMs: 3000 });
+  origin.fault(
+    '/f/during-restart.bin',
+    { stallAfterBytes: 8_000_000, stallMs: 3000 },
+    { stallAfterBytes: 8_000_000, stallMs: 3000 },
+  );
   await create('during-restart', origin.url('/f/during-restart.bin'));
   await eventually(async () => assert.ok(origin.requestsFor('/f/during-restart.bin').length >= 2));
   await cluster.cp.stopApiserver();
@@ -63,7 +104,9 @@ test('the apiserver restarts while daemons download and report progress: informe
   await eventually(async () => assert.equal(await available('during-restart'), 2), { timeoutMs: 90_000 });
   const want = createHash('sha256').update(toBuffer(body)).digest('hex');
   for (const n of nodes) {
-    const got = createHash('sha256').update(await readFile(join(work, n, storageKeyFor(origin.url('/f/during-restart.bin')), 'during-restart.bin'))).digest('hex');
+    const got = createHash('sha256')
+      .update(await readFile(join(work, n, storageKeyFor(origin.url('/f/during-restart.bin')), 'during-restart.bin')))
+      .digest('hex');
     assert.equal(got, want, `${n} bytes`);
   }
 });
@@ -78,8 +121,12 @@ test('the controller is killed and restarted while caches are created and delete
   await cluster.client.delete(LOCAL_MODEL_CACHES, names[0] as string);
   controller = await startController();
   await cluster.client.delete(LOCAL_MODEL_CACHES, names[1] as string);
-  await eventually(async () => {
-    for (const name of names.slice(2)) assert.equal(await available(name), 2, name);
-    for (const name of names.slice(0, 2)) assert.equal(await cluster.client.get(LOCAL_MODEL_CACHES, name), undefined, `${name} still there`);
-  }, { timeoutMs: 60_000 });
+  await eventually(
+    async () => {
+      for (const name of names.slice(2)) assert.equal(await available(name), 2, name);
+      for (const name of names.slice(0, 2))
+        assert.equal(await cluster.client.get(LOCAL_MODEL_CACHES, name), undefined, `${name} still there`);
+    },
+    { timeoutMs: 60_000 },
+  );
 });

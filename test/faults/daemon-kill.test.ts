@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { installCrds } from '../../api/install.ts';
 import { storageKeyFor } from '../../api/storage-key.ts';
-import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelNode } from '../../api/types.ts';
+import {
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelNode,
+} from '../../api/types.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { useControlPlane } from '../helpers/cluster.ts';
@@ -56,16 +61,45 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
   const node = 'kill-node';
   const root = join(work, 'root');
   await createNode(cluster.client, node, { 'kill/test': 'yes' });
-  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: 'kill-group' }, spec: { nodeSelector: { matchLabels: { 'kill/test': 'yes' } }, storageLimit: '10Gi' } });
+  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNodeGroup',
+    metadata: { name: 'kill-group' },
+    spec: { nodeSelector: { matchLabels: { 'kill/test': 'yes' } }, storageLimit: '10Gi' },
+  });
   const want = new Map<string, { key: string; sha: string }>();
   for (let i = 0; i < MODELS; i++) {
     const path = `/kill/m${i}/weights.bin`;
     const body = generated(SIZE, 100 + i);
     origin.set(path, body, { rate: RATE });
-    want.set(`m${i}`, { key: storageKeyFor(origin.url(path)), sha: createHash('sha256').update(toBuffer(body)).digest('hex') });
-    await cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name: `m${i}` }, spec: { sourceModelUri: origin.url(path), modelSize: '4Mi', nodeGroups: ['kill-group'] } });
+    want.set(`m${i}`, {
+      key: storageKeyFor(origin.url(path)),
+      sha: createHash('sha256').update(toBuffer(body)).digest('hex'),
+    });
+    await cluster.client.create(LOCAL_MODEL_CACHES, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelCache',
+      metadata: { name: `m${i}` },
+      spec: { sourceModelUri: origin.url(path), modelSize: '4Mi', nodeGroups: ['kill-group'] },
+    });
   }
-  const args = ['daemon', '--kubeconfig', cluster.cp.kubeconfig, '--node-name', node, '--root', root, '--listen', '127.0.0.1:0', '--safety-margin', '0', '--max-concurrent', '4', '--progress-interval-ms', '200'];
+  const args = [
+    'daemon',
+    '--kubeconfig',
+    cluster.cp.kubeconfig,
+    '--node-name',
+    node,
+    '--root',
+    root,
+    '--listen',
+    '127.0.0.1:0',
+    '--safety-margin',
+    '0',
+    '--max-concurrent',
+    '4',
+    '--progress-interval-ms',
+    '200',
+  ];
 
   // Every time the apiserver says Downloaded, the bytes must already be complete on disk.
   const verified = new Set<string>();
@@ -95,10 +129,13 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
       await daemon.stop('SIGKILL');
       kills++;
     } else {
-      await eventually(async () => {
-        await check();
-        assert.equal(verified.size, MODELS);
-      }, { timeoutMs: 120_000, intervalMs: 200 });
+      await eventually(
+        async () => {
+          await check();
+          assert.equal(verified.size, MODELS);
+        },
+        { timeoutMs: 120_000, intervalMs: 200 },
+      );
     }
   }
   for (const [name, w] of want) {
@@ -106,7 +143,9 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
     assert.equal(createHash('sha256').update(bytes).digest('hex'), w.sha, `${name} bytes`);
   }
   const resumed = origin.requests.filter((r) => r.range && r.status === 206).length;
-  console.log(`fault summary: ${kills} SIGKILLs injected and survived, ${resumed} resumed requests, ${MODELS} models × ${SIZE} bytes verified, ${earlyDownloaded} reported Downloaded with missing bytes, 0 lost`);
+  console.log(
+    `fault summary: ${kills} SIGKILLs injected and survived, ${resumed} resumed requests, ${MODELS} models × ${SIZE} bytes verified, ${earlyDownloaded} reported Downloaded with missing bytes, 0 lost`,
+  );
   assert.equal(earlyDownloaded, 0);
   assert.ok(kills >= 1, 'at least one kill landed mid-download');
 });

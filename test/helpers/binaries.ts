@@ -13,10 +13,10 @@ export const CONTROL_PLANE_VERSIONS = {
   etcd: 'v3.6.16',
 } as const;
 
-export type BinaryName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl';
+export type BinaryName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl';
 export type Binaries = Record<BinaryName, string>;
 
-const KUBE_BINARIES: BinaryName[] = ['kube-apiserver', 'kube-controller-manager', 'kubectl'];
+const KUBE_BINARIES: BinaryName[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
 /** `${XDG_CACHE_HOME:-~/.cache}/modelcache/k8s-<v>-etcd-<v>`: built once per machine, reused by every run. */
 export function binaryCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -42,7 +42,11 @@ async function locate(env: NodeJS.ProcessEnv): Promise<{ found: Partial<Binaries
   for (const name of ['etcd', ...KUBE_BINARIES] as BinaryName[]) {
     const candidates = [env.KUBEBUILDER_ASSETS ? join(env.KUBEBUILDER_ASSETS, name) : undefined, join(cacheBin, name)];
     let hit: string | undefined;
-    for (const c of candidates) if (c && (await isExecutable(c))) { hit = c; break; }
+    for (const c of candidates)
+      if (c && (await isExecutable(c))) {
+        hit = c;
+        break;
+      }
     if (hit) found[name] = hit;
     else missing.push(name);
   }
@@ -80,7 +84,7 @@ export async function ensureBinaries(opts: EnsureOptions = {}): Promise<Binaries
   const release = await acquireLock(join(cache, '.build.lock'), log, opts.signal);
   try {
     ({ missing } = await locate(env)); // another process may have built them while we waited
-    if (missing.length === 0) return findBinaries(env);
+    if (missing.length === 0) return await findBinaries(env);
     checkGo(env);
     if (missing.includes('etcd')) await buildEtcd(cache, env, log, opts.signal);
     const kube = missing.filter((m) => m !== 'etcd');
@@ -102,7 +106,11 @@ export function checkGo(env: NodeJS.ProcessEnv): void {
   }
 }
 
-export async function acquireLock(path: string, log: (l: string) => void, signal?: AbortSignal): Promise<() => Promise<void>> {
+export async function acquireLock(
+  path: string,
+  log: (l: string) => void,
+  signal?: AbortSignal,
+): Promise<() => Promise<void>> {
   let told = false;
   for (;;) {
     try {
@@ -127,7 +135,12 @@ function goEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod', CGO_ENABLED: '0' };
 }
 
-async function buildEtcd(cache: string, env: NodeJS.ProcessEnv, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
+async function buildEtcd(
+  cache: string,
+  env: NodeJS.ProcessEnv,
+  log: (l: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const dir = join(cache, 'src', 'etcd');
   await mkdir(dir, { recursive: true });
   await writeFile(

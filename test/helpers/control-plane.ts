@@ -3,7 +3,15 @@ import { access, mkdir, readFile, writeFile, constants } from 'node:fs/promises'
 import { join, resolve } from 'node:path';
 import { Agent, fetch } from 'undici';
 import { findBinaries, type Binaries } from './binaries.ts';
-import { freePort, ProcessExitedError, Reaper, startLogged, stopProcess, waitReady, type Managed } from './processes.ts';
+import {
+  freePort,
+  ProcessExitedError,
+  Reaper,
+  startLogged,
+  stopProcess,
+  waitReady,
+  type Managed,
+} from './processes.ts';
 
 /** Identities in the static token file. `admin` is in system:masters; the others start with no rights. */
 export const IDENTITIES = ['admin', 'tester-1', 'tester-2', 'tester-3'] as const;
@@ -57,7 +65,10 @@ export class ControlPlane {
     this.binaries = binaries;
     this.#opts = opts;
     this.#reaper = opts.detached ? undefined : new Reaper();
-    this.tokens = Object.fromEntries(IDENTITIES.map((id) => [id, randomBytes(24).toString('hex')])) as Record<Identity, string>;
+    this.tokens = Object.fromEntries(IDENTITIES.map((id) => [id, randomBytes(24).toString('hex')])) as Record<
+      Identity,
+      string
+    >;
   }
 
   /** Starts the control plane and resolves when the apiserver answers /readyz. */
@@ -114,7 +125,9 @@ export class ControlPlane {
       await mkdir(join(this.dir, 'pki'), { recursive: true });
       await access(this.dir, constants.W_OK);
     } catch (err) {
-      throw new Error(`control-plane directory ${this.dir} is not writable (${(err as Error).message}); pass a --dir you can write to`);
+      throw new Error(
+        `control-plane directory ${this.dir} is not writable (${(err as Error).message}); pass a --dir you can write to`,
+      );
     }
     const { publicKey, privateKey } = generateKeyPairSync('rsa', {
       modulusLength: 2048,
@@ -206,7 +219,9 @@ export class ControlPlane {
       await waitReady(m, () => this.#apiReady(), READY_TIMEOUT_MS);
       return m;
     });
-    await writeFile(this.kubeconfig, kubeconfigJson(this.server, this.#caPem, 'admin', this.tokens.admin), { mode: 0o600 });
+    await writeFile(this.kubeconfig, kubeconfigJson(this.server, this.#caPem, 'admin', this.tokens.admin), {
+      mode: 0o600,
+    });
   }
 
   async #apiReady(): Promise<boolean> {
@@ -247,7 +262,12 @@ export class ControlPlane {
       { detached: this.#opts.detached, reaper: this.#reaper },
     );
     // The GC has no readiness endpoint when serving is off; tests wait for its effects with eventually().
-    await Promise.race([this.#kcm.exited.then((c) => { throw new Error(`kube-controller-manager exited (code ${c}); see ${this.#kcm?.logFile}`); }), new Promise((r) => setTimeout(r, 500))]);
+    await Promise.race([
+      this.#kcm.exited.then((c) => {
+        throw new Error(`kube-controller-manager exited (code ${c}); see ${this.#kcm?.logFile}`);
+      }),
+      new Promise((r) => setTimeout(r, 500)),
+    ]);
   }
 
   /** Compacts etcd to its current revision, so a watch from any older resourceVersion gets 410 Gone. */
@@ -275,7 +295,12 @@ function kubeconfigJson(server: string, caPem: string, user: string, token: stri
     {
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'modelcache', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+      clusters: [
+        {
+          name: 'modelcache',
+          cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') },
+        },
+      ],
       users: [{ name: user, user: { token } }],
       contexts: [{ name: user, context: { cluster: 'modelcache', user } }],
       'current-context': user,

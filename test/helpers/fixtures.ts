@@ -2,7 +2,13 @@ import type { LocalModelCache, LocalModelNode, LocalModelNodeGroup, ModelState }
 import type { Node } from '../../kube/types.ts';
 
 /** Plain objects for plan tests (and integration tests that create them). */
-export function cache(name: string, uri: string, size: string, groups: string[], created = '2026-01-01T00:00:00Z'): LocalModelCache {
+export function cache(
+  name: string,
+  uri: string,
+  size: string,
+  groups: string[],
+  created = '2026-01-01T00:00:00Z',
+): LocalModelCache {
   return {
     apiVersion: 'serving.kserve.io/v1alpha1',
     kind: 'LocalModelCache',
@@ -11,7 +17,12 @@ export function cache(name: string, uri: string, size: string, groups: string[],
   };
 }
 
-export function group(name: string, matchLabels: Record<string, string>, limit: string, storagePath?: string): LocalModelNodeGroup {
+export function group(
+  name: string,
+  matchLabels: Record<string, string>,
+  limit: string,
+  storagePath?: string,
+): LocalModelNodeGroup {
   return {
     apiVersion: 'serving.kserve.io/v1alpha1',
     kind: 'LocalModelNodeGroup',
@@ -29,10 +40,22 @@ export function node(name: string, labels: Record<string, string>, ready = true)
   };
 }
 
-export function reportedNode(name: string, models: Record<string, ModelState>, specModels: string[] = Object.keys(models)): LocalModelNode {
+export function reportedNode(
+  name: string,
+  models: Record<string, ModelState>,
+  specModels: string[] = Object.keys(models),
+): LocalModelNode {
   return {
     metadata: { name, ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name, uid: `uid-${name}` }] },
-    spec: { localModels: specModels.map((m) => ({ sourceModelUri: `s3://b/${m}`, modelName: m, modelSize: 1, storagePath: '/var/lib/modelcache', storageKey: m })) },
+    spec: {
+      localModels: specModels.map((m) => ({
+        sourceModelUri: `s3://b/${m}`,
+        modelName: m,
+        modelSize: 1,
+        storagePath: '/var/lib/modelcache',
+        storageKey: m,
+      })),
+    },
     status: { modelStatus: models },
   };
 }

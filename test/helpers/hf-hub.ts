@@ -22,7 +22,9 @@ export interface HubRequest {
 const LFS_MIN = 1024;
 
 function listen(server: Server): Promise<string> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+  );
 }
 
 /**
@@ -50,11 +52,17 @@ export class HfHub {
 
   addRepo(name: string, repo: HubRepo): void {
     this.repos.set(name, repo);
-    for (const body of Object.values(repo.files)) this.#blobs.set(createHash('sha256').update(body).digest('hex'), body);
+    for (const body of Object.values(repo.files))
+      this.#blobs.set(createHash('sha256').update(body).digest('hex'), body);
   }
 
   #record(server: 'hub' | 'cdn', req: IncomingMessage): void {
-    this.requests.push({ server, path: decodeURIComponent((req.url ?? '').split('?')[0]!), ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}), ...(req.headers.range ? { range: req.headers.range } : {}) });
+    this.requests.push({
+      server,
+      path: decodeURIComponent((req.url ?? '').split('?')[0]!),
+      ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+    });
   }
 
   #handleHub(req: IncomingMessage, res: ServerResponse): void {
@@ -66,31 +74,48 @@ export class HfHub {
     const m = /^\/(?:api\/models\/)?([\w.-]+\/[\w.-]+)\/(revision|tree|resolve)\/([^/]+)\/?(.*)$/.exec(url.pathname);
     const repo = m ? this.repos.get(m[1]!) : undefined;
     if (!m || !repo) return json(404, { error: 'Repository not found' });
-    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return json(401, { error: 'Invalid credentials in Authorization header' });
+    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`)
+      return json(401, { error: 'Invalid credentials in Authorization header' });
     const rev = decodeURIComponent(m[3]!);
     const sha = repo.revisions[rev] ?? (Object.values(repo.revisions).includes(rev) ? rev : undefined);
     if (!sha) return json(404, { error: `Revision Not Found for url: ${url.pathname}` });
-    if (m[2] === 'revision') return json(200, { id: m[1], sha, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })) });
+    if (m[2] === 'revision')
+      return json(200, { id: m[1], sha, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })) });
     if (m[2] === 'tree') {
       const entries = Object.entries(repo.files).map(([path, body]) => ({
         type: 'file',
         path,
         size: body.length,
         oid: createHash('sha1').update(body).digest('hex'),
-        ...(body.length > LFS_MIN ? { lfs: { oid: createHash('sha256').update(body).digest('hex'), size: body.length, pointerSize: 134 } } : {}),
+        ...(body.length > LFS_MIN
+          ? { lfs: { oid: createHash('sha256').update(body).digest('hex'), size: body.length, pointerSize: 134 } }
+          : {}),
       }));
-      const dirs = [...new Set(Object.keys(repo.files).filter((p) => p.includes('/')).map((p) => p.split('/')[0]!))].map((path) => ({ type: 'directory', path, size: 0, oid: 'x' }));
+      const dirs = [
+        ...new Set(
+          Object.keys(repo.files)
+            .filter((p) => p.includes('/'))
+            .map((p) => p.split('/')[0]!),
+        ),
+      ].map((path) => ({ type: 'directory', path, size: 0, oid: 'x' }));
       const all = [...dirs, ...entries];
       const cursor = Number(url.searchParams.get('cursor') ?? 0);
       const page = all.slice(cursor, cursor + this.pageSize);
-      const next: Record<string, string> = cursor + this.pageSize < all.length ? { link: `<${url.pathname}?recursive=true&expand=false&cursor=${cursor + this.pageSize}>; rel="next"` } : {};
+      const next: Record<string, string> =
+        cursor + this.pageSize < all.length
+          ? { link: `<${url.pathname}?recursive=true&expand=false&cursor=${cursor + this.pageSize}>; rel="next"` }
+          : {};
       return json(200, page, next);
     }
     const path = decodeURIComponent(m[4]!);
     const body = repo.files[path];
     if (!body) return json(404, { error: 'Entry not found' });
     if (body.length > LFS_MIN) {
-      res.writeHead(302, { location: `${this.#cdnUrl}/blobs/${createHash('sha256').update(body).digest('hex')}?signature=cdn-signed` }).end();
+      res
+        .writeHead(302, {
+          location: `${this.#cdnUrl}/blobs/${createHash('sha256').update(body).digest('hex')}?signature=cdn-signed`,
+        })
+        .end();
       return;
     }
     res.writeHead(200, { 'content-length': String(body.length), etag: `"${sha}"` }).end(body);
@@ -105,7 +130,12 @@ export class HfHub {
     if (!r) return void res.writeHead(200, { 'content-length': String(body.length) }).end(body);
     const start = Number(r[1]);
     const end = r[2] ? Math.min(Number(r[2]), body.length - 1) : body.length - 1;
-    res.writeHead(206, { 'content-length': String(end - start + 1), 'content-range': `bytes ${start}-${end}/${body.length}` }).end(body.subarray(start, end + 1));
+    res
+      .writeHead(206, {
+        'content-length': String(end - start + 1),
+        'content-range': `bytes ${start}-${end}/${body.length}`,
+      })
+      .end(body.subarray(start, end + 1));
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,15 @@ function looseCrd(rt: ResourceType): KubeObject {
       group: rt.group,
       scope: rt.namespaced ? 'Namespaced' : 'Cluster',
       names: { kind: rt.kind, listKind: `${rt.kind}List`, plural: rt.plural, singular: rt.kind.toLowerCase() },
-      versions: [{ name: rt.version, served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      versions: [
+        {
+          name: rt.version,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+        },
+      ],
     },
   } as KubeObject;
 }

@@ -7,7 +7,12 @@ import { fromYamlAll } from '../../kube/yaml.ts';
 import { LOCAL_MODEL_NODES, type LocalModelDetail, type ModelState } from '../../api/types.ts';
 
 /** Creates a Node and sets its Ready condition, as a kubelet would. */
-export async function createNode(client: KubeClient, name: string, labels: Record<string, string>, ready = true): Promise<Node> {
+export async function createNode(
+  client: KubeClient,
+  name: string,
+  labels: Record<string, string>,
+  ready = true,
+): Promise<Node> {
   await client.create<Node>(NODES, { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } });
   return setNodeReady(client, name, ready);
 }
@@ -15,13 +20,31 @@ export async function createNode(client: KubeClient, name: string, labels: Recor
 export async function setNodeReady(client: KubeClient, name: string, ready: boolean): Promise<Node> {
   const now = rfc3339Now();
   return client.patchStatus<Node>(NODES, name, {
-    conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'KubeletReady' : 'KubeletNotReady', message: 'set by test', lastHeartbeatTime: now, lastTransitionTime: now }],
+    conditions: [
+      {
+        type: 'Ready',
+        status: ready ? 'True' : 'False',
+        reason: ready ? 'KubeletReady' : 'KubeletNotReady',
+        message: 'set by test',
+        lastHeartbeatTime: now,
+        lastTransitionTime: now,
+      },
+    ],
   });
 }
 
 /** Writes a LocalModelNode's status for one model as the node daemon would (null removes the entry: files gone). */
-export async function reportModel(client: KubeClient, node: string, model: string, state: ModelState | null, detail?: LocalModelDetail): Promise<void> {
-  await client.patchStatus(LOCAL_MODEL_NODES, node, { modelStatus: { [model]: state }, models: { [model]: state ? (detail ?? {}) : null } });
+export async function reportModel(
+  client: KubeClient,
+  node: string,
+  model: string,
+  state: ModelState | null,
+  detail?: LocalModelDetail,
+): Promise<void> {
+  await client.patchStatus(LOCAL_MODEL_NODES, node, {
+    modelStatus: { [model]: state },
+    models: { [model]: state ? (detail ?? {}) : null },
+  });
 }
 
 /**
@@ -33,10 +56,21 @@ export async function grantControllerRbac(client: KubeClient, username: string):
 }
 
 /** The same for any component's shipped rbac.yaml (controller, daemon). */
-export async function grantShippedRbac(client: KubeClient, component: 'controller' | 'daemon', username: string): Promise<void> {
-  const docs = fromYamlAll(await readFile(new URL(`../../manifests/${component}/rbac.yaml`, import.meta.url), 'utf8')) as Array<KubeObject & { subjects?: unknown[] }>;
+export async function grantShippedRbac(
+  client: KubeClient,
+  component: 'controller' | 'daemon',
+  username: string,
+): Promise<void> {
+  const docs = fromYamlAll(
+    await readFile(new URL(`../../manifests/${component}/rbac.yaml`, import.meta.url), 'utf8'),
+  ) as Array<KubeObject & { subjects?: unknown[] }>;
   await client.apply(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'modelcache-system' } });
-  const types = { ClusterRole: CLUSTER_ROLES, ClusterRoleBinding: CLUSTER_ROLE_BINDINGS, Role: ROLES, RoleBinding: ROLE_BINDINGS } as const;
+  const types = {
+    ClusterRole: CLUSTER_ROLES,
+    ClusterRoleBinding: CLUSTER_ROLE_BINDINGS,
+    Role: ROLES,
+    RoleBinding: ROLE_BINDINGS,
+  } as const;
   for (const doc of docs) {
     const rt = types[doc.kind as keyof typeof types];
     if (!rt) continue;
@@ -57,7 +91,11 @@ export async function installShippedCrds(client: KubeClient): Promise<void> {
 
 /** One object as `kubectl get` prints it: the apiserver's Table (printer columns), column name → cell. */
 export async function printedRow(client: KubeClient, rt: ResourceType, name: string): Promise<Record<string, unknown>> {
-  const table = await client.request<{ columnDefinitions: Array<{ name: string }>; rows: Array<{ cells: unknown[] }> }>('GET', client.path(rt, { name }), { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
+  const table = await client.request<{ columnDefinitions: Array<{ name: string }>; rows: Array<{ cells: unknown[] }> }>(
+    'GET',
+    client.path(rt, { name }),
+    { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
+  );
   const cells = table.rows[0]?.cells ?? [];
   return Object.fromEntries(table.columnDefinitions.map((c, i) => [c.name, cells[i]]));
 }

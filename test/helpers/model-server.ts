@@ -27,17 +27,21 @@ export class V2ModelServer {
       const model = decodeURIComponent(m[1]!);
       const verb = m[2] as 'load' | 'unload';
       this.calls.push({ verb, model });
-      const json = (status: number, body: unknown): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      const json = (status: number, body: unknown): void =>
+        void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       if (verb === 'unload') {
         this.loaded.delete(model);
         return json(200, {});
       }
       const failure = this.failLoad.get(model);
       if (failure) return json(500, { error: failure });
-      void access(join(modelDir, model)).then(() => {
-        this.loaded.add(model);
-        json(200, {});
-      }, () => json(400, { error: `model folder ${model} not found` }));
+      void access(join(modelDir, model)).then(
+        () => {
+          this.loaded.add(model);
+          json(200, {});
+        },
+        () => json(400, { error: `model folder ${model} not found` }),
+      );
     });
   }
 

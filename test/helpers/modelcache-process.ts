@@ -16,21 +16,36 @@ export interface ModelcacheProcess {
 }
 
 /** Runs `modelcache <args>` as a real process (Node 24 from this run), logging into `dir`. */
-export async function startModelcache(name: string, args: string[], dir: string, reaper: Reaper, env?: NodeJS.ProcessEnv): Promise<ModelcacheProcess> {
+export async function startModelcache(
+  name: string,
+  args: string[],
+  dir: string,
+  reaper: Reaper,
+  env?: NodeJS.ProcessEnv,
+): Promise<ModelcacheProcess> {
   const logFile = join(dir, `${name}.log`);
   // A restarted process appends to the same log: read only what this run writes.
-  const from = await stat(logFile).then((s) => s.size, () => 0);
+  const from = await stat(logFile).then(
+    (s) => s.size,
+    () => 0,
+  );
   const managed = startLogged(name, process.execPath, [BIN, ...args], logFile, { reaper, ...(env ? { env } : {}) });
   const logs = async (): Promise<Array<Record<string, unknown>>> => {
     const text = (await readFile(logFile).catch(() => Buffer.alloc(0))).subarray(from).toString('utf8');
-    return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return text
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   };
-  const started = await eventually(async () => {
-    if (managed.child.exitCode !== null) throw new Error(`${name} exited: ${await readFile(logFile, 'utf8')}`);
-    const line = (await logs()).find((l) => typeof l.metrics === 'string');
-    if (!line) throw new Error(`${name} has not logged its ops address yet`);
-    return line;
-  }, { timeoutMs: 30_000 });
+  const started = await eventually(
+    async () => {
+      if (managed.child.exitCode !== null) throw new Error(`${name} exited: ${await readFile(logFile, 'utf8')}`);
+      const line = (await logs()).find((l) => typeof l.metrics === 'string');
+      if (!line) throw new Error(`${name} has not logged its ops address yet`);
+      return line;
+    },
+    { timeoutMs: 30_000 },
+  );
   const opsUrl = String(started.metrics).replace(/\/metrics$/, '');
   return {
     managed,

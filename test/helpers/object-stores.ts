@@ -3,12 +3,28 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { access, constants } from 'node:fs/promises';
 import { acquireLock, checkGo, goBuild } from './binaries.ts';
-import { freePort, Reaper, startLogged, stopProcess, waitReady, ProcessExitedError, type Managed } from './processes.ts';
+import {
+  freePort,
+  Reaper,
+  startLogged,
+  stopProcess,
+  waitReady,
+  ProcessExitedError,
+  type Managed,
+} from './processes.ts';
 
 /** Object-store servers the source tests run against, built from their Go modules once per machine. */
 export const STORE_SERVERS = {
-  versitygw: { module: 'github.com/versity/versitygw', version: 'v1.8.0', pkg: 'github.com/versity/versitygw/cmd/versitygw' },
-  'fake-gcs-server': { module: 'github.com/fsouza/fake-gcs-server', version: 'v1.56.1', pkg: 'github.com/fsouza/fake-gcs-server' },
+  versitygw: {
+    module: 'github.com/versity/versitygw',
+    version: 'v1.8.0',
+    pkg: 'github.com/versity/versitygw/cmd/versitygw',
+  },
+  'fake-gcs-server': {
+    module: 'github.com/fsouza/fake-gcs-server',
+    version: 'v1.56.1',
+    pkg: 'github.com/fsouza/fake-gcs-server',
+  },
 } as const;
 
 export type StoreServer = keyof typeof STORE_SERVERS;
@@ -19,10 +35,18 @@ function storeDir(name: StoreServer, env: NodeJS.ProcessEnv): string {
 }
 
 /** Path of the server binary, building it with `go build` the first time (about a minute each). */
-export async function ensureStoreServer(name: StoreServer, env: NodeJS.ProcessEnv = process.env, log = (l: string) => process.stderr.write(`${l}\n`)): Promise<string> {
+export async function ensureStoreServer(
+  name: StoreServer,
+  env: NodeJS.ProcessEnv = process.env,
+  log = (l: string) => process.stderr.write(`${l}\n`),
+): Promise<string> {
   const dir = storeDir(name, env);
   const bin = join(dir, 'bin', name);
-  const present = (): Promise<boolean> => access(bin, constants.X_OK).then(() => true, () => false);
+  const present = (): Promise<boolean> =>
+    access(bin, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
   if (await present()) return bin;
   await mkdir(dir, { recursive: true });
   const release = await acquireLock(join(dir, '.build.lock'), log);
@@ -32,7 +56,10 @@ export async function ensureStoreServer(name: StoreServer, env: NodeJS.ProcessEn
     const s = STORE_SERVERS[name];
     const src = join(dir, 'src');
     await mkdir(src, { recursive: true });
-    await writeFile(join(src, 'go.mod'), `module modelcache.local/${name}build\n\ngo 1.26.0\n\nrequire ${s.module} ${s.version}\n`);
+    await writeFile(
+      join(src, 'go.mod'),
+      `module modelcache.local/${name}build\n\ngo 1.26.0\n\nrequire ${s.module} ${s.version}\n`,
+    );
     await goBuild(src, [s.pkg], join(dir, 'bin'), name, env, log);
   } finally {
     await release();
@@ -41,7 +68,14 @@ export async function ensureStoreServer(name: StoreServer, env: NodeJS.ProcessEn
 }
 
 /** Starts a server on a kernel-picked port, retrying when another process took the port first. */
-async function startOnFreePort(name: string, bin: string, args: (port: number) => string[], logFile: string, reaper: Reaper, ready: (port: number) => Promise<boolean>): Promise<{ managed: Managed; port: number }> {
+async function startOnFreePort(
+  name: string,
+  bin: string,
+  args: (port: number) => string[],
+  logFile: string,
+  reaper: Reaper,
+  ready: (port: number) => Promise<boolean>,
+): Promise<{ managed: Managed; port: number }> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const managed = startLogged(name, bin, args(port), logFile, { reaper });
@@ -82,11 +116,21 @@ export class S3Server {
     await mkdir(root, { recursive: true });
     await mkdir(join(dir, 'meta'), { recursive: true });
     const args = (port: number): string[] => [
-      '--access', S3_ACCESS_KEY, '--secret', S3_SECRET_KEY, '--port', `127.0.0.1:${port}`, '--quiet',
+      '--access',
+      S3_ACCESS_KEY,
+      '--secret',
+      S3_SECRET_KEY,
+      '--port',
+      `127.0.0.1:${port}`,
+      '--quiet',
       ...(opts.keepAlive === false ? [] : ['--keep-alive']),
-      'posix', '--sidecar', join(dir, 'meta'), root,
+      'posix',
+      '--sidecar',
+      join(dir, 'meta'),
+      root,
     ];
-    const ready = async (port: number): Promise<boolean> => (await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined))?.status === 403;
+    const ready = async (port: number): Promise<boolean> =>
+      (await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined))?.status === 403;
     const { managed, port } = await startOnFreePort('versitygw', bin, args, join(dir, 'versitygw.log'), reaper, ready);
     return new S3Server(`http://127.0.0.1:${port}`, root, dir, managed);
   }
@@ -133,9 +177,32 @@ export class GcsServer {
         await writeFile(path, body);
       }
     }
-    const args = (port: number): string[] => ['-scheme', 'http', '-host', '127.0.0.1', '-port', String(port), '-backend', 'memory', '-data', data, '-public-host', `127.0.0.1:${port}`, '-log-level', 'warn'];
-    const ready = async (port: number): Promise<boolean> => (await fetch(`http://127.0.0.1:${port}/storage/v1/b`).catch(() => undefined))?.ok === true;
-    const { managed, port } = await startOnFreePort('fake-gcs-server', bin, args, join(dir, 'fake-gcs-server.log'), reaper, ready);
+    const args = (port: number): string[] => [
+      '-scheme',
+      'http',
+      '-host',
+      '127.0.0.1',
+      '-port',
+      String(port),
+      '-backend',
+      'memory',
+      '-data',
+      data,
+      '-public-host',
+      `127.0.0.1:${port}`,
+      '-log-level',
+      'warn',
+    ];
+    const ready = async (port: number): Promise<boolean> =>
+      (await fetch(`http://127.0.0.1:${port}/storage/v1/b`).catch(() => undefined))?.ok === true;
+    const { managed, port } = await startOnFreePort(
+      'fake-gcs-server',
+      bin,
+      args,
+      join(dir, 'fake-gcs-server.log'),
+      reaper,
+      ready,
+    );
     return new GcsServer(`http://127.0.0.1:${port}`, dir, managed);
   }
 

@@ -76,9 +76,21 @@ export class Origin {
     return `http://127.0.0.1:${this.#port}${path}`;
   }
 
-  set(path: string, body: Body, opts: { range?: boolean; contentType?: string; etag?: string; rate?: number } = {}): void {
-    const etag = opts.etag ?? `"${Buffer.isBuffer(body) ? createHash('sha1').update(body).digest('hex').slice(0, 16) : `gen-${body.size}`}"`;
-    this.#files.set(path, { body, etag, range: opts.range ?? true, contentType: opts.contentType ?? 'application/octet-stream', ...(opts.rate ? { rate: opts.rate } : {}) });
+  set(
+    path: string,
+    body: Body,
+    opts: { range?: boolean; contentType?: string; etag?: string; rate?: number } = {},
+  ): void {
+    const etag =
+      opts.etag ??
+      `"${Buffer.isBuffer(body) ? createHash('sha1').update(body).digest('hex').slice(0, 16) : `gen-${body.size}`}"`;
+    this.#files.set(path, {
+      body,
+      etag,
+      range: opts.range ?? true,
+      contentType: opts.contentType ?? 'application/octet-stream',
+      ...(opts.rate ? { rate: opts.rate } : {}),
+    });
   }
 
   fault(path: string, ...faults: Fault[]): void {
@@ -96,7 +108,13 @@ export class Origin {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const record: RequestRecord = { method: req.method ?? 'GET', path, status: 0, ...(req.headers.range ? { range: req.headers.range } : {}), ...(req.headers['if-range'] ? { ifRange: String(req.headers['if-range']) } : {}) };
+    const record: RequestRecord = {
+      method: req.method ?? 'GET',
+      path,
+      status: 0,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+      ...(req.headers['if-range'] ? { ifRange: String(req.headers['if-range']) } : {}),
+    };
     this.requests.push(record);
     const entry = this.#files.get(path);
     const fault = this.#faults.get(path)?.shift();
@@ -121,7 +139,11 @@ export class Origin {
     let end = size - 1;
     let status = 200;
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    const rangeOk = entry.range && !(fault && 'ignoreRange' in fault) && m && (!req.headers['if-range'] || req.headers['if-range'] === entry.etag);
+    const rangeOk =
+      entry.range &&
+      !(fault && 'ignoreRange' in fault) &&
+      m &&
+      (!req.headers['if-range'] || req.headers['if-range'] === entry.etag);
     if (rangeOk && m) {
       start = Number(m[1]);
       end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
@@ -141,7 +163,14 @@ export class Origin {
       'accept-ranges': entry.range ? 'bytes' : 'none',
       ...(status === 206 ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
     });
-    const cut = fault && 'resetAfterBytes' in fault ? fault.resetAfterBytes : fault && 'shortBody' in fault ? length - fault.shortBody : fault && 'stallAfterBytes' in fault ? fault.stallAfterBytes : length;
+    const cut =
+      fault && 'resetAfterBytes' in fault
+        ? fault.resetAfterBytes
+        : fault && 'shortBody' in fault
+          ? length - fault.shortBody
+          : fault && 'stallAfterBytes' in fault
+            ? fault.stallAfterBytes
+            : length;
     await this.#send(res, entry.body, start, Math.min(length, cut), entry.rate);
     if (fault && 'stallAfterBytes' in fault) {
       await new Promise((r) => setTimeout(r, fault.stallMs).unref()); // unref: a stall never keeps the test process alive

@@ -50,7 +50,13 @@ export interface Managed {
 }
 
 /** Starts a binary in its own process group with stdout/stderr appended to `logFile`. */
-export function startLogged(name: string, bin: string, args: string[], logFile: string, opts: { detached?: boolean; reaper?: Reaper; env?: NodeJS.ProcessEnv } = {}): Managed {
+export function startLogged(
+  name: string,
+  bin: string,
+  args: string[],
+  logFile: string,
+  opts: { detached?: boolean; reaper?: Reaper; env?: NodeJS.ProcessEnv } = {},
+): Managed {
   const fd = openSync(logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env });
   closeSync(fd);
@@ -128,7 +134,11 @@ export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
     try {
       process.kill(-pid, sig);
     } catch {
-      try { process.kill(pid, sig); } catch { /* gone */ }
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* gone */
+      }
     }
   };
   if (!alive()) return;

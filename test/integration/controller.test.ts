@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CACHE_FINALIZER, LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode, type LocalModelNodeGroup } from '../../api/types.ts';
+import {
+  CACHE_FINALIZER,
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelCache,
+  type LocalModelNode,
+  type LocalModelNodeGroup,
+} from '../../api/types.ts';
 import { KubeClient, KubeApiError } from '../../kube/client.ts';
 import { EVENTS, NAMESPACES, NODES, SECRETS } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
@@ -9,7 +17,13 @@ import { ControlPlane } from '../helpers/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
-import { createNode, grantControllerRbac, installShippedCrds, reportModel, setNodeReady } from '../helpers/kube-fixtures.ts';
+import {
+  createNode,
+  grantControllerRbac,
+  installShippedCrds,
+  reportModel,
+  setNodeReady,
+} from '../helpers/kube-fixtures.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import { INFERENCE_SERVICES, TRAINED_MODELS } from '../../api/kserve.ts';
@@ -28,7 +42,12 @@ async function startController(): Promise<void> {
   await grantControllerRbac(cluster.client, ControlPlane.username('tester-1'));
   controllerClient = KubeClient.fromKubeconfig({ kubeconfig: await cluster.cp.kubeconfigFor('tester-1') });
   const quiet = new Writable({ write: (_c, _e, cb) => cb() });
-  controller = new CacheController({ client: controllerClient, log: createLogger('controller', 'info', quiet), workers: 4, crdPollMs: 200 });
+  controller = new CacheController({
+    client: controllerClient,
+    log: createLogger('controller', 'info', quiet),
+    workers: 4,
+    crdPollMs: 200,
+  });
   controller.start(stop.signal);
   running = controller.run(stop.signal);
 }
@@ -87,7 +106,10 @@ test('a cache goes to every node of any of its groups; copies follow node report
   });
   for (const n of placed) {
     const lmn = await getLmn(n);
-    assert.deepEqual(lmn?.spec.localModels.map((m) => m.modelName), [name]);
+    assert.deepEqual(
+      lmn?.spec.localModels.map((m) => m.modelName),
+      [name],
+    );
     assert.equal(lmn?.spec.localModels[0]?.modelSize, 10 * 2 ** 30);
     assert.equal(lmn?.metadata.ownerReferences?.[0]?.name, n);
   }
@@ -106,7 +128,11 @@ test('a cache goes to every node of any of its groups; copies follow node report
     assert.equal(c?.status?.nodeStatus?.[nodes.a1], 'NodeNotReady');
     assert.deepEqual(c?.status?.copies, { available: 3, failed: 0, total: 4 });
   });
-  assert.deepEqual(await modelsOn(nodes.a1), [name], 'a NotReady node keeps its spec: a flapping node does not lose its cache');
+  assert.deepEqual(
+    await modelsOn(nodes.a1),
+    [name],
+    'a NotReady node keeps its spec: a flapping node does not lose its cache',
+  );
 
   // Node leaves every group: gone from nodeStatus, its files scheduled for removal.
   await cluster.client.mergePatch(NODES, nodes.b1, { metadata: { labels: { [`${s}/b`]: null } } });
@@ -144,8 +170,13 @@ test('storageLimit: the cache that does not fit is refused with the numbers and 
     assert.deepEqual(c?.status?.copies, { available: 0, failed: 0, total: 0 });
   });
   await eventually(async () => {
-    const events = await cluster.client.list<KubeObject & { reason?: string; involvedObject?: { name?: string } }>(EVENTS, { namespace: 'default' });
-    assert.ok(events.items.some((e) => e.reason === 'StorageLimitExceeded' && e.involvedObject?.name === `${s}-second`));
+    const events = await cluster.client.list<KubeObject & { reason?: string; involvedObject?: { name?: string } }>(
+      EVENTS,
+      { namespace: 'default' },
+    );
+    assert.ok(
+      events.items.some((e) => e.reason === 'StorageLimitExceeded' && e.involvedObject?.name === `${s}-second`),
+    );
     const grp = await cluster.client.get<LocalModelNodeGroup>(LOCAL_MODEL_NODE_GROUPS, g);
     assert.equal(grp?.status?.usage, '10Gi/15Gi');
     assert.equal(grp?.status?.conditions?.find((c) => c.type === 'Ready')?.reason, 'StorageLimitExceeded');
@@ -216,17 +247,45 @@ test('InferenceServices using a cache are listed in its status; deleting a cache
   const uri = `s3://bucket/${s}`;
   await createCache(name, uri, '1Gi', [g]);
   await cluster.client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: s } });
-  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'direct', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}/v1` } } } } as KubeObject);
-  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'shared', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' } } } } } as KubeObject);
-  await cluster.client.create(INFERENCE_SERVICES, { apiVersion: 'serving.kserve.io/v1beta1', kind: 'InferenceService', metadata: { name: 'unrelated', namespace: s }, spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}-2` } } } } as KubeObject);
-  await cluster.client.create(TRAINED_MODELS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'TrainedModel', metadata: { name: 'tm', namespace: s }, spec: { inferenceService: 'shared', model: { storageUri: uri, framework: 'sklearn', memory: '1Mi' } } } as KubeObject);
-  await eventually(async () => assert.deepEqual((await getCache(name))?.status?.inferenceServices, [{ name: 'direct', namespace: s }, { name: 'shared', namespace: s }]));
+  await cluster.client.create(INFERENCE_SERVICES, {
+    apiVersion: 'serving.kserve.io/v1beta1',
+    kind: 'InferenceService',
+    metadata: { name: 'direct', namespace: s },
+    spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}/v1` } } },
+  } as KubeObject);
+  await cluster.client.create(INFERENCE_SERVICES, {
+    apiVersion: 'serving.kserve.io/v1beta1',
+    kind: 'InferenceService',
+    metadata: { name: 'shared', namespace: s },
+    spec: { predictor: { model: { modelFormat: { name: 'sklearn' } } } },
+  } as KubeObject);
+  await cluster.client.create(INFERENCE_SERVICES, {
+    apiVersion: 'serving.kserve.io/v1beta1',
+    kind: 'InferenceService',
+    metadata: { name: 'unrelated', namespace: s },
+    spec: { predictor: { model: { modelFormat: { name: 'sklearn' }, storageUri: `${uri}-2` } } },
+  } as KubeObject);
+  await cluster.client.create(TRAINED_MODELS, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'TrainedModel',
+    metadata: { name: 'tm', namespace: s },
+    spec: { inferenceService: 'shared', model: { storageUri: uri, framework: 'sklearn', memory: '1Mi' } },
+  } as KubeObject);
+  await eventually(async () =>
+    assert.deepEqual((await getCache(name))?.status?.inferenceServices, [
+      { name: 'direct', namespace: s },
+      { name: 'shared', namespace: s },
+    ]),
+  );
 
   await cluster.client.delete(LOCAL_MODEL_CACHES, name);
   await eventually(async () => {
     const held = condition(await getCache(name), 'DeletionHeld');
     assert.equal(held?.reason, 'InUse');
-    assert.match(held?.message ?? '', new RegExp(`deletion waits until no InferenceService uses this model: ${s}/direct, ${s}/shared`));
+    assert.match(
+      held?.message ?? '',
+      new RegExp(`deletion waits until no InferenceService uses this model: ${s}/direct, ${s}/shared`),
+    );
   });
   assert.deepEqual(await modelsOn(n1), [name], 'still on its nodes while in use');
   await cluster.client.delete(INFERENCE_SERVICES, 'direct', { namespace: s });
@@ -248,19 +307,34 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
     assert.fail('created');
   };
   const base = cacheObj(`${s}-x`, 's3://b/m', '1Gi', ['g']);
-  const mk = (spec: Record<string, unknown>) => ({ ...base, metadata: { name: `${s}-x` }, spec: { ...base.spec, ...spec } }) as KubeObject;
-  assert.match(await reject(mk({ sourceModelUri: 'ftp://host/m' })), /unsupported scheme: use one of http:\/\/, https:\/\/, s3:\/\//);
+  const mk = (spec: Record<string, unknown>) =>
+    ({ ...base, metadata: { name: `${s}-x` }, spec: { ...base.spec, ...spec } }) as KubeObject;
+  assert.match(
+    await reject(mk({ sourceModelUri: 'ftp://host/m' })),
+    /unsupported scheme: use one of http:\/\/, https:\/\/, s3:\/\//,
+  );
   assert.match(await reject(mk({ sourceModelUri: 's3://bucket' })), /has no path/);
   assert.match(await reject(mk({ modelSize: '0' })), /modelSize must be a positive quantity such as 10Gi/);
   assert.match(await reject(mk({ modelSize: 'ten' })), /modelSize must be a positive quantity/);
   assert.match(await reject(mk({ nodeGroups: [] })), /nodeGroups/);
   const g = groupObj(`${s}-g`, {}, '10Gi', 'relative/path');
-  assert.match(await reject({ ...g, metadata: { name: `${s}-g` } }, LOCAL_MODEL_NODE_GROUPS), /storagePath must be an absolute host path/);
-  const badSecret = { ...g, metadata: { name: `${s}-g2` }, spec: { ...g.spec, storagePath: '/var/lib/m', credentials: { secretName: 'Not_A_Name' } } };
+  assert.match(
+    await reject({ ...g, metadata: { name: `${s}-g` } }, LOCAL_MODEL_NODE_GROUPS),
+    /storagePath must be an absolute host path/,
+  );
+  const badSecret = {
+    ...g,
+    metadata: { name: `${s}-g2` },
+    spec: { ...g.spec, storagePath: '/var/lib/m', credentials: { secretName: 'Not_A_Name' } },
+  };
   assert.match(await reject(badSecret, LOCAL_MODEL_NODE_GROUPS), /credentials.secretName must be a Secret name/);
 
   await createCache(`${s}-ok`, `s3://b/${s}`, '1Gi', ['g']);
-  for (const [field, value] of [['sourceModelUri', 's3://b/other'], ['modelSize', '2Gi'], ['nodeGroups', ['h']]] as const) {
+  for (const [field, value] of [
+    ['sourceModelUri', 's3://b/other'],
+    ['modelSize', '2Gi'],
+    ['nodeGroups', ['h']],
+  ] as const) {
     try {
       await cluster.client.mergePatch(LOCAL_MODEL_CACHES, `${s}-ok`, { spec: { [field]: value } });
       assert.fail(`${field} changed`);
@@ -276,7 +350,8 @@ test('steady state makes no writes: a full resync leaves every resourceVersion a
   const snapshot = async () => {
     const out: Record<string, string | undefined> = {};
     for (const rt of [LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES]) {
-      for (const o of (await cluster.client.list(rt)).items) out[`${rt.plural}/${o.metadata.name}`] = o.metadata.resourceVersion;
+      for (const o of (await cluster.client.list(rt)).items)
+        out[`${rt.plural}/${o.metadata.name}`] = o.metadata.resourceVersion;
     }
     return out;
   };
@@ -295,7 +370,12 @@ test('the controller identity can do its job (every test above ran with it) and 
   };
   await denied(() => controllerClient.list(SECRETS, { namespace: 'default' }));
   await denied(() => controllerClient.delete(NODES, 'any-node'));
-  await denied(() => controllerClient.create(LOCAL_MODEL_CACHES, { ...cacheObj('x', 's3://b/x', '1Gi', ['g']), metadata: { name: uniqueName('x') } }));
+  await denied(() =>
+    controllerClient.create(LOCAL_MODEL_CACHES, {
+      ...cacheObj('x', 's3://b/x', '1Gi', ['g']),
+      metadata: { name: uniqueName('x') },
+    }),
+  );
   await denied(() => controllerClient.mergePatch(LOCAL_MODEL_NODE_GROUPS, 'any', { spec: { storageLimit: '1Ti' } }));
   await denied(() => controllerClient.delete(LOCAL_MODEL_CACHES, 'any'));
   await denied(() => controllerClient.patchStatus(LOCAL_MODEL_NODES, 'any', { modelStatus: {} }));

@@ -8,7 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { storageKeyFor } from '../../api/storage-key.ts';
-import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, type LocalModelCache, type LocalModelNode } from '../../api/types.ts';
+import {
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelCache,
+  type LocalModelNode,
+} from '../../api/types.ts';
 import { KubeClient } from '../../kube/client.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
@@ -47,7 +53,12 @@ const cluster = useControlPlane({
     const controller = new CacheController({ client: c.client, log: createLogger('controller', 'warn', quiet) });
     controller.start(stop.signal);
     running = controller.run(stop.signal);
-    await c.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: group }, spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' } });
+    await c.client.create(LOCAL_MODEL_NODE_GROUPS, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelNodeGroup',
+      metadata: { name: group },
+      spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' },
+    });
     for (const n of nodes) {
       await createNode(c.client, n, { [`${group}/cache`]: 'yes' });
       await startDaemon(n);
@@ -66,28 +77,65 @@ const cluster = useControlPlane({
 const rootOf = (node: string): string => join(work, node);
 
 async function startDaemon(node: string, root = rootOf(node)): Promise<ModelcacheProcess> {
-  const d = await startModelcache(`daemon-${node}`, ['daemon', '--kubeconfig', daemonKubeconfig, '--node-name', node, '--root', root, '--listen', '127.0.0.1:0', '--progress-interval-ms', '200', '--safety-margin', '0', '--stall-timeout-seconds', '2', '--allow-file-root', join(work, 'host-models')], work, reaper);
+  const d = await startModelcache(
+    `daemon-${node}`,
+    [
+      'daemon',
+      '--kubeconfig',
+      daemonKubeconfig,
+      '--node-name',
+      node,
+      '--root',
+      root,
+      '--listen',
+      '127.0.0.1:0',
+      '--progress-interval-ms',
+      '200',
+      '--safety-margin',
+      '0',
+      '--stall-timeout-seconds',
+      '2',
+      '--allow-file-root',
+      join(work, 'host-models'),
+    ],
+    work,
+    reaper,
+  );
   daemons.set(node, d);
   return d;
 }
 
 async function createCache(name: string, uri: string, size: string, groups = [group]): Promise<void> {
-  await cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: size, nodeGroups: groups } });
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name },
+    spec: { sourceModelUri: uri, modelSize: size, nodeGroups: groups },
+  });
 }
 const getCache = (name: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name);
 const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 async function waitDownloaded(name: string, timeoutMs = 60_000): Promise<void> {
-  await eventually(async () => {
-    const c = await getCache(name);
-    assert.deepEqual(c?.status?.copies, { available: 2, failed: 0, total: 2 }, JSON.stringify(c?.status));
-  }, { timeoutMs });
+  await eventually(
+    async () => {
+      const c = await getCache(name);
+      assert.deepEqual(c?.status?.copies, { available: 2, failed: 0, total: 2 }, JSON.stringify(c?.status));
+    },
+    { timeoutMs },
+  );
 }
 
-test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on disk and served are the origin\'s', async () => {
+test("a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on disk and served are the origin's", async () => {
   const weights = generated(3_000_000, 11);
   origin.set('/models/plain/model.safetensors', weights);
-  const tarball = await makeTar([{ name: 'config.json', content: '{"arch":"x"}' }, { name: 'weights/w0.bin', content: toBuffer(generated(500_000, 3)) }], true);
+  const tarball = await makeTar(
+    [
+      { name: 'config.json', content: '{"arch":"x"}' },
+      { name: 'weights/w0.bin', content: toBuffer(generated(500_000, 3)) },
+    ],
+    true,
+  );
   origin.set('/models/archive/model.tar.gz', tarball);
   await createCache('plain', origin.url('/models/plain/model.safetensors'), '10Mi');
   await createCache('archive', origin.url('/models/archive/model.tar.gz'), '10Mi');
@@ -98,7 +146,9 @@ test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on dis
     assert.equal(sha(await readFile(join(rootOf(n), key, 'model.safetensors'))), sha(toBuffer(weights)));
     const akey = storageKeyFor(origin.url('/models/archive/model.tar.gz'));
     assert.deepEqual((await readdir(join(rootOf(n), akey))).sort(), ['.modelcache.json', 'config.json', 'weights']);
-    const served = Buffer.from(await (await fetch(`${daemons.get(n)?.opsUrl}/v1/models/${key}/files/model.safetensors`)).arrayBuffer());
+    const served = Buffer.from(
+      await (await fetch(`${daemons.get(n)?.opsUrl}/v1/models/${key}/files/model.safetensors`)).arrayBuffer(),
+    );
     assert.equal(sha(served), sha(toBuffer(weights)));
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
     assert.equal(lmn?.status?.models?.plain?.bytesDone, 3_000_000);
@@ -109,23 +159,32 @@ test('a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on dis
   }
 });
 
-test('kubectl get shows a download\'s progress on the cache and on each node, and 100% only once it is all in', async () => {
+test("kubectl get shows a download's progress on the cache and on each node, and 100% only once it is all in", async () => {
   origin.set('/models/slow/m.bin', generated(6_000_000, 41), { rate: 1_000_000 });
   await createCache('slow', origin.url('/models/slow/m.bin'), '8Mi');
   const partway = /^([1-9]|[1-9][0-9])%$/;
   await eventually(async () => {
     assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow')).Progress), partway);
-    for (const n of nodes) assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_NODES, n)).Progress), partway);
+    for (const n of nodes)
+      assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_NODES, n)).Progress), partway);
   });
   await waitDownloaded('slow');
   const printed = await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow');
-  assert.deepEqual([printed.Progress, printed.Ready, printed.Reason], ['100%', 'True', 'Downloaded'], 'kubectl get lmc -o wide');
+  assert.deepEqual(
+    [printed.Progress, printed.Ready, printed.Reason],
+    ['100%', 'True', 'Downloaded'],
+    'kubectl get lmc -o wide',
+  );
 });
 
 test('kill -9 mid-download, restart: resumed with a Range request, bytes identical, never Downloaded early', async () => {
   const body = generated(40_000_000, 21);
   origin.set('/models/big/model.bin', body);
-  origin.fault('/models/big/model.bin', { stallAfterBytes: 15_000_000, stallMs: 60_000 }, { stallAfterBytes: 15_000_000, stallMs: 60_000 });
+  origin.fault(
+    '/models/big/model.bin',
+    { stallAfterBytes: 15_000_000, stallMs: 60_000 },
+    { stallAfterBytes: 15_000_000, stallMs: 60_000 },
+  );
   await createCache('big', origin.url('/models/big/model.bin'), '64Mi');
   const key = storageKeyFor(origin.url('/models/big/model.bin'));
   const [n1] = nodes as [string];
@@ -161,7 +220,7 @@ test('origin 503 ×3 then OK is retried; 404 is NodeDownloadError with reason So
   assert.equal(origin.requestsFor('/models/nope/m.bin').length, before, 'no retry storm');
 });
 
-test('restart with complete models: zero origin requests; a deleted cache\'s files are removed and its finalizer released', async () => {
+test("restart with complete models: zero origin requests; a deleted cache's files are removed and its finalizer released", async () => {
   const count = origin.requests.length;
   const [, n2] = nodes as [string, string];
   await daemons.get(n2)?.stop('SIGTERM');
@@ -205,17 +264,53 @@ test('file:// from an allowed host directory reaches NodeDownloaded; outside it 
 test('the daemon identity can write LocalModelNode status and nothing more', async () => {
   const daemon = KubeClient.fromKubeconfig({ kubeconfig: daemonKubeconfig });
   try {
-    await assert.rejects(daemon.mergePatch(LOCAL_MODEL_NODES, nodes[0] as string, { spec: { localModels: [] } }), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(
+      daemon.mergePatch(LOCAL_MODEL_NODES, nodes[0] as string, { spec: { localModels: [] } }),
+      (e: { status?: number }) => e.status === 403,
+    );
     await assert.rejects(daemon.list(LOCAL_MODEL_CACHES), (e: { status?: number }) => e.status === 403);
-    await assert.rejects(daemon.delete(LOCAL_MODEL_NODES, nodes[0] as string), (e: { status?: number }) => e.status === 403);
-    assert.ok(await daemon.get(SECRETS, 'anything', { namespace: 'modelcache-system' }).then(() => true), 'get secrets in its namespace');
-    await assert.rejects(daemon.list(SECRETS, { namespace: 'modelcache-system' }), (e: { status?: number }) => e.status === 403);
-    await assert.rejects(daemon.get(SECRETS, 'anything', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
-    assert.equal(await daemon.get(SERVICE_ACCOUNTS, 'anything', { namespace: 'modelcache-system' }), undefined, 'get service accounts in its namespace');
-    await assert.rejects(daemon.get(SERVICE_ACCOUNTS, 'default', { namespace: 'default' }), (e: { status?: number }) => e.status === 403);
+    await assert.rejects(
+      daemon.delete(LOCAL_MODEL_NODES, nodes[0] as string),
+      (e: { status?: number }) => e.status === 403,
+    );
+    assert.ok(
+      await daemon.get(SECRETS, 'anything', { namespace: 'modelcache-system' }).then(() => true),
+      'get secrets in its namespace',
+    );
+    await assert.rejects(
+      daemon.list(SECRETS, { namespace: 'modelcache-system' }),
+      (e: { status?: number }) => e.status === 403,
+    );
+    await assert.rejects(
+      daemon.get(SECRETS, 'anything', { namespace: 'default' }),
+      (e: { status?: number }) => e.status === 403,
+    );
+    assert.equal(
+      await daemon.get(SERVICE_ACCOUNTS, 'anything', { namespace: 'modelcache-system' }),
+      undefined,
+      'get service accounts in its namespace',
+    );
+    await assert.rejects(
+      daemon.get(SERVICE_ACCOUNTS, 'default', { namespace: 'default' }),
+      (e: { status?: number }) => e.status === 403,
+    );
     assert.equal((await daemon.get<Node>(NODES, nodes[0] as string))?.metadata.name, nodes[0], 'reads its Node');
-    await assert.rejects(daemon.mergePatch(NODES, nodes[0] as string, { metadata: { labels: { x: 'y' } } }), (e: { status?: number }) => e.status === 403);
-    await assert.rejects(daemon.create(EVENTS, { apiVersion: 'v1', kind: 'Event', metadata: { generateName: 'x-', namespace: 'default' }, involvedObject: { kind: 'Node', name: nodes[0] }, reason: 'X', message: 'x' } as never), (e: { status?: number }) => e.status === 403, 'records no Events');
+    await assert.rejects(
+      daemon.mergePatch(NODES, nodes[0] as string, { metadata: { labels: { x: 'y' } } }),
+      (e: { status?: number }) => e.status === 403,
+    );
+    await assert.rejects(
+      daemon.create(EVENTS, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { generateName: 'x-', namespace: 'default' },
+        involvedObject: { kind: 'Node', name: nodes[0] },
+        reason: 'X',
+        message: 'x',
+      } as never),
+      (e: { status?: number }) => e.status === 403,
+      'records no Events',
+    );
   } finally {
     await daemon.close();
   }
@@ -227,8 +322,13 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
   await cluster.client.mergePatch(NODES, n2, { spec: { taints: [taint] } });
   t.after(() => cluster.client.mergePatch(NODES, n2, { spec: { taints: null } }));
   // The daemon sees its Node and its LocalModelNode on two watches: wait until it has seen the taint.
-  await eventually(async () => assert.ok((await daemons.get(n2)!.logs()).some((l) => l.msg === 'new downloads paused')));
-  const pausedMetric = async () => /^modelcache_daemon_new_downloads_paused (\d)$/m.exec(await (await fetch(`${daemons.get(n2)!.opsUrl}/metrics`)).text())?.[1];
+  await eventually(async () =>
+    assert.ok((await daemons.get(n2)!.logs()).some((l) => l.msg === 'new downloads paused')),
+  );
+  const pausedMetric = async () =>
+    /^modelcache_daemon_new_downloads_paused (\d)$/m.exec(
+      await (await fetch(`${daemons.get(n2)!.opsUrl}/metrics`)).text(),
+    )?.[1];
   assert.equal(await pausedMetric(), '1');
   origin.set('/models/leaving/m.bin', generated(1_000_000, 31));
   await createCache('leaving', origin.url('/models/leaving/m.bin'), '2Mi');
@@ -236,13 +336,26 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
     const [a, b] = await Promise.all(nodes.map((n) => cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n)));
     assert.equal(a?.status?.modelStatus?.leaving, 'ModelDownloaded');
     assert.equal(b?.status?.modelStatus?.leaving, 'ModelDownloadPending');
-    assert.equal(b?.status?.models?.leaving?.message, `not started: node ${n2} has taint ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it`);
+    assert.equal(
+      b?.status?.models?.leaving?.message,
+      `not started: node ${n2} has taint ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it`,
+    );
   });
   const key = storageKeyFor(origin.url('/models/leaving/m.bin'));
-  for (const where of [join(rootOf(n2), key), join(rootOf(n2), '.staging', key)]) assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
-  assert.ok(!(await daemons.get(n2)!.logs()).some((l) => l.model === 'leaving' && /download (started|resumed)/.test(String(l.msg))), 'no download started on the leaving node');
+  for (const where of [join(rootOf(n2), key), join(rootOf(n2), '.staging', key)])
+    assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
+  assert.ok(
+    !(await daemons.get(n2)!.logs()).some(
+      (l) => l.model === 'leaving' && /download (started|resumed)/.test(String(l.msg)),
+    ),
+    'no download started on the leaving node',
+  );
   // (a resume after a stall would send a Range; a second whole GET would be a download started twice)
-  assert.equal(origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET' && !r.range).length, 1, 'one whole GET: the node that stays, once');
+  assert.equal(
+    origin.requestsFor('/models/leaving/m.bin').filter((r) => r.method === 'GET' && !r.range).length,
+    1,
+    'one whole GET: the node that stays, once',
+  );
   await cluster.client.mergePatch(NODES, n2, { spec: { taints: null } });
   await waitDownloaded('leaving');
   assert.equal(await pausedMetric(), '0');
@@ -277,22 +390,40 @@ test('/readyz says so when --node-name names no Node, and turns ready once that 
     assert.match(await res.text(), new RegExp(`Node ${ghost} not found: --node-name`));
   });
   // It has no LocalModelNode either: whatever is on its disk is kept for the grace period.
-  await eventually(async () => assert.match(await (await fetch(`${d.opsUrl}/metrics`)).text(), /^modelcache_daemon_removals_held 1$/m));
+  await eventually(async () =>
+    assert.match(await (await fetch(`${d.opsUrl}/metrics`)).text(), /^modelcache_daemon_removals_held 1$/m),
+  );
   await createNode(cluster.client, ghost, {});
   await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
 });
 
-test('s3:// with the node group\'s Secret, the cache\'s service account or its storage-config entry (KServe): downloaded on both nodes; a missing or wrong one is AccessDenied without leaking it', async (t) => {
+test("s3:// with the node group's Secret, the cache's service account or its storage-config entry (KServe): downloaded on both nodes; a missing or wrong one is AccessDenied without leaking it", async (t) => {
   const s3 = await S3Server.start(reaper);
   t.after(() => s3.stop());
   const weights = toBuffer(generated(2_500_000, 5));
   await s3.putObject('models', 'llama/config.json', '{"l":1}');
   await s3.putObject('models', 'llama/weights/w.bin', weights);
   const ns = 'modelcache-system';
-  const secret = (name: string, secretKey: string) => cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, AWS_ENDPOINT_URL: s3.endpoint } } as never);
+  const secret = (name: string, secretKey: string) =>
+    cluster.client.create(SECRETS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: ns },
+      stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: secretKey, AWS_ENDPOINT_URL: s3.endpoint },
+    } as never);
   await secret(`${group}-s3`, S3_SECRET_KEY);
   await secret(`${group}-s3-wrong`, 'wrong-secret-do-not-leak');
-  const mkGroup = (name: string, secretName: string) => cluster.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name }, spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '1Gi', credentials: { secretName } } });
+  const mkGroup = (name: string, secretName: string) =>
+    cluster.client.create(LOCAL_MODEL_NODE_GROUPS, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelNodeGroup',
+      metadata: { name },
+      spec: {
+        nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } },
+        storageLimit: '1Gi',
+        credentials: { secretName },
+      },
+    });
   await mkGroup(`${group}-s3`, `${group}-s3`);
   await mkGroup(`${group}-absent`, 'no-such-secret');
   await mkGroup(`${group}-wrong`, `${group}-s3-wrong`);
@@ -310,47 +441,125 @@ test('s3:// with the node group\'s Secret, the cache\'s service account or its s
       const held = await readdir(rootOf(n), { recursive: true }).catch((e: Error) => e.message);
       const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
       const logs = (await daemons.get(n)!.logs()).filter((l) => JSON.stringify(l).includes('llama')).slice(-20);
-      throw new Error(`${n}: ${(err as Error).message}\nfiles: ${JSON.stringify(held)}\nstatus: ${JSON.stringify(lmn?.status?.models?.['s3-llama'])}\nlogs: ${JSON.stringify(logs)}`, { cause: err });
+      throw new Error(
+        `${n}: ${(err as Error).message}\nfiles: ${JSON.stringify(held)}\nstatus: ${JSON.stringify(lmn?.status?.models?.['s3-llama'])}\nlogs: ${JSON.stringify(logs)}`,
+        { cause: err },
+      );
     }
   }
-  await eventually(async () => {
-    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
-    const absent = lmn?.status?.models?.['s3-absent'];
-    assert.equal(absent?.reason, 'AccessDenied');
-    assert.match(absent?.message ?? '', new RegExp(`Secret ${ns}/no-such-secret \\(spec.credentials.secretName of node group ${group}-absent\\) does not exist`));
-    const wrong = lmn?.status?.models?.['s3-wrong'];
-    assert.equal(wrong?.reason, 'AccessDenied');
-    assert.equal(lmn?.status?.modelStatus?.['s3-wrong'], 'ModelDownloadError');
-    assert.doesNotMatch(JSON.stringify(lmn), /wrong-secret-do-not-leak|AKIAMODELCACHETEST/);
-  }, { timeoutMs: 30_000 });
+  await eventually(
+    async () => {
+      const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
+      const absent = lmn?.status?.models?.['s3-absent'];
+      assert.equal(absent?.reason, 'AccessDenied');
+      assert.match(
+        absent?.message ?? '',
+        new RegExp(
+          `Secret ${ns}/no-such-secret \\(spec.credentials.secretName of node group ${group}-absent\\) does not exist`,
+        ),
+      );
+      const wrong = lmn?.status?.models?.['s3-wrong'];
+      assert.equal(wrong?.reason, 'AccessDenied');
+      assert.equal(lmn?.status?.modelStatus?.['s3-wrong'], 'ModelDownloadError');
+      assert.doesNotMatch(JSON.stringify(lmn), /wrong-secret-do-not-leak|AKIAMODELCACHETEST/);
+    },
+    { timeoutMs: 30_000 },
+  );
   // KServe's way: the cache names a service account whose attached Secret holds the keys, with
   // KServe's S3 annotations for the endpoint (the node groups here name no Secret).
-  await cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${group}-kserve-s3`, namespace: ns, annotations: { 'serving.kserve.io/s3-endpoint': new URL(s3.endpoint).host, 'serving.kserve.io/s3-usehttps': '0' } }, stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY } } as never);
-  await cluster.client.create(SERVICE_ACCOUNTS, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: `${group}-models`, namespace: ns }, secrets: [{ name: `${group}-kserve-s3` }] } as never);
-  const saCache = (name: string, uri: string, sa: string) => cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: '10Mi', nodeGroups: [group], serviceAccountName: sa } });
+  await cluster.client.create(SECRETS, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: `${group}-kserve-s3`,
+      namespace: ns,
+      annotations: { 'serving.kserve.io/s3-endpoint': new URL(s3.endpoint).host, 'serving.kserve.io/s3-usehttps': '0' },
+    },
+    stringData: { AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY },
+  } as never);
+  await cluster.client.create(SERVICE_ACCOUNTS, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: `${group}-models`, namespace: ns },
+    secrets: [{ name: `${group}-kserve-s3` }],
+  } as never);
+  const saCache = (name: string, uri: string, sa: string) =>
+    cluster.client.create(LOCAL_MODEL_CACHES, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelCache',
+      metadata: { name },
+      spec: { sourceModelUri: uri, modelSize: '10Mi', nodeGroups: [group], serviceAccountName: sa },
+    });
   await saCache('s3-sa', 's3://models/llama/weights/w.bin', `${group}-models`);
   await saCache('s3-sa-missing', 's3://models/elsewhere', `${group}-nobody`);
   await waitDownloaded('s3-sa');
-  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), storageKeyFor('s3://models/llama/weights/w.bin'), 'w.bin'))), sha(weights));
-  await eventually(async () => {
-    const missing = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.['s3-sa-missing'];
-    assert.equal(missing?.reason, 'AccessDenied');
-    assert.match(missing?.message ?? '', new RegExp(`ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache s3-sa-missing\\) does not exist`));
-  }, { timeoutMs: 30_000 });
+  for (const n of nodes)
+    assert.equal(
+      sha(await readFile(join(rootOf(n), storageKeyFor('s3://models/llama/weights/w.bin'), 'w.bin'))),
+      sha(weights),
+    );
+  await eventually(
+    async () => {
+      const missing = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status
+        ?.models?.['s3-sa-missing'];
+      assert.equal(missing?.reason, 'AccessDenied');
+      assert.match(
+        missing?.message ?? '',
+        new RegExp(
+          `ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache s3-sa-missing\\) does not exist`,
+        ),
+      );
+    },
+    { timeoutMs: 30_000 },
+  );
 
   // And KServe's storage-config Secret, picked by spec.storage (key, parameters over the entry).
-  await cluster.client.create(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'storage-config', namespace: ns }, stringData: { localMinIO: JSON.stringify({ type: 's3', access_key_id: S3_ACCESS_KEY, secret_access_key: 'overridden-below', endpoint_url: s3.endpoint, region: 'us-east-1' }) } } as never);
-  const storageCache = (name: string, uri: string, storage: Record<string, unknown>) => cluster.client.create(LOCAL_MODEL_CACHES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelCache', metadata: { name }, spec: { sourceModelUri: uri, modelSize: '1Mi', nodeGroups: [group], storage } });
+  await cluster.client.create(SECRETS, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'storage-config', namespace: ns },
+    stringData: {
+      localMinIO: JSON.stringify({
+        type: 's3',
+        access_key_id: S3_ACCESS_KEY,
+        secret_access_key: 'overridden-below',
+        endpoint_url: s3.endpoint,
+        region: 'us-east-1',
+      }),
+    },
+  } as never);
+  const storageCache = (name: string, uri: string, storage: Record<string, unknown>) =>
+    cluster.client.create(LOCAL_MODEL_CACHES, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelCache',
+      metadata: { name },
+      spec: { sourceModelUri: uri, modelSize: '1Mi', nodeGroups: [group], storage },
+    });
   await s3.putObject('models', 'tokenizers/t.json', '{"t":1}');
-  await storageCache('s3-storage', 's3://models/tokenizers/t.json', { key: 'localMinIO', parameters: { secret_access_key: S3_SECRET_KEY } });
+  await storageCache('s3-storage', 's3://models/tokenizers/t.json', {
+    key: 'localMinIO',
+    parameters: { secret_access_key: S3_SECRET_KEY },
+  });
   await storageCache('s3-storage-nokey', 's3://models/other', { key: 'nowhere' });
   await waitDownloaded('s3-storage');
-  for (const n of nodes) assert.equal(await readFile(join(rootOf(n), storageKeyFor('s3://models/tokenizers/t.json'), 't.json'), 'utf8'), '{"t":1}');
-  await eventually(async () => {
-    const nokey = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.['s3-storage-nokey'];
-    assert.equal(nokey?.reason, 'AccessDenied');
-    assert.match(nokey?.message ?? '', /entry 'nowhere' of Secret modelcache-system\/storage-config \(spec.storage of cache s3-storage-nokey\) does not exist: add it, or set spec.storage.key to one of: localMinIO/);
-  }, { timeoutMs: 30_000 });
+  for (const n of nodes)
+    assert.equal(
+      await readFile(join(rootOf(n), storageKeyFor('s3://models/tokenizers/t.json'), 't.json'), 'utf8'),
+      '{"t":1}',
+    );
+  await eventually(
+    async () => {
+      const nokey = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.[
+        's3-storage-nokey'
+      ];
+      assert.equal(nokey?.reason, 'AccessDenied');
+      assert.match(
+        nokey?.message ?? '',
+        /entry 'nowhere' of Secret modelcache-system\/storage-config \(spec.storage of cache s3-storage-nokey\) does not exist: add it, or set spec.storage.key to one of: localMinIO/,
+      );
+    },
+    { timeoutMs: 30_000 },
+  );
 
   const logs = JSON.stringify(await daemons.get(nodes[0] as string)!.logs());
   assert.match(logs, /s3-wrong/);
@@ -371,7 +580,12 @@ test('disk full on a small tmpfs: InsufficientCapacity with the numbers, nothing
     await daemons.get(node)?.stop('SIGKILL');
     execFileSync('umount', ['-l', root]);
   });
-  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNodeGroup', metadata: { name: small }, spec: { nodeSelector: { matchLabels: { [`${group}/small`]: 'yes' } }, storageLimit: '1Gi' } });
+  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNodeGroup',
+    metadata: { name: small },
+    spec: { nodeSelector: { matchLabels: { [`${group}/small`]: 'yes' } }, storageLimit: '1Gi' },
+  });
   await createNode(cluster.client, node, { [`${group}/small`]: 'yes' });
   await startDaemon(node, root);
   origin.set('/models/huge/m.bin', generated(12_000_000, 9));

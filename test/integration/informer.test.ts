@@ -10,7 +10,6 @@ import type { ConfigMap } from '../../kube/types.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 
-
 const cluster = useControlPlane({ controllerManager: false });
 
 async function createNamespace(): Promise<string> {
@@ -19,12 +18,25 @@ async function createNamespace(): Promise<string> {
   return ns;
 }
 
-async function createConfigMap(ns: string, name: string, labels: Record<string, string> = {}, data: Record<string, string> = {}): Promise<void> {
-  await cluster.client.create<ConfigMap>(CONFIGMAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, labels }, data });
+async function createConfigMap(
+  ns: string,
+  name: string,
+  labels: Record<string, string> = {},
+  data: Record<string, string> = {},
+): Promise<void> {
+  await cluster.client.create<ConfigMap>(CONFIGMAPS, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name, namespace: ns, labels },
+    data,
+  });
 }
 
 function names(inf: Informer<ConfigMap>): string[] {
-  return inf.list().map((c) => c.metadata.name ?? '').sort();
+  return inf
+    .list()
+    .map((c) => c.metadata.name ?? '')
+    .sort();
 }
 
 test('informer sees every object after the apiserver is restarted mid-watch', async (t) => {
@@ -32,7 +44,10 @@ test('informer sees every object after the apiserver is restarted mid-watch', as
   for (const i of [1, 2, 3]) await createConfigMap(ns, `cm-${i}`);
   const ac = new AbortController();
   t.after(() => ac.abort());
-  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, backoff: { baseMs: 100, maxMs: 1000 } });
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, {
+    namespace: ns,
+    backoff: { baseMs: 100, maxMs: 1000 },
+  });
   const deleted: string[] = [];
   inf.on({ delete: (o) => deleted.push(o.metadata.name ?? '') });
   void inf.start(ac.signal);
@@ -58,7 +73,11 @@ test('informer relists after its resourceVersion is compacted away (410 Gone) an
   await createConfigMap(ns, 'watched-2', { watched: 'yes' });
   const ac = new AbortController();
   t.after(() => ac.abort());
-  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, labelSelector: 'watched=yes', backoff: { baseMs: 100, maxMs: 500 } });
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, {
+    namespace: ns,
+    labelSelector: 'watched=yes',
+    backoff: { baseMs: 100, maxMs: 500 },
+  });
   const added: string[] = [];
   const deleted: string[] = [];
   inf.on({ add: (o) => added.push(o.metadata.name ?? ''), delete: (o) => deleted.push(o.metadata.name ?? '') });
@@ -78,7 +97,11 @@ test('informer relists after its resourceVersion is compacted away (410 Gone) an
   await eventually(() => {
     assert.deepEqual(names(inf), ['watched-2', 'watched-3']);
     assert.deepEqual(deleted, ['watched-1']);
-    assert.deepEqual(added, ['watched-1', 'watched-2', 'watched-3'], 'a relist does not re-announce objects it already had');
+    assert.deepEqual(
+      added,
+      ['watched-1', 'watched-2', 'watched-3'],
+      'a relist does not re-announce objects it already had',
+    );
   });
 });
 
@@ -88,7 +111,10 @@ test('an informer started while the apiserver is down is not synced until a list
   const ac = new AbortController();
   t.after(() => ac.abort());
   await cluster.cp.stopApiserver();
-  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, { namespace: ns, backoff: { baseMs: 100, maxMs: 500 } });
+  const inf = new Informer<ConfigMap>(cluster.client, CONFIGMAPS, {
+    namespace: ns,
+    backoff: { baseMs: 100, maxMs: 500 },
+  });
   void inf.start(ac.signal);
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(inf.hasSynced, false);
@@ -100,16 +126,40 @@ test('an informer started while the apiserver is down is not synced until a list
 test('an exec credential plugin in the kubeconfig is run (through client-node) and its token used', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'modelcache-exec-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const plain = JSON.parse(await readFile(await cluster.cp.kubeconfigFor('admin'), 'utf8')) as { clusters: unknown[]; users: Array<{ user: { token: string } }> };
+  const plain = JSON.parse(await readFile(await cluster.cp.kubeconfigFor('admin'), 'utf8')) as {
+    clusters: unknown[];
+    users: Array<{ user: { token: string } }>;
+  };
   const plugin = join(dir, 'plugin.mjs');
   const ran = join(dir, 'ran');
-  await writeFile(plugin, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(ran)}, 'x');\nconsole.log(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(plain.users[0]!.user.token)} } }));\n`);
+  await writeFile(
+    plugin,
+    `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(ran)}, 'x');\nconsole.log(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(plain.users[0]!.user.token)} } }));\n`,
+  );
   const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'exec', clusters: plain.clusters,
-    users: [{ name: 'exec', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: [plugin], interactiveMode: 'Never' } } }],
-    contexts: [{ name: 'exec', context: { cluster: (plain.clusters[0] as { name: string }).name, user: 'exec' } }],
-  }));
+  await writeFile(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'exec',
+      clusters: plain.clusters,
+      users: [
+        {
+          name: 'exec',
+          user: {
+            exec: {
+              apiVersion: 'client.authentication.k8s.io/v1',
+              command: process.execPath,
+              args: [plugin],
+              interactiveMode: 'Never',
+            },
+          },
+        },
+      ],
+      contexts: [{ name: 'exec', context: { cluster: (plain.clusters[0] as { name: string }).name, user: 'exec' } }],
+    }),
+  );
   const client = KubeClient.fromKubeconfig({ kubeconfig });
   t.after(() => client.close());
   const list = await client.list(NAMESPACES);

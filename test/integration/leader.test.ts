@@ -13,7 +13,15 @@ test('two candidates: exactly one leads; when it stops, the other takes over at 
   const leading = new Set<string>();
   let bothAtOnce = false;
   const run = (id: string, ac: AbortController): Promise<void> => {
-    const el = new LeaderElector({ client: cluster.client, namespace: 'default', name: lease, identity: id, retryPeriodMs: 200, leaseDurationMs: 3000, renewDeadlineMs: 2000 });
+    const el = new LeaderElector({
+      client: cluster.client,
+      namespace: 'default',
+      name: lease,
+      identity: id,
+      retryPeriodMs: 200,
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+    });
     return el.run(async (signal) => {
       leading.add(id);
       if (leading.size > 1) bothAtOnce = true;
@@ -37,7 +45,12 @@ test('two candidates: exactly one leads; when it stops, the other takes over at 
   stopFirst.abort();
   await (first === 'a' ? runA : runB);
   const released = await cluster.client.get<Lease>(LEASES, lease, { namespace: 'default' });
-  assert.ok(released?.spec.holderIdentity === undefined || released.spec.holderIdentity === null || released.spec.holderIdentity === other, 'lease released on shutdown');
+  assert.ok(
+    released?.spec.holderIdentity === undefined ||
+      released.spec.holderIdentity === null ||
+      released.spec.holderIdentity === other,
+    'lease released on shutdown',
+  );
   await eventually(() => assert.deepEqual([...leading], [other]), { timeoutMs: 2500 });
   assert.equal(bothAtOnce, false);
   (first === 'a' ? b : a).abort();

@@ -22,31 +22,41 @@ type Doc = KubeObject & { spec?: { template?: { spec?: { containers?: Array<{ na
 async function kustomizationDocs(): Promise<Array<{ file: string; doc: Doc }>> {
   const k = fromYamlAll(await readFile(new URL('kustomization.yaml', MANIFESTS), 'utf8'))[0] as { resources: string[] };
   const out: Array<{ file: string; doc: Doc }> = [];
-  for (const file of k.resources) for (const doc of fromYamlAll(await readFile(new URL(file, MANIFESTS), 'utf8')) as Doc[]) out.push({ file, doc });
+  for (const file of k.resources)
+    for (const doc of fromYamlAll(await readFile(new URL(file, MANIFESTS), 'utf8')) as Doc[]) out.push({ file, doc });
   return out;
 }
 
 /** REST path of a kind, from the apiserver's discovery (as kubectl finds it). */
 async function collectionPath(client: KubeClient, doc: Doc): Promise<string> {
   const base = (doc.apiVersion ?? '').includes('/') ? `/apis/${doc.apiVersion}` : `/api/${doc.apiVersion}`;
-  const list = await client.request<{ resources: Array<{ name: string; kind: string; namespaced: boolean }> }>('GET', base);
+  const list = await client.request<{ resources: Array<{ name: string; kind: string; namespaced: boolean }> }>(
+    'GET',
+    base,
+  );
   const r = list.resources.find((x) => x.kind === doc.kind && !x.name.includes('/'));
   assert.ok(r, `${doc.apiVersion} ${doc.kind} is not served by the apiserver`);
   return r.namespaced ? `${base}/namespaces/${doc.metadata.namespace ?? NS}/${r.name}` : `${base}/${r.name}`;
 }
 
-test('kustomization.yaml lists every manifest (the agent\'s, applied per namespace, aside)', async () => {
+test("kustomization.yaml lists every manifest (the agent's, applied per namespace, aside)", async () => {
   const listed = new Set((await kustomizationDocs()).map((d) => d.file));
-  const onDisk = (await readdir(MANIFESTS, { recursive: true })).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml' && !f.startsWith('agent/'));
+  const onDisk = (await readdir(MANIFESTS, { recursive: true })).filter(
+    (f) => f.endsWith('.yaml') && f !== 'kustomization.yaml' && !f.startsWith('agent/'),
+  );
   assert.deepEqual([...listed].sort(), onDisk.sort());
 });
 
 test('every shipped manifest is accepted by the apiserver with strict field validation (no unknown or misspelt field)', async () => {
   for (const { file, doc } of await kustomizationDocs()) {
     const path = await collectionPath(cluster.client, doc);
-    await cluster.client.request('POST', path, { body: doc, query: { fieldValidation: 'Strict', fieldManager: 'modelcache-test' } }).catch((err: Error) => {
-      throw new Error(`${relative(fileURLToPath(MANIFESTS), fileURLToPath(new URL(file, MANIFESTS)))}: ${doc.kind} ${doc.metadata.name}: ${err.message}`);
-    });
+    await cluster.client
+      .request('POST', path, { body: doc, query: { fieldValidation: 'Strict', fieldManager: 'modelcache-test' } })
+      .catch((err: Error) => {
+        throw new Error(
+          `${relative(fileURLToPath(MANIFESTS), fileURLToPath(new URL(file, MANIFESTS)))}: ${doc.kind} ${doc.metadata.name}: ${err.message}`,
+        );
+      });
   }
 });
 
@@ -58,36 +68,86 @@ test('the DaemonSet and Deployment pass only flags their commands know', async (
     const command = args[0] ?? '';
     assert.ok(usage[command], `${doc.kind} ${doc.metadata.name} runs '${command}', not a modelcache command`);
     for (const flag of args.slice(1).map((a) => a.split('=')[0] ?? a)) {
-      assert.match(usage[command], new RegExp(`\\s${flag}[\\s\\[]`), `${doc.kind} ${doc.metadata.name}: ${flag} is not a flag of modelcache ${command}`);
+      assert.match(
+        usage[command],
+        new RegExp(`\\s${flag}[\\s\\[]`),
+        `${doc.kind} ${doc.metadata.name}: ${flag} is not a flag of modelcache ${command}`,
+      );
     }
   }
 });
 
-test('the admission policy: a daemon\'s pod-bound token may write its own node\'s LocalModelNode status, not another node\'s', async () => {
+test("the admission policy: a daemon's pod-bound token may write its own node's LocalModelNode status, not another node's", async () => {
   const c = cluster.client;
   for (const n of ['policy-a', 'policy-b']) {
     await createNode(c, n, {});
-    await c.create(LOCAL_MODEL_NODES, { apiVersion: 'serving.kserve.io/v1alpha1', kind: 'LocalModelNode', metadata: { name: n }, spec: { localModels: [] } } as LocalModelNode);
+    await c.create(LOCAL_MODEL_NODES, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelNode',
+      metadata: { name: n },
+      spec: { localModels: [] },
+    } as LocalModelNode);
   }
   // A daemon pod bound to node policy-a (no kubelet runs it: its token is what matters).
   const pod = await c.request<KubeObject>('POST', `/api/v1/namespaces/${NS}/pods`, {
-    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'daemon-policy-a', namespace: NS }, spec: { nodeName: 'policy-a', serviceAccountName: 'modelcache-daemon', containers: [{ name: 'daemon', image: 'modelcache:latest' }] } },
+    body: {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'daemon-policy-a', namespace: NS },
+      spec: {
+        nodeName: 'policy-a',
+        serviceAccountName: 'modelcache-daemon',
+        containers: [{ name: 'daemon', image: 'modelcache:latest' }],
+      },
+    },
   });
-  const tr = await c.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${NS}/serviceaccounts/modelcache-daemon/token`, {
-    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid } } },
+  const tr = await c.request<{ status: { token: string } }>(
+    'POST',
+    `/api/v1/namespaces/${NS}/serviceaccounts/modelcache-daemon/token`,
+    {
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: {
+          expirationSeconds: 3600,
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid },
+        },
+      },
+    },
+  );
+  const daemon = KubeClient.fromKubeconfig({
+    kubeconfig: await cluster.cp.kubeconfigFor({ name: 'daemon-policy-a', token: tr.status.token }),
   });
-  const daemon = KubeClient.fromKubeconfig({ kubeconfig: await cluster.cp.kubeconfigFor({ name: 'daemon-policy-a', token: tr.status.token }) });
   try {
-    const review = await daemon.request<{ status: { userInfo: { username: string; extra?: Record<string, string[]> } } }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+    const review = await daemon.request<{
+      status: { userInfo: { username: string; extra?: Record<string, string[]> } };
+    }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    });
     assert.equal(review.status.userInfo.username, `system:serviceaccount:${NS}:modelcache-daemon`);
-    assert.deepEqual(review.status.userInfo.extra?.['authentication.kubernetes.io/node-name'], ['policy-a'], 'the token carries its pod\'s node');
+    assert.deepEqual(
+      review.status.userInfo.extra?.['authentication.kubernetes.io/node-name'],
+      ['policy-a'],
+      "the token carries its pod's node",
+    );
     // The policy is enforced once the apiserver has loaded it.
     await eventually(async () => {
-      await assert.rejects(daemon.patchStatus(LOCAL_MODEL_NODES, 'policy-b', { summary: { models: 0, downloaded: 0, failed: 0 } }), (e: { message?: string }) => /may only write the status of its own node's LocalModelNode/.test(e.message ?? ''));
+      await assert.rejects(
+        daemon.patchStatus(LOCAL_MODEL_NODES, 'policy-b', { summary: { models: 0, downloaded: 0, failed: 0 } }),
+        (e: { message?: string }) => /may only write the status of its own node's LocalModelNode/.test(e.message ?? ''),
+      );
     });
     await daemon.patchStatus(LOCAL_MODEL_NODES, 'policy-a', { summary: { models: 0, downloaded: 0, failed: 0 } });
-    assert.deepEqual((await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-a'))?.status?.summary, { models: 0, downloaded: 0, failed: 0 });
-    assert.equal((await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-b'))?.status, undefined, 'the other node\'s status is untouched');
+    assert.deepEqual((await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-a'))?.status?.summary, {
+      models: 0,
+      downloaded: 0,
+      failed: 0,
+    });
+    assert.equal(
+      (await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-b'))?.status,
+      undefined,
+      "the other node's status is untouched",
+    );
   } finally {
     await daemon.close();
   }

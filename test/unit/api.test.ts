@@ -26,13 +26,16 @@ test('quantities parse to bytes like Kubernetes does', () => {
     ['100m', 1],
   ];
   for (const [q, bytes] of cases) assert.equal(parseQuantity(q), bytes, String(q));
-  assert.throws(() => parseQuantity('10GB', 'spec.modelSize'), /spec\.modelSize: '10GB' is not a Kubernetes quantity; write e\.g\. 10Gi/);
+  assert.throws(
+    () => parseQuantity('10GB', 'spec.modelSize'),
+    /spec\.modelSize: '10GB' is not a Kubernetes quantity; write e\.g\. 10Gi/,
+  );
   assert.equal(formatBytes(3 * 2 ** 30), '3Gi');
   assert.equal(formatBytes(1.5 * 2 ** 20), '1.5Mi');
   assert.equal(formatBytes(12), '12');
 });
 
-test('storage key is KServe\'s: first 16 hex characters of sha256(sourceModelUri)', () => {
+test("storage key is KServe's: first 16 hex characters of sha256(sourceModelUri)", () => {
   // printf 's3://bucket/model' | sha256sum | cut -c1-16
   assert.equal(storageKeyFor('s3://bucket/model'), 'd270957640e91cf0');
   assert.notEqual(storageKeyFor('s3://bucket/model'), storageKeyFor('s3://bucket/model2'));

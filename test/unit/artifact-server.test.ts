@@ -36,7 +36,9 @@ function rawGet(base: string, path: string, headers: Record<string, string> = {}
 test('artifact server: lists complete models only, serves files with Range/ETag, refuses traversal and symlink escapes', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'modelcache-art-'));
   const outside = await mkdtemp(join(tmpdir(), 'modelcache-outside-'));
-  t.after(() => Promise.all([rm(root, { recursive: true, force: true }), rm(outside, { recursive: true, force: true })]));
+  t.after(() =>
+    Promise.all([rm(root, { recursive: true, force: true }), rm(outside, { recursive: true, force: true })]),
+  );
   const content = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
   await mkdir(join(root, 'abc123', 'sub'), { recursive: true });
   await writeFile(join(root, 'abc123', 'weights.bin'), content);
@@ -44,20 +46,47 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
   await writeFile(join(outside, 'secret'), 'top secret');
   await symlink(join(outside, 'secret'), join(root, 'abc123', 'escape'));
   await symlink('weights.bin', join(root, 'abc123', 'alias'));
-  await writeFile(join(root, 'abc123', MARKER_FILE), JSON.stringify({ uri: 's3://b/m', storageKey: 'abc123', bytes: 1007, files: 2, completedAt: '2026-11-22T00:00:00Z' }));
+  await writeFile(
+    join(root, 'abc123', MARKER_FILE),
+    JSON.stringify({
+      uri: 's3://b/m',
+      storageKey: 'abc123',
+      bytes: 1007,
+      files: 2,
+      completedAt: '2026-11-22T00:00:00Z',
+    }),
+  );
   await mkdir(join(root, 'partial1'));
   await writeFile(join(root, 'partial1', 'half.bin'), 'xx');
 
-  const srv = await startOpsServer({ addr: '127.0.0.1:0', registry: new Registry(), unready: () => undefined, extra: artifactRoutes(root) });
+  const srv = await startOpsServer({
+    addr: '127.0.0.1:0',
+    registry: new Registry(),
+    unready: () => undefined,
+    extra: artifactRoutes(root),
+  });
   t.after(() => srv.close());
 
-  const list = JSON.parse((await rawGet(srv.url, '/v1/models')).body.toString()) as Array<{ key: string; uri: string; path: string }>;
-  assert.deepEqual(list.map((m) => [m.key, m.uri, m.path]), [['abc123', 's3://b/m', join(root, 'abc123')]]);
+  const list = JSON.parse((await rawGet(srv.url, '/v1/models')).body.toString()) as Array<{
+    key: string;
+    uri: string;
+    path: string;
+  }>;
+  assert.deepEqual(
+    list.map((m) => [m.key, m.uri, m.path]),
+    [['abc123', 's3://b/m', join(root, 'abc123')]],
+  );
   assert.equal((await rawGet(srv.url, '/v1/models/partial1')).status, 404, 'incomplete model is 404');
   assert.equal((await rawGet(srv.url, '/v1/models/partial1/files/half.bin')).status, 404);
 
-  const files = JSON.parse((await rawGet(srv.url, '/v1/models/abc123/files')).body.toString()) as Array<{ path: string; size: number }>;
-  assert.deepEqual(files, [{ path: 'sub/config.json', size: 7 }, { path: 'weights.bin', size: 1000 }]);
+  const files = JSON.parse((await rawGet(srv.url, '/v1/models/abc123/files')).body.toString()) as Array<{
+    path: string;
+    size: number;
+  }>;
+  assert.deepEqual(files, [
+    { path: 'sub/config.json', size: 7 },
+    { path: 'weights.bin', size: 1000 },
+  ]);
 
   const whole = await rawGet(srv.url, '/v1/models/abc123/files/weights.bin');
   assert.equal(whole.status, 200);
@@ -72,9 +101,17 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
   assert.ok(tail.body.equals(content.subarray(990)));
   assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=5000-' })).status, 416);
   assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { 'if-none-match': etag })).status, 304);
-  assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=0-9', 'if-range': '"stale"' })).status, 200, 'stale If-Range gets the whole file');
+  assert.equal(
+    (await rawGet(srv.url, '/v1/models/abc123/files/weights.bin', { range: 'bytes=0-9', 'if-range': '"stale"' }))
+      .status,
+    200,
+    'stale If-Range gets the whole file',
+  );
   assert.equal((await rawGet(srv.url, '/v1/models/abc123/files/sub/config.json')).body.toString(), '{"a":1}');
-  assert.ok((await rawGet(srv.url, '/v1/models/abc123/files/alias')).body.equals(content), 'a symlink inside the model is served');
+  assert.ok(
+    (await rawGet(srv.url, '/v1/models/abc123/files/alias')).body.equals(content),
+    'a symlink inside the model is served',
+  );
 
   for (const path of [
     '/v1/models/abc123/files/../../../etc/passwd',
@@ -97,15 +134,25 @@ test('artifact socket: models are read through a Unix socket (a stale socket is 
   const root = join(dir, 'root');
   await mkdir(join(root, 'k1'), { recursive: true });
   await writeFile(join(root, 'k1', 'w.bin'), 'WEIGHTS');
-  await writeFile(join(root, 'k1', MARKER_FILE), JSON.stringify({ uri: 's3://b/m', storageKey: 'k1', bytes: 7, files: 1, completedAt: '2026-11-23T00:00:00Z' }));
+  await writeFile(
+    join(root, 'k1', MARKER_FILE),
+    JSON.stringify({ uri: 's3://b/m', storageKey: 'k1', bytes: 7, files: 1, completedAt: '2026-11-23T00:00:00Z' }),
+  );
   const sock = join(dir, 'run', 'artifacts.sock');
   // A daemon killed while serving leaves its socket file behind.
   await mkdir(join(dir, 'run'));
-  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  spawnSync(process.execPath, [
+    '-e',
+    `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   assert.ok((await stat(sock)).isSocket(), 'a stale socket is there');
   const srv = await serveOnSocket(sock, artifactRoutes(root));
   t.after(() => srv.close());
-  const http = new HttpClient({ connectTimeoutMs: 1000, responseTimeoutMs: 5000, socketPath: cacheEndpoint(`unix://${sock}`).socketPath });
+  const http = new HttpClient({
+    connectTimeoutMs: 1000,
+    responseTimeoutMs: 5000,
+    socketPath: cacheEndpoint(`unix://${sock}`).socketPath,
+  });
   t.after(() => http.close());
   const res = await http.get(`${cacheEndpoint(`unix://${sock}`).url}/v1/models/k1/files/w.bin`, {});
   assert.equal(res.statusCode, 200);

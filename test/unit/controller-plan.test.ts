@@ -55,12 +55,19 @@ test('storageLimit: oldest caches placed first, the one that does not fit is ref
   const deleting = { ...caches[1]!, metadata: { ...caches[1]!.metadata, deletionTimestamp: NOW } };
   const p2 = computePlacement({ caches: [caches[0]!, deleting, caches[2]!], groups, nodes });
   assert.deepEqual(p2.groups.get('g')?.caches, ['b-second', 'c-third']);
-  assert.deepEqual(p2.nodeModels.get('n1')?.map((m) => m.modelName), ['b-second', 'c-third']);
+  assert.deepEqual(
+    p2.nodeModels.get('n1')?.map((m) => m.modelName),
+    ['b-second', 'c-third'],
+  );
 });
 
 test('duplicate sourceModelUri: the newer cache is not placed; a missing group is reported', () => {
   const p = computePlacement({
-    caches: [cache('old', 's3://b/m', '1Gi', ['g'], '2026-01-01T00:00:00Z'), cache('new', 's3://b/m', '1Gi', ['g', 'nope'], '2026-01-02T00:00:00Z'), cache('lost', 's3://b/x', '1Gi', ['nope'])],
+    caches: [
+      cache('old', 's3://b/m', '1Gi', ['g'], '2026-01-01T00:00:00Z'),
+      cache('new', 's3://b/m', '1Gi', ['g', 'nope'], '2026-01-02T00:00:00Z'),
+      cache('lost', 's3://b/x', '1Gi', ['nope']),
+    ],
     groups: [group('g', {}, '10Gi')],
     nodes: [node('n1', {})],
   });
@@ -71,12 +78,29 @@ test('duplicate sourceModelUri: the newer cache is not placed; a missing group i
 });
 
 test('cache status: nodeStatus follows node reports and readiness; copies equal what nodeStatus says', () => {
-  const c = { ...cache('m', 's3://b/m', '1Gi', ['g']), metadata: { ...cache('m', 's3://b/m', '1Gi', ['g']).metadata, finalizers: [CACHE_FINALIZER] } };
+  const c = {
+    ...cache('m', 's3://b/m', '1Gi', ['g']),
+    metadata: { ...cache('m', 's3://b/m', '1Gi', ['g']).metadata, finalizers: [CACHE_FINALIZER] },
+  };
   const placement = { name: 'm', deleting: false, nodes: ['n1', 'n2', 'n3', 'n4'], problems: [] };
-  const nodes = new Map([['n1', node('n1', {})], ['n2', node('n2', {})], ['n3', node('n3', {}, false)], ['n4', node('n4', {})]]);
-  const lmns = new Map([['n1', reportedNode('n1', { m: 'ModelDownloaded' })], ['n2', reportedNode('n2', { m: 'ModelDownloadError' })], ['n3', reportedNode('n3', { m: 'ModelDownloaded' })]]);
+  const nodes = new Map([
+    ['n1', node('n1', {})],
+    ['n2', node('n2', {})],
+    ['n3', node('n3', {}, false)],
+    ['n4', node('n4', {})],
+  ]);
+  const lmns = new Map([
+    ['n1', reportedNode('n1', { m: 'ModelDownloaded' })],
+    ['n2', reportedNode('n2', { m: 'ModelDownloadError' })],
+    ['n3', reportedNode('n3', { m: 'ModelDownloaded' })],
+  ]);
   const plan = planCache({ cache: c, placement, nodes, localModelNodes: lmns, now: NOW });
-  assert.deepEqual(plan.status?.nodeStatus, { n1: 'NodeDownloaded', n2: 'NodeDownloadError', n3: 'NodeNotReady', n4: 'NodeDownloadPending' });
+  assert.deepEqual(plan.status?.nodeStatus, {
+    n1: 'NodeDownloaded',
+    n2: 'NodeDownloadError',
+    n3: 'NodeNotReady',
+    n4: 'NodeDownloadPending',
+  });
   assert.deepEqual(plan.status?.copies, { available: 1, failed: 1, total: 4 });
   assert.equal(plan.status?.progress, '25%', 'one of four nodes holds the model');
   assert.equal(plan.finalizer, 'keep');
@@ -84,7 +108,13 @@ test('cache status: nodeStatus follows node reports and readiness; copies equal 
   const ready = plan.status?.conditions?.find((c) => c.type === 'Ready');
   assert.equal(ready?.reason, 'DownloadFailed');
   // Applying the planned status and planning again changes nothing: no write, no repeated Event.
-  const again = planCache({ cache: { ...c, status: plan.status }, placement, nodes, localModelNodes: lmns, now: '2026-11-23T00:00:00Z' });
+  const again = planCache({
+    cache: { ...c, status: plan.status },
+    placement,
+    nodes,
+    localModelNodes: lmns,
+    now: '2026-11-23T00:00:00Z',
+  });
   assert.equal(again.status, undefined);
   assert.deepEqual(again.events, []);
 });
@@ -93,17 +123,39 @@ test('cache deletion waits for Ready nodes that still hold the files; deleted or
   const base = cache('m', 's3://b/m', '1Gi', ['g']);
   const c = { ...base, metadata: { ...base.metadata, finalizers: [CACHE_FINALIZER], deletionTimestamp: NOW } };
   const placement = { name: 'm', deleting: true, nodes: [], problems: [] };
-  const lmns = new Map([['n1', reportedNode('n1', { m: 'ModelDownloaded' }, [])], ['n2', reportedNode('n2', { m: 'ModelDownloaded' })]]);
-  const waiting = planCache({ cache: c, placement, nodes: new Map([['n1', node('n1', {})], ['n2', node('n2', {}, false)]]), localModelNodes: lmns, now: NOW });
+  const lmns = new Map([
+    ['n1', reportedNode('n1', { m: 'ModelDownloaded' }, [])],
+    ['n2', reportedNode('n2', { m: 'ModelDownloaded' })],
+  ]);
+  const waiting = planCache({
+    cache: c,
+    placement,
+    nodes: new Map([
+      ['n1', node('n1', {})],
+      ['n2', node('n2', {}, false)],
+    ]),
+    localModelNodes: lmns,
+    now: NOW,
+  });
   assert.equal(waiting.finalizer, 'keep');
   assert.deepEqual(Object.keys(waiting.status?.nodeStatus ?? {}), ['n1']);
-  const done = planCache({ cache: c, placement, nodes: new Map([['n2', node('n2', {}, false)]]), localModelNodes: lmns, now: NOW });
+  const done = planCache({
+    cache: c,
+    placement,
+    nodes: new Map([['n2', node('n2', {}, false)]]),
+    localModelNodes: lmns,
+    now: NOW,
+  });
   assert.equal(done.finalizer, 'remove');
 });
 
 test('LocalModelNode plan: apply when different, nothing when equal, delete when the node is gone or holds nothing', () => {
   const n = node('n1', {});
-  const p = computePlacement({ caches: [cache('m', 's3://b/m', '1Gi', ['g'])], groups: [group('g', {}, '10Gi')], nodes: [n] });
+  const p = computePlacement({
+    caches: [cache('m', 's3://b/m', '1Gi', ['g'])],
+    groups: [group('g', {}, '10Gi')],
+    nodes: [n],
+  });
   const desired = p.nodeModels.get('n1') ?? [];
   const first = planLocalModelNode('n1', n, desired, undefined);
   assert.equal(first.action, 'create');
@@ -118,7 +170,11 @@ test('LocalModelNode plan: apply when different, nothing when equal, delete when
 
 test('group status: planned bytes against the limit and who did not fit', () => {
   const g = group('g', {}, '15Gi');
-  const p = computePlacement({ caches: [cache('a', 's3://b/a', '10Gi', ['g']), cache('b', 's3://b/b', '10Gi', ['g'], '2026-02-01T00:00:00Z')], groups: [g], nodes: [node('n1', {})] });
+  const p = computePlacement({
+    caches: [cache('a', 's3://b/a', '10Gi', ['g']), cache('b', 's3://b/b', '10Gi', ['g'], '2026-02-01T00:00:00Z')],
+    groups: [g],
+    nodes: [node('n1', {})],
+  });
   const plan = planGroup(g, p.groups.get('g'), NOW);
   assert.equal(plan.status?.usage, '10Gi/15Gi');
   assert.equal(plan.status?.cacheCount, 1);
@@ -137,15 +193,42 @@ test('merge patch removes keys that are gone and leaves equal values out', () =>
 test('cache progress: bytes on disk across its nodes in whole percents, rounded down; 100% only when every node has it', () => {
   const c = cache('m', 's3://b/m', '100', ['g']);
   const placement = { name: 'm', deleting: false, nodes: ['n1', 'n2'], problems: [] };
-  const nodes = new Map([['n1', node('n1', {})], ['n2', node('n2', {})]]);
+  const nodes = new Map([
+    ['n1', node('n1', {})],
+    ['n2', node('n2', {})],
+  ]);
   const downloading = (name: string, bytesDone: number, bytesTotal?: number) => {
     const lmn = reportedNode(name, { m: 'ModelDownloading' });
-    return { ...lmn, status: { ...lmn.status, models: { m: { bytesDone, ...(bytesTotal !== undefined ? { bytesTotal } : {}) } } } };
+    return {
+      ...lmn,
+      status: { ...lmn.status, models: { m: { bytesDone, ...(bytesTotal !== undefined ? { bytesTotal } : {}) } } },
+    };
   };
-  const at = (n1: ReturnType<typeof reportedNode>, n2: ReturnType<typeof reportedNode>) => planCache({ cache: c, placement, nodes, localModelNodes: new Map([['n1', n1], ['n2', n2]]), now: NOW }).status?.progress;
+  const at = (n1: ReturnType<typeof reportedNode>, n2: ReturnType<typeof reportedNode>) =>
+    planCache({
+      cache: c,
+      placement,
+      nodes,
+      localModelNodes: new Map([
+        ['n1', n1],
+        ['n2', n2],
+      ]),
+      now: NOW,
+    }).status?.progress;
   assert.equal(at(downloading('n1', 30), downloading('n2', 0)), '15%');
-  assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), downloading('n2', 99)), '99%', '199 of 200 bytes is not done');
-  assert.equal(at(downloading('n1', 50, 200), downloading('n2', 50, 200)), '25%', 'the size the origin announced counts over modelSize');
-  assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloadError' })), '50%');
+  assert.equal(
+    at(reportedNode('n1', { m: 'ModelDownloaded' }), downloading('n2', 99)),
+    '99%',
+    '199 of 200 bytes is not done',
+  );
+  assert.equal(
+    at(downloading('n1', 50, 200), downloading('n2', 50, 200)),
+    '25%',
+    'the size the origin announced counts over modelSize',
+  );
+  assert.equal(
+    at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloadError' })),
+    '50%',
+  );
   assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloaded' })), '100%');
 });

@@ -23,19 +23,41 @@ test('a download asked for again after it completed (a plan from an older look a
   const body = toBuffer(generated(300_000, 7));
   origin.set('/m.bin', body);
   const uri = origin.url('/m.bin');
-  const model: LocalModelInfo = { sourceModelUri: uri, modelName: 'm', modelSize: 1_000_000, storagePath: root, storageKey: storageKeyFor(uri) };
+  const model: LocalModelInfo = {
+    sourceModelUri: uri,
+    modelName: 'm',
+    modelSize: 1_000_000,
+    storagePath: root,
+    storageKey: storageKeyFor(uri),
+  };
   const quiet = new Writable({ write: (_c, _e, cb) => cb() });
-  const dm = new DownloadManager({ root, ledger: new CapacityLedger(root, 0), maxConcurrent: 2, log: createLogger('daemon', 'warn', quiet), metrics: new DaemonMetrics(), onChange: () => undefined });
+  const dm = new DownloadManager({
+    root,
+    ledger: new CapacityLedger(root, 0),
+    maxConcurrent: 2,
+    log: createLogger('daemon', 'warn', quiet),
+    metrics: new DaemonMetrics(),
+    onChange: () => undefined,
+  });
   t.after(() => dm.stop());
 
   dm.start(model);
-  await eventually(async () => assert.ok(!dm.inFlight.has(model.storageKey) && (await stat(join(root, model.storageKey, '.modelcache.json')).catch(() => undefined))));
+  await eventually(async () =>
+    assert.ok(
+      !dm.inFlight.has(model.storageKey) &&
+        (await stat(join(root, model.storageKey, '.modelcache.json')).catch(() => undefined)),
+    ),
+  );
   const folder = await stat(join(root, model.storageKey));
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
   dm.start(model);
   await eventually(async () => assert.ok(!dm.inFlight.has(model.storageKey)));
   assert.equal(origin.requestsFor('/m.bin').length, 1, 'not fetched again');
-  assert.equal((await stat(join(root, model.storageKey))).ino, folder.ino, 'the same folder: never swapped under readers');
+  assert.equal(
+    (await stat(join(root, model.storageKey))).ino,
+    folder.ino,
+    'the same folder: never swapped under readers',
+  );
   assert.deepEqual(await readFile(join(root, model.storageKey, 'm.bin')), body);
 });

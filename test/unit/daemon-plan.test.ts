@@ -3,23 +3,47 @@ import assert from 'node:assert/strict';
 import { planNode, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
 import type { LocalModelInfo } from '../../api/types.ts';
 
-const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalModelInfo => ({ sourceModelUri: uri, modelName: name, modelSize: 100, storagePath: '/x', storageKey: key });
+const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalModelInfo => ({
+  sourceModelUri: uri,
+  modelName: name,
+  modelSize: 100,
+  storagePath: '/x',
+  storageKey: key,
+});
 const disk = (complete: Record<string, string> = {}, partial: string[] = []): DiskState => ({
-  complete: new Map(Object.entries(complete).map(([k, uri]) => [k, { uri, bytes: 100, completedAt: '2026-11-22T00:00:00Z' }])),
+  complete: new Map(
+    Object.entries(complete).map(([k, uri]) => [k, { uri, bytes: 100, completedAt: '2026-11-22T00:00:00Z' }]),
+  ),
   partial: new Set(partial),
 });
 const NOW = 1_000_000;
 
 test('daemon plan: downloads what is missing, reports complete ones Downloaded, never re-downloads them', () => {
-  const plan = planNode({ desired: [model('a'), model('b')], disk: disk({ 'k-a': 's3://b/a' }), inFlight: new Map(), failures: new Map(), reportedKeys: new Map(), now: NOW });
+  const plan = planNode({
+    desired: [model('a'), model('b')],
+    disk: disk({ 'k-a': 's3://b/a' }),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+  });
   assert.deepEqual(plan.actions, [{ kind: 'download', model: model('b') }]);
   assert.deepEqual(plan.status.modelStatus, { a: 'ModelDownloaded', b: 'ModelDownloadPending' });
   assert.deepEqual(plan.status.summary, { models: 2, downloaded: 1, failed: 0, progress: '50%' });
 });
 
 test('daemon plan: a partial download is resumed (download action), one in flight is reported with progress', () => {
-  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, bytesTotal: 100, startedAt: 't0' }]]);
-  const plan = planNode({ desired: [model('a'), model('b')], disk: disk({}, ['k-a']), inFlight, failures: new Map(), reportedKeys: new Map(), now: NOW });
+  const inFlight = new Map<string, InFlight>([
+    ['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, bytesTotal: 100, startedAt: 't0' }],
+  ]);
+  const plan = planNode({
+    desired: [model('a'), model('b')],
+    disk: disk({}, ['k-a']),
+    inFlight,
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+  });
   assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a') }]);
   assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
   assert.equal(plan.status.models?.b?.bytesDone, 40);
@@ -27,37 +51,90 @@ test('daemon plan: a partial download is resumed (download action), one in fligh
 });
 
 test('daemon plan: failures wait for their retry time, then are tried again', () => {
-  const failures = new Map<string, Failure>([['k-a', { uri: 's3://b/a', reason: 'SourceNotFound', message: '404', retryAt: NOW + 5000 }]]);
-  const waiting = planNode({ desired: [model('a')], disk: disk(), inFlight: new Map(), failures, reportedKeys: new Map(), now: NOW });
+  const failures = new Map<string, Failure>([
+    ['k-a', { uri: 's3://b/a', reason: 'SourceNotFound', message: '404', retryAt: NOW + 5000 }],
+  ]);
+  const waiting = planNode({
+    desired: [model('a')],
+    disk: disk(),
+    inFlight: new Map(),
+    failures,
+    reportedKeys: new Map(),
+    now: NOW,
+  });
   assert.deepEqual(waiting.actions, []);
   assert.equal(waiting.status.modelStatus?.a, 'ModelDownloadError');
   assert.equal(waiting.status.models?.a?.reason, 'SourceNotFound');
   assert.equal(waiting.nextRetryAt, NOW + 5000);
-  const later = planNode({ desired: [model('a')], disk: disk(), inFlight: new Map(), failures, reportedKeys: new Map(), now: NOW + 6000 });
+  const later = planNode({
+    desired: [model('a')],
+    disk: disk(),
+    inFlight: new Map(),
+    failures,
+    reportedKeys: new Map(),
+    now: NOW + 6000,
+  });
   assert.equal(later.actions[0]?.kind, 'download');
 });
 
 test('daemon plan: unwanted files are removed and their status entry stays until they are gone; unwanted downloads are cancelled', () => {
-  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
-  const reportedKeys = new Map([['old', 'k-old'], ['c', 'k-c'], ['gone', 'k-gone']]);
-  const plan = planNode({ desired: [], disk: disk({ 'k-old': 's3://b/old' }, ['k-stray']), inFlight, failures: new Map(), reportedKeys, now: NOW });
-  assert.deepEqual(plan.actions.sort((x, y) => JSON.stringify(x) < JSON.stringify(y) ? -1 : 1), [
-    { kind: 'cancel', storageKey: 'k-c' },
-    { kind: 'remove', storageKey: 'k-old' },
-    { kind: 'remove', storageKey: 'k-stray' },
+  const inFlight = new Map<string, InFlight>([
+    ['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }],
   ]);
-  assert.deepEqual(Object.keys(plan.status.modelStatus ?? {}).sort(), ['c', 'old'], "'gone' has no files left: its entry is dropped");
+  const reportedKeys = new Map([
+    ['old', 'k-old'],
+    ['c', 'k-c'],
+    ['gone', 'k-gone'],
+  ]);
+  const plan = planNode({
+    desired: [],
+    disk: disk({ 'k-old': 's3://b/old' }, ['k-stray']),
+    inFlight,
+    failures: new Map(),
+    reportedKeys,
+    now: NOW,
+  });
+  assert.deepEqual(
+    plan.actions.sort((x, y) => (JSON.stringify(x) < JSON.stringify(y) ? -1 : 1)),
+    [
+      { kind: 'cancel', storageKey: 'k-c' },
+      { kind: 'remove', storageKey: 'k-old' },
+      { kind: 'remove', storageKey: 'k-stray' },
+    ],
+  );
+  assert.deepEqual(
+    Object.keys(plan.status.modelStatus ?? {}).sort(),
+    ['c', 'old'],
+    "'gone' has no files left: its entry is dropped",
+  );
 });
 
 test('daemon plan: a folder holding another URI is replaced', () => {
-  const plan = planNode({ desired: [model('a', 'k-a', 's3://b/new')], disk: disk({ 'k-a': 's3://b/old' }), inFlight: new Map(), failures: new Map(), reportedKeys: new Map(), now: NOW });
+  const plan = planNode({
+    desired: [model('a', 'k-a', 's3://b/new')],
+    disk: disk({ 'k-a': 's3://b/old' }),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+  });
   assert.deepEqual(plan.actions, [{ kind: 'remove', storageKey: 'k-a' }]);
   assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
 });
 
 test('daemon plan: on a node being removed nothing new starts; models wait Pending with the reason, running ones go on', () => {
-  const inFlight = new Map<string, InFlight>([['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, startedAt: 't0' }]]);
-  const plan = planNode({ desired: [model('a'), model('b')], disk: disk(), inFlight, failures: new Map(), reportedKeys: new Map(), now: NOW, paused: 'node n1 has taint ToBeDeletedByClusterAutoscaler' });
+  const inFlight = new Map<string, InFlight>([
+    ['k-b', { modelName: 'b', queued: false, uri: 's3://b/b', bytesDone: 40, startedAt: 't0' }],
+  ]);
+  const plan = planNode({
+    desired: [model('a'), model('b')],
+    disk: disk(),
+    inFlight,
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    paused: 'node n1 has taint ToBeDeletedByClusterAutoscaler',
+  });
   assert.deepEqual(plan.actions, []);
   assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
   assert.equal(plan.status.models?.a?.message, 'not started: node n1 has taint ToBeDeletedByClusterAutoscaler');
@@ -65,13 +142,27 @@ test('daemon plan: on a node being removed nothing new starts; models wait Pendi
 });
 
 test('daemon plan: an absent LocalModelNode is not an empty one: files and downloads stay for the grace period, then go', () => {
-  const inFlight = new Map<string, InFlight>([['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }]]);
-  const o = { desired: [], disk: disk({ 'k-a': 's3://b/a' }, ['k-b']), inFlight, failures: new Map(), reportedKeys: new Map(), specMissingSince: NOW - 1000, orphanGraceMs: 60_000 };
+  const inFlight = new Map<string, InFlight>([
+    ['k-c', { modelName: 'c', queued: false, uri: 's3://b/c', bytesDone: 1, startedAt: 't0' }],
+  ]);
+  const o = {
+    desired: [],
+    disk: disk({ 'k-a': 's3://b/a' }, ['k-b']),
+    inFlight,
+    failures: new Map(),
+    reportedKeys: new Map(),
+    specMissingSince: NOW - 1000,
+    orphanGraceMs: 60_000,
+  };
   const held = planNode({ ...o, now: NOW });
   assert.deepEqual(held.actions, []);
   assert.equal(held.nextRetryAt, NOW + 59_000, 'looked at again when the grace ends');
   const after = planNode({ ...o, now: NOW + 59_000 });
-  assert.deepEqual(after.actions.map((a) => `${a.kind} ${'storageKey' in a ? a.storageKey : ''}`).sort(), ['cancel k-c', 'remove k-a', 'remove k-b']);
+  assert.deepEqual(after.actions.map((a) => `${a.kind} ${'storageKey' in a ? a.storageKey : ''}`).sort(), [
+    'cancel k-c',
+    'remove k-a',
+    'remove k-b',
+  ]);
   const empty = planNode({ ...o, specMissingSince: undefined, now: NOW });
   assert.equal(empty.actions.length, 3, 'an empty spec (the controller asking) removes at once');
 });

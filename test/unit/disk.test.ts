@@ -28,7 +28,9 @@ test('commit publishes staging with its marker; inventory sees complete, partial
   assert.deepEqual(inv.unknown, ['crashed-mid-commit']);
   await removeModel(root, 'k1');
   await removeModel(root, 'k2');
-  assert.deepEqual((await readdir(root)).filter((n) => n !== '.trash' && n !== '.staging').sort(), ['crashed-mid-commit']);
+  assert.deepEqual((await readdir(root)).filter((n) => n !== '.trash' && n !== '.staging').sort(), [
+    'crashed-mid-commit',
+  ]);
   assert.throws(() => modelPaths(root, '../evil'), /invalid storage key/);
   await mkdir(join(root, '.trash', 'interrupted-removal'), { recursive: true });
   await emptyTrash(root);
@@ -40,7 +42,10 @@ test('capacity: reservations of downloads in flight and the margin count against
   await ledger.reserve('a', 6 * 1024 ** 3);
   await assert.rejects(ledger.reserve('b', 4 * 1024 ** 3), (err: unknown) => {
     assert.ok(err instanceof DownloadError && err.code === 'InsufficientCapacity');
-    assert.match(err.message, /needs 4Gi but only 3Gi is available on \/models \(10Gi free, 6Gi reserved by downloads in flight, 1Gi safety margin\)/);
+    assert.match(
+      err.message,
+      /needs 4Gi but only 3Gi is available on \/models \(10Gi free, 6Gi reserved by downloads in flight, 1Gi safety margin\)/,
+    );
     return true;
   });
   ledger.release('a');
@@ -64,7 +69,12 @@ test('disk full on a real tmpfs: the capacity check refuses, and a download that
   await assert.rejects(ledger.reserve('big', 8 * 1024 * 1024), /needs 8Mi but only .* is available/);
   origin.set('/fill.bin', generated(6 * 1024 * 1024));
   const staging = await resetStaging(mnt, 'fill');
-  const err = await downloadModel({ uri: origin.url('/fill.bin'), workDir: staging, maxBytes: 8 * 1024 * 1024, signal: AbortSignal.timeout(20_000) }).catch((e: unknown) => e);
+  const err = await downloadModel({
+    uri: origin.url('/fill.bin'),
+    workDir: staging,
+    maxBytes: 8 * 1024 * 1024,
+    signal: AbortSignal.timeout(20_000),
+  }).catch((e: unknown) => e);
   assert.ok(err instanceof DownloadError && err.code === 'InsufficientCapacity', String(err));
   assert.deepEqual(await readdir(staging), [], 'no partial data left in staging');
   assert.deepEqual((await takeInventory(mnt)).complete.size, 0);

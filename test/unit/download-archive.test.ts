@@ -28,12 +28,21 @@ const model: TarEntry[] = [
   { name: 'model/latest', type: 'symlink', linkname: 'weights/part-0.bin' },
 ];
 
-async function fetchInto(path: string, body: Buffer, maxBytes = 10_000_000): Promise<{ dir: string; result?: { bytes: number; files: number }; error?: DownloadError }> {
+async function fetchInto(
+  path: string,
+  body: Buffer,
+  maxBytes = 10_000_000,
+): Promise<{ dir: string; result?: { bytes: number; files: number }; error?: DownloadError }> {
   origin.set(path, body, { contentType: 'text/plain' });
   const dir = join(base, path.replace(/\W/g, '_'));
   await mkdir(dir);
   try {
-    const result = await downloadModel({ uri: origin.url(path), workDir: dir, maxBytes, signal: AbortSignal.timeout(20_000) });
+    const result = await downloadModel({
+      uri: origin.url(path),
+      workDir: dir,
+      maxBytes,
+      signal: AbortSignal.timeout(20_000),
+    });
     return { dir, result };
   } catch (err) {
     if (err instanceof DownloadError) return { dir, error: err };
@@ -54,7 +63,10 @@ test('tar, tar.gz and zip are recognised by their bytes (misleading name and Con
     assert.equal(await readFile(join(dir, 'model/config.json'), 'utf8'), '{"layers":2}');
     assert.equal(await readlink(join(dir, 'model/latest')), 'weights/part-0.bin');
   }
-  const { dir, result } = await fetchInto('/a/weights.dat', makeZip({ 'config.json': '{"z":1}', 'sub/w.bin': weights }));
+  const { dir, result } = await fetchInto(
+    '/a/weights.dat',
+    makeZip({ 'config.json': '{"z":1}', 'sub/w.bin': weights }),
+  );
   assert.equal(result?.files, 2);
   assert.ok((await readFile(join(dir, 'sub/w.bin'))).equals(weights));
   assert.deepEqual((await readdir(dir)).sort(), ['config.json', 'sub']);
@@ -67,7 +79,14 @@ test('malicious archives are refused (UnsafeArchive) and nothing is written outs
     ['absolute', [{ name: '/tmp/modelcache-escaped.txt', content: 'x' }]],
     ['symlink-out', [{ name: 'link', type: 'symlink', linkname: '../../../etc' }]],
     ['hardlink-out', [{ name: 'hl', type: 'link', linkname: '../../etc/passwd' }]],
-    ['through-symlink', [{ name: 'd', type: 'symlink', linkname: '.' }, { name: 'd/x', type: 'symlink', linkname: '..' }, { name: 'd/x/escaped.txt', content: 'x' }]],
+    [
+      'through-symlink',
+      [
+        { name: 'd', type: 'symlink', linkname: '.' },
+        { name: 'd/x', type: 'symlink', linkname: '..' },
+        { name: 'd/x/escaped.txt', content: 'x' },
+      ],
+    ],
   ];
   for (const [label, entries] of cases) {
     const { dir, error } = await fetchInto(`/evil/${label}.tar`, await makeTar(entries));
@@ -78,6 +97,10 @@ test('malicious archives are refused (UnsafeArchive) and nothing is written outs
 });
 
 test('extracted bytes count toward modelSize', async () => {
-  const { error } = await fetchInto('/big/model.tar.gz', await makeTar([{ name: 'w.bin', content: Buffer.alloc(2_000_000) }], true), 100_000);
+  const { error } = await fetchInto(
+    '/big/model.tar.gz',
+    await makeTar([{ name: 'w.bin', content: Buffer.alloc(2_000_000) }], true),
+    100_000,
+  );
   assert.equal(error?.code, 'SizeExceeded');
 });

@@ -8,7 +8,9 @@ import { downloadModel } from '../../download/fetch.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { makeTar } from '../helpers/archives.ts';
 
-async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<{ allowed: string; outside: string; work: () => Promise<string> }> {
+async function setup(t: {
+  after: (fn: () => Promise<void>) => void;
+}): Promise<{ allowed: string; outside: string; work: () => Promise<string> }> {
   const base = await mkdtemp(join(tmpdir(), 'modelcache-file-'));
   t.after(() => rm(base, { recursive: true, force: true }));
   const allowed = join(base, 'models');
@@ -19,7 +21,15 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<{
   await writeFile(join(allowed, 'llama', 'weights', 'w0.bin'), Buffer.alloc(100_000, 7));
   await writeFile(join(outside, 'key'), 'secret');
   let n = 0;
-  return { allowed, outside, work: async () => { const d = join(base, `w${n++}`); await mkdir(d); return d; } };
+  return {
+    allowed,
+    outside,
+    work: async () => {
+      const d = join(base, `w${n++}`);
+      await mkdir(d);
+      return d;
+    },
+  };
 }
 
 const run = (uri: string, workDir: string, fileRoots: string[], maxBytes = 1_000_000) =>
@@ -53,11 +63,27 @@ test('file://: a directory tree and a single file are copied; a tar.gz file is e
 test('file://: refused outside the allowed roots, through escaping symlinks, when disabled; missing and oversized are clear', async (t) => {
   const { allowed, outside, work } = await setup(t);
   await symlink(join(outside, 'key'), join(allowed, 'llama', 'sneaky'));
-  assert.equal(await code(run(pathToFileURL(join(allowed, 'llama')).href, await work(), [allowed])), 'AccessDenied', 'symlink out of the root');
+  assert.equal(
+    await code(run(pathToFileURL(join(allowed, 'llama')).href, await work(), [allowed])),
+    'AccessDenied',
+    'symlink out of the root',
+  );
   assert.equal(await code(run(pathToFileURL(join(outside, 'key')).href, await work(), [allowed])), 'AccessDenied');
-  assert.equal(await code(run(pathToFileURL(join(allowed, '..', 'secrets', 'key')).href, await work(), [allowed])), 'AccessDenied', '.. out of the root');
-  const disabled = await run(pathToFileURL(join(allowed, 'llama', 'config.json')).href, await work(), []).catch((e: unknown) => e);
-  assert.match((disabled as Error).message, /file:\/\/ sources are disabled on this daemon; start it with --allow-file-root DIR/);
+  assert.equal(
+    await code(run(pathToFileURL(join(allowed, '..', 'secrets', 'key')).href, await work(), [allowed])),
+    'AccessDenied',
+    '.. out of the root',
+  );
+  const disabled = await run(pathToFileURL(join(allowed, 'llama', 'config.json')).href, await work(), []).catch(
+    (e: unknown) => e,
+  );
+  assert.match(
+    (disabled as Error).message,
+    /file:\/\/ sources are disabled on this daemon; start it with --allow-file-root DIR/,
+  );
   assert.equal(await code(run(pathToFileURL(join(allowed, 'nope')).href, await work(), [allowed])), 'SourceNotFound');
-  assert.equal(await code(run(pathToFileURL(join(allowed, 'llama', 'weights', 'w0.bin')).href, await work(), [allowed], 1000)), 'SizeExceeded');
+  assert.equal(
+    await code(run(pathToFileURL(join(allowed, 'llama', 'weights', 'w0.bin')).href, await work(), [allowed], 1000)),
+    'SizeExceeded',
+  );
 });

@@ -27,7 +27,14 @@ async function workDir(): Promise<string> {
   return d;
 }
 function req(uri: string, dir: string, extra: Partial<DownloadRequest> = {}): DownloadRequest {
-  return { uri, workDir: dir, maxBytes: 10 * 1024 * 1024, signal: AbortSignal.timeout(20_000), options: FAST, ...extra };
+  return {
+    uri,
+    workDir: dir,
+    maxBytes: 10 * 1024 * 1024,
+    signal: AbortSignal.timeout(20_000),
+    options: FAST,
+    ...extra,
+  };
 }
 async function expectCode(p: Promise<unknown>, code: string): Promise<DownloadError> {
   try {
@@ -56,7 +63,15 @@ test('cancelled mid-way, then resumed with Range + If-Range: bytes identical', a
   origin.fault('/m/resume.bin', { stallAfterBytes: 1_000_000, stallMs: 3000 });
   const dir = await workDir();
   const ac = new AbortController();
-  const first = downloadModel(req(origin.url('/m/resume.bin'), dir, { signal: ac.signal, options: { ...FAST, stallTimeoutMs: 10_000 }, onProgress: (p) => { if (p.bytesDone >= 1_000_000) ac.abort(); } }));
+  const first = downloadModel(
+    req(origin.url('/m/resume.bin'), dir, {
+      signal: ac.signal,
+      options: { ...FAST, stallTimeoutMs: 10_000 },
+      onProgress: (p) => {
+        if (p.bytesDone >= 1_000_000) ac.abort();
+      },
+    }),
+  );
   await expectCode(first, 'Cancelled');
   const kept = (await stat(join(dir, '.download', 'resume.bin.partial'))).size;
   assert.ok(kept >= 1_000_000, `partial kept: ${kept}`);
@@ -72,7 +87,10 @@ test('the object changed since the partial was written: If-Range fails, the down
   const dir = await workDir();
   await mkdir(join(dir, '.download'));
   await writeFile(join(dir, '.download', 'changed.bin.partial'), bytes(5000, 1));
-  await writeFile(join(dir, '.download', 'changed.bin.partial.json'), JSON.stringify({ url: origin.url('/m/changed.bin'), etag: '"old"', total: 20000 }));
+  await writeFile(
+    join(dir, '.download', 'changed.bin.partial.json'),
+    JSON.stringify({ url: origin.url('/m/changed.bin'), etag: '"old"', total: 20000 }),
+  );
   const body = bytes(20000, 2);
   origin.set('/m/changed.bin', body);
   await downloadModel(req(origin.url('/m/changed.bin'), dir));
@@ -96,7 +114,8 @@ test('503 three times then OK; 429 with Retry-After; reset and stall mid-body: a
     assert.ok((await readFile(join(dir, name))).equals(body), path);
     const log = origin.requestsFor(path);
     assert.equal(log.length, faults.length + 1, `${path}: ${JSON.stringify(log)}`);
-    if (path === '/f/reset' || path === '/f/stall') assert.match(log.at(-1)?.range ?? '', /^bytes=[1-9]\d*-$/, `${path} resumed`);
+    if (path === '/f/reset' || path === '/f/stall')
+      assert.match(log.at(-1)?.range ?? '', /^bytes=[1-9]\d*-$/, `${path} resumed`);
   }
 });
 

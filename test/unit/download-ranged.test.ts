@@ -25,12 +25,32 @@ after(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-const opts = (o: Partial<DownloadOptions> = {}): DownloadOptions => ({ ...DEFAULT_DOWNLOAD_OPTIONS, partSizeBytes: 4 * MiB, partParallelism: 2, backoffBaseMs: 10, backoffMaxMs: 50, stallTimeoutMs: 2000, ...o });
+const opts = (o: Partial<DownloadOptions> = {}): DownloadOptions => ({
+  ...DEFAULT_DOWNLOAD_OPTIONS,
+  partSizeBytes: 4 * MiB,
+  partParallelism: 2,
+  backoffBaseMs: 10,
+  backoffMaxMs: 50,
+  stallTimeoutMs: 2000,
+  ...o,
+});
 let n = 0;
-function fetchTo(obj: RemoteObject, o: DownloadOptions, signal = AbortSignal.timeout(30_000), partial = join(base, `f${n++}`)) {
+function fetchTo(
+  obj: RemoteObject,
+  o: DownloadOptions,
+  signal = AbortSignal.timeout(30_000),
+  partial = join(base, `f${n++}`),
+) {
   let bytes = 0;
   const http = new HttpClient(o);
-  const result = fetchObject(obj, partial, { o, http, signal, authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }), onBytes: (k) => (bytes += k), limit: 20 * MiB });
+  const result = fetchObject(obj, partial, {
+    o,
+    http,
+    signal,
+    authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }),
+    onBytes: (k) => (bytes += k),
+    limit: 20 * MiB,
+  });
   void result.finally(() => http.close()).catch(() => undefined);
   return { partial, result, bytes: () => bytes };
 }
@@ -38,7 +58,10 @@ function fetchTo(obj: RemoteObject, o: DownloadOptions, signal = AbortSignal.tim
 test('ranged: parts in parallel, If-Match on each, a reset part resumes from its last byte alone, digest checked', async () => {
   origin.set('/big', body, { etag: '"v1"' });
   origin.fault('/big', { resetAfterBytes: 1_500_000 });
-  const { partial, result, bytes } = fetchTo({ url: origin.url('/big'), size: body.length, etag: '"v1"', digest: { algorithm: 'md5', hex: md5 } }, opts());
+  const { partial, result, bytes } = fetchTo(
+    { url: origin.url('/big'), size: body.length, etag: '"v1"', digest: { algorithm: 'md5', hex: md5 } },
+    opts(),
+  );
   assert.equal(await result, body.length);
   assert.ok((await readFile(partial)).equals(body), 'bytes identical');
   assert.equal(bytes(), body.length, 'progress adds up to the size');
@@ -47,7 +70,10 @@ test('ranged: parts in parallel, If-Match on each, a reset part resumes from its
   const ranges = reqs.map((r) => r.range);
   const reset = reqs[0]!.range!; // the first request got the reset
   const first = Number(/bytes=(\d+)-/.exec(reset)![1]);
-  assert.ok(ranges.includes(`bytes=${first + 1_500_000}-${first + 4 * MiB - 1}`), `retry starts after the bytes already written: ${ranges.join(' ')}`);
+  assert.ok(
+    ranges.includes(`bytes=${first + 1_500_000}-${first + 4 * MiB - 1}`),
+    `retry starts after the bytes already written: ${ranges.join(' ')}`,
+  );
   assert.ok(ranges.includes(`bytes=${8 * MiB}-${body.length - 1}`), 'last part ends at the last byte');
 });
 
@@ -56,7 +82,9 @@ test('ranged: after a crash (abort) a new run fetches only the missing bytes, an
   const partial = join(base, 'crash');
   const ac = new AbortController();
   const first = fetchTo({ url: origin.url('/slow'), size: body.length, etag: '"v1"' }, opts(), ac.signal, partial);
-  const t = setInterval(() => { if (first.bytes() > 3 * MiB) ac.abort(new Error('crash')); }, 20);
+  const t = setInterval(() => {
+    if (first.bytes() > 3 * MiB) ac.abort(new Error('crash'));
+  }, 20);
   await assert.rejects(first.result, (e: unknown) => e instanceof DownloadError && e.code === 'Cancelled');
   clearInterval(t);
   const before = origin.requestsFor('/slow').length;
@@ -66,26 +94,44 @@ test('ranged: after a crash (abort) a new run fetches only the missing bytes, an
   assert.equal(await second.result, body.length);
   assert.ok((await readFile(partial)).equals(body));
   const resumed = origin.requestsFor('/slow').slice(before);
-  const fetched = resumed.reduce((a, r) => { const m = /bytes=(\d+)-(\d+)/.exec(r.range!)!; return a + Number(m[2]) - Number(m[1]) + 1; }, 0);
+  const fetched = resumed.reduce((a, r) => {
+    const m = /bytes=(\d+)-(\d+)/.exec(r.range!)!;
+    return a + Number(m[2]) - Number(m[1]) + 1;
+  }, 0);
   assert.ok(fetched <= body.length - had + 2 * MiB, `fetched ${fetched} after a crash at ${had} of ${body.length}`);
   assert.ok(fetched < body.length, 'not everything again');
   await assert.rejects(stat(`${partial}.state.json`), 'state removed when complete');
 
   origin.set('/changed', body, { etag: '"v2"' });
   const changed = fetchTo({ url: origin.url('/changed'), size: body.length, etag: '"v1"' }, opts());
-  await assert.rejects(changed.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /changed while it was being downloaded/.test(e.message));
+  await assert.rejects(
+    changed.result,
+    (e: unknown) =>
+      e instanceof DownloadError &&
+      e.code === 'IntegrityMismatch' &&
+      /changed while it was being downloaded/.test(e.message),
+  );
 });
 
 test('ranged: a wrong digest, a short body and a server ignoring Range are clear failures; one stream without a size works', async () => {
   origin.set('/d', body, { etag: '"v1"' });
-  const bad = fetchTo({ url: origin.url('/d'), size: body.length, digest: { algorithm: 'md5', hex: '0'.repeat(32) } }, opts());
-  await assert.rejects(bad.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /md5/.test(e.message));
+  const bad = fetchTo(
+    { url: origin.url('/d'), size: body.length, digest: { algorithm: 'md5', hex: '0'.repeat(32) } },
+    opts(),
+  );
+  await assert.rejects(
+    bad.result,
+    (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /md5/.test(e.message),
+  );
   origin.set('/short', body.subarray(0, 100), {});
   const short = fetchTo({ url: origin.url('/short'), size: 200 }, opts({ attempts: 2 }));
   await assert.rejects(short.result, (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch');
   origin.set('/norange', body, { range: false });
   const norange = fetchTo({ url: origin.url('/norange'), size: body.length }, opts());
-  await assert.rejects(norange.result, (e: unknown) => e instanceof DownloadError && /ignores Range requests; set --parallel-parts 1/.test(e.message));
+  await assert.rejects(
+    norange.result,
+    (e: unknown) => e instanceof DownloadError && /ignores Range requests; set --parallel-parts 1/.test(e.message),
+  );
   const single = fetchTo({ url: origin.url('/norange') }, opts());
   assert.equal(await single.result, body.length);
   assert.ok((await readFile(single.partial)).equals(body));

@@ -11,5 +11,11 @@ test('progress text: whole percents rounded down, 100% only when done, nothing t
   assert.equal(progressText(1200, 1000), '100%', 'more than announced is still done, never 120%');
   assert.equal(progressText(0, 0), '0%');
   assert.equal(totalProgress([]), undefined);
-  assert.equal(totalProgress([{ done: 10, total: 10 }, { done: 0, total: 30 }]), '25%');
+  assert.equal(
+    totalProgress([
+      { done: 10, total: 10 },
+      { done: 0, total: 30 },
+    ]),
+    '25%',
+  );
 });

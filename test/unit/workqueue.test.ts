@@ -39,7 +39,10 @@ test('a key re-added while processing is parked, never given to a second worker,
 
 test('backoff grows per key and is capped; forget resets it', () => {
   const opts = { baseMs: 100, maxMs: 1000, random: () => 1 };
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, opts)), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, opts)),
+    [100, 200, 400, 800, 1000, 1000],
+  );
   assert.equal(backoffDelay(3, { ...opts, random: () => 0 }), 200, 'jitter stays within [d/2, d]');
   const q = new WorkQueue({ backoff: opts });
   assert.equal(q.addRateLimited('x'), 100);
