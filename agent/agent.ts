@@ -1,11 +1,10 @@
 import Bottleneck from 'bottleneck';
-import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../kube/backoff.ts';
 import type { ReconcileResult } from '../kube/reconciler.ts';
 import { DownloadError } from '../download/errors.ts';
 import { fetchModel, type FetchDeps } from './fetch-model.ts';
+import { ModelFolderError, observeFolders, removeOwned } from './folders.ts';
 import type { ModelServer } from './model-server.ts';
 import { parseModelsJson, planAgent, type AgentAction, type DesiredModel } from './plan.ts';
 import type { AgentMetrics } from './metrics.ts';
@@ -38,26 +37,41 @@ export class ModelAgent {
   readonly #o: AgentOptions;
   readonly #limiter: Bottleneck;
   readonly #stop = new AbortController();
+  /** Work started and not finished yet, so `settled()` and `stop()` can wait for it. */
+  readonly #running = new Set<Promise<void>>();
   #lastInvalid = '';
+  #lastForeign = '';
+  #absentLogged = false;
 
   constructor(o: AgentOptions) {
     this.#o = o;
     this.#limiter = new Bottleneck({ maxConcurrent: o.maxConcurrent });
   }
 
-  async #onDisk(): Promise<Map<string, string | undefined>> {
-    const out = new Map<string, string | undefined>();
-    for (const e of await readdir(this.#o.modelDir, { withFileTypes: true }).catch(() => [])) {
-      if (!e.isDirectory() || e.name.startsWith('.')) continue;
-      const files = await readdir(join(this.#o.modelDir, e.name)).catch(() => [] as string[]);
-      out.set(e.name, files.find((f) => f.startsWith('SUCCESS.'))?.slice('SUCCESS.'.length));
-    }
-    return out;
+  /** The folders the agent made; the others are named in a log line once (when they change) and never touched. */
+  async #onDisk(): Promise<Map<string, string>> {
+    const { owned, foreign } = await observeFolders(this.#o.modelDir);
+    const names = foreign.join('/');
+    if (names && names !== this.#lastForeign)
+      this.#o.log.info(
+        { modelDir: this.#o.modelDir, entries: foreign },
+        'entries in the model folder that the agent did not make are left alone',
+      );
+    this.#lastForeign = names;
+    return owned;
   }
 
   async #desired(): Promise<Map<string, DesiredModel> | undefined> {
     const text = await this.#o.modelsJson();
-    if (text === undefined) return new Map(); // not there (yet): nothing wanted
+    if (text === undefined) {
+      // Absent is "unknown", not "empty" (a ConfigMap volume swapping its files, a ConfigMap being
+      // recreated): keep what is loaded. An explicit [] is what unloads everything.
+      if (!this.#absentLogged)
+        this.#o.log.warn({ source: this.#o.modelsSource }, 'models.json is absent; keeping the models as they are');
+      this.#absentLogged = true;
+      return undefined;
+    }
+    this.#absentLogged = false;
     try {
       const { models, invalid } = parseModelsJson(text);
       const inv = invalid.join(',');
@@ -96,7 +110,7 @@ export class ModelAgent {
   #start(a: AgentAction): void {
     const name = a.kind === 'load' ? a.model.name : a.name;
     this.#busy.add(name);
-    void this.#limiter
+    const work = this.#limiter
       .schedule(() =>
         a.kind === 'load'
           ? this.#load(a.model, a.present)
@@ -104,10 +118,25 @@ export class ModelAgent {
             ? this.#unload(a.name)
             : this.#remove(a.name),
       )
+      .catch((err: unknown) => {
+        // Jobs dropped by stop() end here too; anything else is a bug worth a line, never a crash.
+        if (!this.#stop.signal.aborted)
+          this.#o.log.error(
+            { model: name, action: a.kind, err: String((err as Error)?.message ?? err) },
+            'agent action failed',
+          );
+      })
       .finally(() => {
         this.#busy.delete(name);
-        this.#o.onChange();
+        this.#running.delete(work);
+        if (!this.#stop.signal.aborted) this.#o.onChange();
       });
+    this.#running.add(work);
+  }
+
+  /** Resolves when no started work is left (work started meanwhile is waited for too). */
+  async settled(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all(this.#running);
   }
 
   async #load(m: DesiredModel, present: boolean): Promise<void> {
@@ -136,7 +165,7 @@ export class ModelAgent {
       const delay = backoffDelay(attempts, r);
       this.#failures.set(m.name, { hash: m.hash, retryAt: Date.now() + delay, attempts });
       const reason =
-        err instanceof DownloadError
+        err instanceof DownloadError || err instanceof ModelFolderError
           ? err.code
           : (err as { code?: string }).code === 'LoadFailed'
             ? 'LoadFailed'
@@ -165,12 +194,15 @@ export class ModelAgent {
   }
 
   async #remove(name: string): Promise<void> {
-    await rm(join(this.#o.modelDir, name), { recursive: true, force: true });
-    this.#o.log.info({ model: name }, 'model files removed');
+    const outcome = await removeOwned(this.#o.modelDir, name);
+    if (outcome === 'removed') this.#o.log.info({ model: name }, 'model files removed');
+    else if (outcome === 'foreign')
+      this.#o.log.warn({ model: name }, 'model folder not removed: the agent did not make it (no SUCCESS marker)');
   }
 
   async stop(): Promise<void> {
     this.#stop.abort(new Error('agent stopping'));
     await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
+    await this.settled();
   }
 }

@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { safeJoin } from '../download/containment.ts';
 import { downloadModel } from '../download/fetch.ts';
@@ -7,6 +7,7 @@ import { fetchObject } from '../download/ranged.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS } from '../download/types.ts';
 import { subpathUnder } from '../serving/cache-uri.ts';
 import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
+import { installFolder, STAGING, SUCCESS_PREFIX } from './folders.ts';
 import type { DesiredModel } from './plan.ts';
 
 interface CachedModel {
@@ -85,34 +86,39 @@ async function copyFromCache(
 /**
  * Puts a model's files in `<modelDir>/<name>/` with a `SUCCESS.<hash>` marker, atomically
  * (staging folder renamed into place): from the node cache when it holds the URI (no origin
- * traffic), else from the source itself.
+ * traffic), else from the source itself. A folder of that name the agent did not make is never replaced.
  */
 export async function fetchModel(
   m: DesiredModel,
   d: FetchDeps,
   signal: AbortSignal,
 ): Promise<{ from: 'cache' | 'source' }> {
-  const staging = join(d.modelDir, '.staging', `${m.name}-${m.hash.slice(0, 12)}`);
+  const staging = join(d.modelDir, STAGING, `${m.name}-${m.hash.slice(0, 12)}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
-  let from: 'cache' | 'source' = 'source';
-  const hit = d.cacheUrl ? cacheMatch(await listCache(d.http, d.cacheUrl, signal), m.spec.storageUri) : undefined;
-  if (hit && d.cacheUrl) {
-    await copyFromCache(d.http, d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
-    from = 'cache';
-  } else {
-    await downloadModel({
-      uri: m.spec.storageUri,
-      workDir: staging,
-      maxBytes: d.maxModelBytes,
-      signal,
-      credentials: d.credentials,
-      ...(d.download ? { options: d.download } : {}),
-    });
+  try {
+    let from: 'cache' | 'source' = 'source';
+    const hit = d.cacheUrl ? cacheMatch(await listCache(d.http, d.cacheUrl, signal), m.spec.storageUri) : undefined;
+    if (hit && d.cacheUrl) {
+      await copyFromCache(d.http, d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
+      from = 'cache';
+    } else {
+      await downloadModel({
+        uri: m.spec.storageUri,
+        workDir: staging,
+        maxBytes: d.maxModelBytes,
+        signal,
+        credentials: d.credentials,
+        ...(d.download ? { options: d.download } : {}),
+      });
+    }
+    // Created exclusively: a marker-named entry from the model's content is never taken for the agent's own.
+    await writeFile(join(staging, `${SUCCESS_PREFIX}${m.hash}`), '', { flag: 'wx' });
+    await installFolder(d.modelDir, m.name, staging);
+    return { from };
+  } catch (err) {
+    // A failed attempt keeps nothing: its half-fetched files would hold disk space until the next attempt.
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
   }
-  await writeFile(join(staging, `SUCCESS.${m.hash}`), '');
-  const final = join(d.modelDir, m.name);
-  await rm(final, { recursive: true, force: true });
-  await rename(staging, final);
-  return { from };
 }

@@ -1,16 +1,16 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseQuantity } from '../api/quantity.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
 import { HttpClient } from '../download/http-client.ts';
 import { KubeClient } from '../kube/client.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { createLogger } from '../ops/logger.ts';
-import { wholeNumberFlag } from '../ops/flags.ts';
-import { startOpsServer } from '../ops/server.ts';
+import { durationFlag, quantityFlag, wholeNumberFlag } from '../ops/flags.ts';
+import { parseAddr, startOpsServer } from '../ops/server.ts';
 import { ModelAgent } from './agent.ts';
+import { STAGING } from './folders.ts';
 import { configMapSource, fileSource } from './models-source.ts';
 import { AgentMetrics } from './metrics.ts';
 import { ModelServer } from './model-server.ts';
@@ -27,9 +27,9 @@ export const agentUsage = `usage: modelcache agent (--models-json FILE | --confi
   --namespace NS         TrainedModels' namespace, to report ModelLoaded (default: $POD_NAMESPACE;
                          none: no reports)
   --kubeconfig FILE      kubeconfig for the reports (default: $KUBECONFIG, in-cluster, ~/.kube/config)
-  --max-concurrent N     models fetched and loaded at once (default 2)
-  --max-model-size Q     largest model taken from a source (default 1Ti)
-  --poll-ms N            how often models.json is read (default 1000)
+  --max-concurrent N     models fetched and loaded at once, 1-64 (default 2)
+  --max-model-size Q     largest model taken from a source, a quantity ≥ 1 (default 1Ti)
+  --poll-ms N            how often models.json is read, 50-3600000 (default 1000)
   --listen ADDR          /metrics, /healthz, /readyz (default 127.0.0.1:9091)
   --log-level LEVEL      debug, info, warn, error (default info)`;
 
@@ -43,7 +43,8 @@ export function cacheEndpoint(raw: string): { url: string; socketPath?: string }
       );
     return { url: 'http://localhost', socketPath: path };
   }
-  if (!/^https?:\/\//.test(raw)) throw new Error(`--cache-url ${raw}: use http://HOST:PORT or unix:///PATH`);
+  if (!/^https?:\/\//.test(raw) || !URL.canParse(raw))
+    throw new Error(`--cache-url ${raw}: use http://HOST:PORT or unix:///PATH`);
   return { url: raw.replace(/\/$/, '') };
 }
 
@@ -77,15 +78,23 @@ export async function runAgent(args: string[]): Promise<number> {
     throw new Error(
       'give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is',
     );
-  const maxConcurrent = wholeNumberFlag('max-concurrent', values['max-concurrent']);
-  const pollMs = Number(values['poll-ms']);
-  if (!Number.isFinite(pollMs) || pollMs < 50) throw new Error(`--poll-ms must be ≥ 50 (got '${values['poll-ms']}')`);
-  const modelDir = resolve(values['model-dir']!);
-  await mkdir(modelDir, { recursive: true });
-  await rm(join(modelDir, '.staging'), { recursive: true, force: true });
-  const log = createLogger('agent', values['log-level']);
+  // Every flag is checked before anything is touched.
+  const maxConcurrent = wholeNumberFlag('max-concurrent', values['max-concurrent'], 1, 64);
+  const pollMs = durationFlag('poll-ms', values['poll-ms'], 'ms', { min: 50, max: 3_600_000 });
+  const maxModelBytes = quantityFlag('max-model-size', values['max-model-size'], { min: 1 });
+  parseAddr(values.listen ?? '127.0.0.1:9091', 'listen');
+  if (!/^https?:\/\/[^/]/.test(values.server!) || !URL.canParse(values.server!))
+    throw new Error(`--server ${values.server}: give the model server's base URL, e.g. http://127.0.0.1:8080`);
+  const cache = values['cache-url'] ? cacheEndpoint(values['cache-url']) : undefined;
   const namespace = values.namespace ?? process.env.POD_NAMESPACE;
   if (values.configmap && !namespace) throw new Error('--configmap needs --namespace (or $POD_NAMESPACE)');
+  const level = values['log-level'] ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level))
+    throw new Error(`--log-level must be one of trace, debug, info, warn, error, fatal, silent (got '${level}')`);
+  const log = createLogger('agent', level);
+  const modelDir = resolve(values['model-dir']!);
+  await mkdir(modelDir, { recursive: true });
+  await rm(join(modelDir, STAGING), { recursive: true, force: true });
   const client = namespace ? KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig }) : undefined;
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
@@ -95,7 +104,6 @@ export async function runAgent(args: string[]): Promise<number> {
   const source = values.configmap
     ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal)
     : fileSource(resolve(values['models-json']!));
-  const cache = values['cache-url'] ? cacheEndpoint(values['cache-url']) : undefined;
   const http = new HttpClient({
     connectTimeoutMs: 10_000,
     responseTimeoutMs: 30_000,
@@ -110,7 +118,7 @@ export async function runAgent(args: string[]): Promise<number> {
     modelsSource: source.describe,
     modelDir,
     ...(cache ? { cacheUrl: cache.url } : {}),
-    maxModelBytes: parseQuantity(values['max-model-size'] ?? '1Ti', '--max-model-size'),
+    maxModelBytes,
     credentials: credentialsFromEnv(process.env),
     http,
     server,

@@ -34,8 +34,11 @@ export function parseModelsJson(text: string): { models: Map<string, DesiredMode
 
 export interface AgentState {
   desired: Map<string, DesiredModel>;
-  /** Model folders present, with the hash of their SUCCESS marker (undefined: incomplete). */
-  onDisk: Map<string, string | undefined>;
+  /**
+   * Model folders the agent made (they hold its SUCCESS.<hash> marker), with that hash. Folders it did not
+   * make (lost+found, anything put there by others) are not in it: the agent never removes them.
+   */
+  onDisk: Map<string, string>;
   /** Loaded into the model server: name → hash. */
   loaded: Map<string, string>;
   /** Names with work running. */
@@ -53,7 +56,8 @@ export type AgentAction =
 /**
  * Level-based: every desired model not loaded at its hash is fetched (unless already on disk) and
  * loaded; a loaded model that is no longer desired, or whose spec changed, is unloaded first;
- * folders nobody wants are removed.
+ * folders the agent made that nobody wants are removed. `desired` is what models.json says: when it
+ * is absent the shell does not plan at all (absent is "unknown", not "empty").
  */
 export function planAgent(s: AgentState): { actions: AgentAction[]; nextRetryAt?: number } {
   const actions: AgentAction[] = [];

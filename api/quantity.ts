@@ -18,7 +18,9 @@ export function parseQuantity(q: string | number, field = 'quantity'): number {
   if (!m) throw new QuantityError(`${field}: '${q}' is not a Kubernetes quantity; write e.g. 10Gi, 500Mi or 2G`);
   const value = Number(m[1]);
   const multiplier = m[2] ? (BINARY[m[2]] ?? DECIMAL[m[2]] ?? 1) : m[3] ? 10 ** Number(m[3]) : 1;
-  return Math.ceil(value * multiplier);
+  const bytes = Math.ceil(value * multiplier);
+  if (!Number.isFinite(bytes)) throw new QuantityError(`${field}: '${q}' is too large to be a size`);
+  return bytes === 0 ? 0 : bytes; // -0 is 0
 }
 
 /** Formats bytes with the largest binary unit that keeps one decimal place readable: 1.5Gi, 300Mi, 12Ki, 7. */

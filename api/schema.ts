@@ -71,6 +71,15 @@ const uriRules = [
     messageExpression:
       "'sourceModelUri ' + self + ' has no path: name the object or folder, e.g. s3://bucket/models/llama, hf://org/model, https://host/model.tar.gz or file:///models/llama'",
   },
+  {
+    // What URL parsers refuse in the authority (before the first '/'): whitespace, and a port outside 1-65535.
+    rule: "!self.matches('^[a-z0-9]+://[^/]*\\\\s')",
+    messageExpression: "'sourceModelUri ' + self + ' has whitespace in its host: write the host without spaces'",
+  },
+  {
+    rule: "!self.matches('^[a-z0-9]+://[^/]*:0*(0|[1-9][0-9]{5,}|[7-9][0-9]{4}|6[6-9][0-9]{3}|65[6-9][0-9]{2}|655[4-9][0-9]|6553[6-9])/')",
+    messageExpression: "'sourceModelUri ' + self + ' has a port outside 1-65535: give a port from 1 to 65535, or none'",
+  },
 ];
 
 const labelSelector: KubeObjectSchema = {
@@ -119,11 +128,8 @@ export const localModelCacheCrd = crd(
         },
         modelSize: {
           ...quantity('modelSize', '10Gi'),
-          'x-kubernetes-validations': [
-            ...(quantity('modelSize', '10Gi')['x-kubernetes-validations'] as unknown[]),
-            immutable('modelSize', 'create a new LocalModelCache with the new size'),
-          ],
-          description: 'Disk space the model takes on a node; checked against free space and the group storageLimit.',
+          description:
+            'Disk space the model takes on a node; checked against free space and the group storageLimit. May be edited (as in KServe): a size smaller than a copy already downloaded is reported in the SizeFits condition.',
         },
         nodeGroups: {
           type: 'array',
@@ -131,8 +137,8 @@ export const localModelCacheCrd = crd(
           maxItems: 64,
           'x-kubernetes-list-type': 'set',
           items: { type: 'string', minLength: 1, maxLength: 253 },
-          'x-kubernetes-validations': [immutable('nodeGroups', 'create a new LocalModelCache for other node groups')],
-          description: 'Names of LocalModelNodeGroups; the model goes to every node of every group.',
+          description:
+            'Names of LocalModelNodeGroups; the model goes to every node of every group. May be edited (as in KServe): placement follows.',
         },
         serviceAccountName: { type: 'string', maxLength: 253 },
         storage,
@@ -177,6 +183,153 @@ export const localModelCacheCrd = crd(
   ],
 );
 
+const HOST_PATH_RULE = "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..')";
+
+function hostPath(field: string, example: string): KubeObjectSchema {
+  return {
+    type: 'string',
+    minLength: 1,
+    maxLength: 1024,
+    'x-kubernetes-validations': [
+      { rule: HOST_PATH_RULE, message: `${field} must be an absolute host path without '..', such as ${example}` },
+    ],
+  };
+}
+
+const quantityMap: KubeObjectSchema = {
+  type: 'object',
+  additionalProperties: { 'x-kubernetes-int-or-string': true, anyOf: [{ type: 'integer' }, { type: 'string' }] },
+};
+
+/** core/v1 NodeSelectorRequirement lists, with the checks the apiserver applies to a PV's nodeAffinity. */
+function nodeSelectorRequirements(list: 'matchExpressions' | 'matchFields'): KubeObjectSchema {
+  const rule =
+    list === 'matchFields'
+      ? {
+          rule: "self.key == 'metadata.name' && self.operator in ['In', 'NotIn'] && has(self.values) && size(self.values) == 1",
+          message:
+            'persistentVolumeSpec.nodeAffinity: matchFields supports only key metadata.name, operator In or NotIn, and exactly one value',
+        }
+      : {
+          rule: "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : self.operator in ['Gt', 'Lt'] ? has(self.values) && size(self.values) == 1 : !has(self.values) || size(self.values) == 0",
+          message:
+            'persistentVolumeSpec.nodeAffinity: matchExpressions values must be non-empty for In and NotIn, one integer for Gt and Lt, and empty for Exists and DoesNotExist',
+        };
+  return {
+    type: 'array',
+    maxItems: 64,
+    items: {
+      type: 'object',
+      required: ['key', 'operator'],
+      properties: {
+        key: { type: 'string', maxLength: 317 },
+        operator: { type: 'string', enum: ['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'] },
+        values: { type: 'array', maxItems: 4096, items: { type: 'string', maxLength: 253 } },
+      },
+      'x-kubernetes-validations': [rule],
+    },
+  };
+}
+
+/** core/v1 NodeSelector: terms ORed, requirements ANDed (what a PV's nodeAffinity.required holds). */
+const nodeSelectorSchema: KubeObjectSchema = {
+  type: 'object',
+  required: ['nodeSelectorTerms'],
+  properties: {
+    nodeSelectorTerms: {
+      type: 'array',
+      maxItems: 64,
+      items: {
+        type: 'object',
+        'x-kubernetes-map-type': 'atomic',
+        properties: {
+          matchExpressions: nodeSelectorRequirements('matchExpressions'),
+          matchFields: nodeSelectorRequirements('matchFields'),
+        },
+      },
+    },
+  },
+};
+
+/** KServe's persistentVolumeSpec: a core/v1 PersistentVolumeSpec; the parts we read are typed, the rest kept. */
+const persistentVolumeSpec: KubeObjectSchema = {
+  type: 'object',
+  'x-kubernetes-preserve-unknown-fields': true,
+  description:
+    "KServe's: a core/v1 PersistentVolumeSpec. Its nodeAffinity.required selects the group's nodes (with nodeSelector too, a node must match both); local.path or hostPath.path is the host directory when storagePath is not set.",
+  properties: {
+    accessModes: { type: 'array', items: { type: 'string' } },
+    capacity: quantityMap,
+    storageClassName: { type: 'string' },
+    persistentVolumeReclaimPolicy: { type: 'string' },
+    volumeMode: { type: 'string' },
+    mountOptions: { type: 'array', items: { type: 'string' } },
+    local: {
+      type: 'object',
+      required: ['path'],
+      'x-kubernetes-preserve-unknown-fields': true,
+      properties: { path: hostPath('persistentVolumeSpec.local.path', '/models'), fsType: { type: 'string' } },
+    },
+    hostPath: {
+      type: 'object',
+      required: ['path'],
+      'x-kubernetes-preserve-unknown-fields': true,
+      properties: { path: hostPath('persistentVolumeSpec.hostPath.path', '/models'), type: { type: 'string' } },
+    },
+    nodeAffinity: {
+      type: 'object',
+      'x-kubernetes-preserve-unknown-fields': true,
+      properties: { required: nodeSelectorSchema },
+    },
+  },
+};
+
+/** KServe's persistentVolumeClaimSpec: a core/v1 PersistentVolumeClaimSpec; the parts we read are typed, the rest kept. */
+const persistentVolumeClaimSpec: KubeObjectSchema = {
+  type: 'object',
+  'x-kubernetes-preserve-unknown-fields': true,
+  description: "KServe's: a core/v1 PersistentVolumeClaimSpec, the claim each consuming namespace gets.",
+  properties: {
+    accessModes: { type: 'array', items: { type: 'string' } },
+    storageClassName: { type: 'string' },
+    volumeMode: { type: 'string' },
+    volumeName: { type: 'string' },
+    resources: {
+      type: 'object',
+      'x-kubernetes-preserve-unknown-fields': true,
+      properties: { requests: quantityMap, limits: quantityMap },
+    },
+  },
+};
+
+/** CEL: the group's host directory in object `v` (storagePath, else the PV's local.path, else hostPath.path). */
+function storagePathOf(v: string): string {
+  const pv = `${v}.persistentVolumeSpec`;
+  return (
+    `(has(${v}.storagePath) ? ${v}.storagePath : ` +
+    `has(${pv}) && has(${pv}.local) && has(${pv}.local.path) ? ${pv}.local.path : ` +
+    `has(${pv}) && has(${pv}.hostPath) && has(${pv}.hostPath.path) ? ${pv}.hostPath.path : '${DEFAULT_STORAGE_PATH}')`
+  );
+}
+
+const nodeGroupRules = [
+  {
+    rule: 'has(self.nodeSelector) || (has(self.persistentVolumeSpec) && has(self.persistentVolumeSpec.nodeAffinity) && has(self.persistentVolumeSpec.nodeAffinity.required))',
+    message:
+      "say which nodes belong to the group: set nodeSelector (a label selector) or persistentVolumeSpec.nodeAffinity.required (KServe's node affinity), or both (then a node must match both)",
+  },
+  {
+    rule: `has(self.storagePath) || !has(self.persistentVolumeSpec) || (has(self.persistentVolumeSpec.local) && has(self.persistentVolumeSpec.local.path)) || (has(self.persistentVolumeSpec.hostPath) && has(self.persistentVolumeSpec.hostPath.path))`,
+    message:
+      'the group has a persistentVolumeSpec but no host directory for the models: set storagePath, persistentVolumeSpec.local.path or persistentVolumeSpec.hostPath.path',
+  },
+  {
+    rule: `${storagePathOf('self')} == ${storagePathOf('oldSelf')}`,
+    message:
+      'the storage path (storagePath, else persistentVolumeSpec.local.path, else persistentVolumeSpec.hostPath.path) is immutable: models already on disk would be orphaned; create a new group instead',
+  },
+];
+
 export const localModelNodeGroupCrd = crd(
   'LocalModelNodeGroup',
   'localmodelnodegroups',
@@ -184,25 +337,21 @@ export const localModelNodeGroupCrd = crd(
   {
     spec: {
       type: 'object',
-      required: ['nodeSelector', 'storageLimit'],
+      required: ['storageLimit'],
+      'x-kubernetes-validations': nodeGroupRules,
       properties: {
-        nodeSelector: labelSelector,
+        nodeSelector: {
+          ...labelSelector,
+          description:
+            'Ours: nodes whose labels match belong to the group (a standard label selector; {} selects every node). With persistentVolumeSpec.nodeAffinity too, a node must match both.',
+        },
         storageLimit: {
           ...quantity('storageLimit', '100Gi'),
           description: 'Most bytes of models placed on each node of the group.',
         },
         storagePath: {
-          type: 'string',
-          maxLength: 1024,
-          default: DEFAULT_STORAGE_PATH,
-          description: 'Host directory that holds the models on each node.',
-          'x-kubernetes-validations': [
-            {
-              rule: "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..')",
-              message: `storagePath must be an absolute host path without '..', such as ${DEFAULT_STORAGE_PATH}`,
-            },
-            immutable('storagePath', 'models already on disk would be orphaned; create a new group instead'),
-          ],
+          ...hostPath('storagePath', DEFAULT_STORAGE_PATH),
+          description: `Ours: host directory that holds the models on each node. Without it: persistentVolumeSpec.local.path, else persistentVolumeSpec.hostPath.path, else (no persistentVolumeSpec) ${DEFAULT_STORAGE_PATH}. Immutable.`,
         },
         credentials: {
           type: 'object',
@@ -222,16 +371,8 @@ export const localModelNodeGroupCrd = crd(
             },
           },
         },
-        persistentVolumeSpec: {
-          type: 'object',
-          'x-kubernetes-preserve-unknown-fields': true,
-          description: 'Accepted for KServe compatibility; not used.',
-        },
-        persistentVolumeClaimSpec: {
-          type: 'object',
-          'x-kubernetes-preserve-unknown-fields': true,
-          description: 'Accepted for KServe compatibility; not used.',
-        },
+        persistentVolumeSpec,
+        persistentVolumeClaimSpec,
       },
     },
     status: {
@@ -244,6 +385,16 @@ export const localModelNodeGroupCrd = crd(
         bytesPlanned: { type: 'integer', format: 'int64' },
         storageLimitBytes: { type: 'integer', format: 'int64' },
         usage: { type: 'string' },
+        used: {
+          'x-kubernetes-int-or-string': true,
+          anyOf: [{ type: 'integer' }, { type: 'string' }],
+          description: "KServe's: bytes the group's models take on its fullest node, as the nodes report them.",
+        },
+        available: {
+          'x-kubernetes-int-or-string': true,
+          anyOf: [{ type: 'integer' }, { type: 'string' }],
+          description: "KServe's: storageLimit minus used: room left on the group's fullest node.",
+        },
         conditions,
         observedGeneration: { type: 'integer', format: 'int64' },
       },
@@ -252,6 +403,7 @@ export const localModelNodeGroupCrd = crd(
   [
     { name: 'Limit', type: 'string', jsonPath: '.spec.storageLimit' },
     { name: 'Planned', type: 'string', jsonPath: '.status.usage' },
+    { name: 'Used', type: 'string', jsonPath: '.status.used', priority: 1 },
     { name: 'Nodes', type: 'integer', jsonPath: '.status.nodeCount' },
     { name: 'Caches', type: 'integer', jsonPath: '.status.cacheCount' },
     READY_COLUMNS[0],

@@ -94,15 +94,64 @@ export interface LabelSelector {
   matchExpressions?: LabelSelectorRequirement[];
 }
 
+/** core/v1 NodeSelectorRequirement: the operators of node affinity (Gt and Lt compare integers). */
+export interface NodeSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt';
+  values?: string[];
+}
+
+/** core/v1 NodeSelectorTerm: every requirement must hold; matchFields may name only `metadata.name`. */
+export interface NodeSelectorTerm {
+  matchExpressions?: NodeSelectorRequirement[];
+  matchFields?: NodeSelectorRequirement[];
+}
+
+/** core/v1 NodeSelector: a node matches when any term matches; no terms match no node. */
+export interface NodeSelector {
+  nodeSelectorTerms: NodeSelectorTerm[];
+}
+
+/**
+ * The parts of a core/v1 PersistentVolumeSpec that modelcache reads (KServe's node groups carry one);
+ * every other field of a PV spec is kept as given.
+ */
+export interface PersistentVolumeSpec {
+  accessModes?: string[];
+  capacity?: Record<string, string | number>;
+  storageClassName?: string;
+  persistentVolumeReclaimPolicy?: string;
+  volumeMode?: string;
+  mountOptions?: string[];
+  local?: { path?: string; fsType?: string };
+  hostPath?: { path?: string; type?: string };
+  /** KServe's only definition of group membership. */
+  nodeAffinity?: { required?: NodeSelector };
+  [field: string]: unknown;
+}
+
+/** The parts of a core/v1 PersistentVolumeClaimSpec that modelcache reads; the rest is kept as given. */
+export interface PersistentVolumeClaimSpec {
+  accessModes?: string[];
+  storageClassName?: string;
+  volumeMode?: string;
+  volumeName?: string;
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+  [field: string]: unknown;
+}
+
 export interface LocalModelNodeGroupSpec {
-  nodeSelector: LabelSelector;
+  /** Ours: nodes whose labels match. With persistentVolumeSpec.nodeAffinity too, a node must match both. */
+  nodeSelector?: LabelSelector;
   storageLimit: string | number;
+  /** Ours: the host directory; without it, persistentVolumeSpec.local.path or .hostPath.path. */
   storagePath?: string;
   /** Secret (in the daemon's namespace) whose keys are the source's settings: AWS_ACCESS_KEY_ID, HF_TOKEN… */
   credentials?: { secretName: string };
-  /** Accepted for KServe manifests; modelcache uses a host path and does not read these. */
-  persistentVolumeSpec?: Record<string, unknown>;
-  persistentVolumeClaimSpec?: Record<string, unknown>;
+  /** KServe's: the PV each consuming namespace gets; its nodeAffinity.required selects the group's nodes. */
+  persistentVolumeSpec?: PersistentVolumeSpec;
+  /** KServe's: the PVC each consuming namespace gets. */
+  persistentVolumeClaimSpec?: PersistentVolumeClaimSpec;
 }
 
 export interface LocalModelNodeGroupStatus {
@@ -114,6 +163,10 @@ export interface LocalModelNodeGroupStatus {
   storageLimitBytes?: number;
   /** "3Gi/10Gi": planned over limit, for kubectl get. */
   usage?: string;
+  /** KServe's: bytes the group's models take on its fullest node, as the nodes report them. */
+  used?: string;
+  /** KServe's: storageLimit minus used (room left on the fullest node). */
+  available?: string;
   conditions?: Condition[];
   observedGeneration?: number;
 }

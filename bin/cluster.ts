@@ -10,8 +10,10 @@ import { isAlive, stopPid } from '../test/helpers/processes.ts';
 const usage = `usage: npm run cluster -- <start|stop|status> --dir DIR
 
   start   build the control-plane binaries if needed (first run only), start etcd,
-          kube-apiserver and kube-controller-manager on free loopback ports with data
-          under DIR, write DIR/kubeconfig and return; they keep running
+          kube-apiserver, kube-controller-manager (garbage collector, namespaces,
+          PersistentVolume binder, service accounts) and kube-scheduler on free loopback
+          ports with data under DIR, write DIR/kubeconfig and return; they keep running.
+          No kubelet runs: nodes are simulated, pods are scheduled and bound but not run
   stop    stop what 'start' started in DIR
   status  print the state of DIR`;
 
@@ -50,7 +52,13 @@ try {
     }
     const binaries = await ensureBinaries({ log: (l) => console.error(l) });
     const t0 = Date.now();
-    const cp = await ControlPlane.start({ dir, binaries, detached: true, log: (l) => console.error(l) });
+    const cp = await ControlPlane.start({
+      dir,
+      binaries,
+      detached: true,
+      scheduler: true,
+      log: (l) => console.error(l),
+    });
     await writeFile(stateFile, JSON.stringify(cp.state(), null, 2));
     console.log(`control plane ready in ${((Date.now() - t0) / 1000).toFixed(1)} s at ${cp.server}`);
     console.log(`  kubectl --kubeconfig ${cp.kubeconfig} get ns`);
@@ -62,7 +70,7 @@ try {
       console.log(`nothing running in ${dir}`);
     } else {
       // Newest first: components the demo added (controller, daemons), then the control plane.
-      const order = ['kube-controller-manager', 'kube-apiserver', 'etcd'];
+      const order = ['kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
       const names = Object.keys(state.pids).sort((a, b) => order.indexOf(a) - order.indexOf(b));
       for (const name of names) {
         const pid = state.pids[name];

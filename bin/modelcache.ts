@@ -23,10 +23,18 @@ if (!command) {
   console.error(`unknown command '${name}'\n\n${help}`);
   process.exit(2);
 }
+/** Ends the process once `text` is on stderr: informers, timers and sockets must not keep a failed command alive. */
+function exitAfter(code: number, text?: string): void {
+  const leave = (): never => process.exit(code);
+  if (text === undefined) return void leave();
+  process.stderr.write(`${text}\n`, () => leave());
+}
+
 try {
   const code = await command.run(args);
   process.exitCode = code;
+  // A command that returned has closed what it opened; should a handle linger anyway, do not hang.
+  setTimeout(() => exitAfter(code), 10_000).unref();
 } catch (err) {
-  console.error(`modelcache ${name}: ${(err as Error).message}`);
-  process.exitCode = 1;
+  exitAfter(1, `modelcache ${name}: ${(err as Error)?.message ?? String(err)}`);
 }

@@ -6,6 +6,7 @@ import { wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { CacheController } from './controller.ts';
 import { RegistrationController } from './trained-model/controller.ts';
+import { startWebhooks, type Webhooks } from './webhooks/server.ts';
 
 export const controllerUsage = `usage: modelcache controller [flags]
 
@@ -15,7 +16,13 @@ export const controllerUsage = `usage: modelcache controller [flags]
   --leader-election-namespace namespace of the Lease (default: $POD_NAMESPACE or modelcache-system)
   --workers N                 concurrent reconciles (default 4)
   --resync-seconds N          reconcile everything this often as a safety net (default 300)
-  --log-level LEVEL           debug, info, warn, error (default info)`;
+  --log-level LEVEL           debug, info, warn, error (default info)
+  --webhook-listen ADDR       serve the admission webhooks (HTTPS) here, e.g. :9443 (default: no webhooks)
+  --webhook-service NAME      the webhooks' Service in $POD_NAMESPACE, named in a generated certificate
+                              (default modelcache-webhook; the certificate is kept in Secret NAME-tls)
+  --webhook-cert-secret NAME  serve the certificate of this Secret (cert-manager's tls.crt, tls.key, ca.crt)
+                              instead of generating one
+  --webhook-configuration NAME  MutatingWebhookConfiguration whose caBundle is kept (default modelcache-webhooks)`;
 
 /** `modelcache controller`: runs until SIGTERM/SIGINT. */
 export async function runController(args: string[]): Promise<number> {
@@ -29,6 +36,10 @@ export async function runController(args: string[]): Promise<number> {
       workers: { type: 'string', default: '4' },
       'resync-seconds': { type: 'string', default: '300' },
       'log-level': { type: 'string', default: 'info' },
+      'webhook-listen': { type: 'string' },
+      'webhook-service': { type: 'string', default: 'modelcache-webhook' },
+      'webhook-cert-secret': { type: 'string' },
+      'webhook-configuration': { type: 'string', default: 'modelcache-webhooks' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -59,13 +70,35 @@ export async function runController(args: string[]): Promise<number> {
     ]);
   };
   controller.start(shutdown.signal);
+  // Every replica answers admission requests, from the informers every replica keeps.
+  let webhooks: Webhooks | undefined;
+  if (values['webhook-listen'])
+    webhooks = await startWebhooks(
+      {
+        client,
+        log,
+        listen: values['webhook-listen'],
+        namespace: process.env.POD_NAMESPACE ?? 'modelcache-system',
+        service: values['webhook-service'],
+        ...(values['webhook-cert-secret'] ? { certSecret: values['webhook-cert-secret'] } : {}),
+        configuration: values['webhook-configuration'],
+        caches: controller.world.caches,
+        groups: controller.world.groups,
+      },
+      shutdown.signal,
+    );
   const ops = await startOpsServer({
     addr: values['metrics-addr'],
     registry: controller.metrics.registry,
-    unready: () => (controller.ready ? undefined : 'caches not synced'),
+    unready: () => (controller.ready ? webhooks?.unready() : 'caches not synced'),
   });
   log.info(
-    { metrics: `${ops.url}/metrics`, server: client.server, leaderElect: values['leader-elect'] },
+    {
+      metrics: `${ops.url}/metrics`,
+      ...(webhooks ? { webhooks: webhooks.url } : {}),
+      server: client.server,
+      leaderElect: values['leader-elect'],
+    },
     'controller started',
   );
 
@@ -90,6 +123,7 @@ export async function runController(args: string[]): Promise<number> {
       if (!shutdown.signal.aborted) throw err;
     });
   }
+  await webhooks?.done;
   await ops.close();
   await client.close();
   log.info('controller stopped');

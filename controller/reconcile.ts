@@ -139,7 +139,7 @@ export class Reconcilers {
     const { world } = this.#d;
     const group = world.groups.get(name);
     if (!group || group.metadata.deletionTimestamp) return;
-    const plan = planGroup(group, world.placement().groups.get(name), this.#d.now());
+    const plan = planGroup(group, world.placement().groups.get(name), this.#d.now(), world.localModelNodesByName());
     if (plan.status) await this.#writeStatus(LOCAL_MODEL_NODE_GROUPS, name, group.status, plan.status, signal);
     await this.#emit(group, plan.events);
   }

@@ -68,6 +68,8 @@ export function registerWatches(world: World, add: Enqueue): void {
   const fromLmn = (lmn: LocalModelNode): void => {
     add(nodeKey(lmn.metadata.name ?? ''));
     for (const m of modelsOf(lmn)) add(cacheKey(m));
+    // A group's used/available come from its nodes' reports.
+    for (const g of world.groups.list()) add(groupKey(g.metadata.name ?? ''));
   };
   world.localModelNodes.on({
     add: fromLmn,

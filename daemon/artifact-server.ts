@@ -5,10 +5,14 @@ import { join, relative, sep } from 'node:path';
 
 import { readMarker } from '../disk/inventory.ts';
 import { MARKER_FILE } from '../disk/layout.ts';
+import { shownUri } from './source-uri.ts';
 
 export interface ModelEntry {
   key: string;
+  /** The source URI as it may be shown: no credentials, no query (see uriSha256 for the exact one). */
   uri: string;
+  /** sha256 (hex) of the exact source URI: how a consumer matches a URI that carries credentials or a query. */
+  uriSha256: string;
   bytes: number;
   files: number;
   completedAt: string;
@@ -58,7 +62,17 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
 
 async function readModel(root: string, key: string): Promise<ModelEntry | undefined> {
   const m = await readMarker(root, key);
-  return m && { key, uri: m.uri, bytes: m.bytes, files: m.files, completedAt: m.completedAt, path: join(root, key) };
+  return (
+    m && {
+      key,
+      uri: shownUri(m.uri),
+      uriSha256: m.uriSha256,
+      bytes: m.bytes,
+      files: m.files,
+      completedAt: m.completedAt,
+      path: join(root, key),
+    }
+  );
 }
 
 /** Complete models under root (those with a marker). */

@@ -1,30 +1,24 @@
 import Bottleneck from 'bottleneck';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
-import { backoffDelay } from '../kube/backoff.ts';
 import { rfc3339Now } from '../kube/types.ts';
 import { commitModel, removeModel } from '../disk/atomic.ts';
-import type { CapacityLedger } from '../disk/capacity.ts';
+import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths } from '../disk/layout.ts';
-import { readMarker } from '../disk/inventory.ts';
-import { DownloadError, type DownloadErrorCode } from '../download/errors.ts';
+import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
+import { DownloadError } from '../download/errors.ts';
+import {
+  asDownloadError,
+  DEFAULT_RETRY_DELAYS,
+  FAILURE_POLICY,
+  retryPlan,
+  type RetryDelays,
+} from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
 import type { SourceCredentials } from '../download/types.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight } from './node-cache/plan.ts';
-
-/** Errors that may heal soon (network, disk space) are retried sooner than answers about the source itself. */
-const SOON: DownloadErrorCode[] = ['SourceUnavailable', 'InsufficientCapacity', 'DiskError'];
-/** After these, partial data is worthless: it is removed. */
-const DISCARD: DownloadErrorCode[] = [
-  'SizeExceeded',
-  'IntegrityMismatch',
-  'UnsafeArchive',
-  'InsufficientCapacity',
-  'BadResponse',
-];
+import { checkSourceUri, scrubUri, shownUri } from './source-uri.ts';
 
 export interface DownloadManagerOptions {
   root: string;
@@ -37,20 +31,7 @@ export interface DownloadManagerOptions {
   download?: Partial<DownloadOptions>;
   /** The source's settings and secrets for a model (env + its group's Secret). */
   credentials?: (model: LocalModelInfo, signal: AbortSignal) => Promise<SourceCredentials>;
-  retry?: { soonMs: [number, number]; laterMs: [number, number] };
-}
-
-async function bytesUnder(dir: string): Promise<number> {
-  let sum = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-    // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
-    if (e.isFile())
-      sum += await stat(join(e.parentPath, e.name)).then(
-        (s) => Math.min(s.size, s.blocks * 512),
-        () => 0,
-      );
-  }
-  return sum;
+  retry?: RetryDelays;
 }
 
 /**
@@ -61,6 +42,10 @@ export class DownloadManager {
   readonly inFlight = new Map<string, InFlight & { abort: AbortController }>();
   readonly failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
+  /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
+  readonly #jobs = new Set<Promise<void>>();
+  /** Downloads whose bytes are all in staging but whose commit failed: committed without downloading again. */
+  readonly #downloaded = new Map<string, { uriSha256: string; bytes: number; files: number }>();
   readonly #o: DownloadManagerOptions;
   readonly #limiter: Bottleneck;
 
@@ -82,12 +67,45 @@ export class DownloadManager {
       abort: new AbortController(),
     };
     this.inFlight.set(key, entry);
-    void this.#limiter
-      .schedule(() => this.#run(model, entry))
-      .finally(() => {
-        this.inFlight.delete(key);
-        this.#o.onChange();
-      });
+    const job = this.#schedule(model, entry);
+    this.#jobs.add(job);
+    void job.finally(() => this.#jobs.delete(job));
+  }
+
+  /** Runs one download in its slot; never rejects (a job dropped by stop() is logged, not thrown). */
+  async #schedule(model: LocalModelInfo, entry: InFlight & { abort: AbortController }): Promise<void> {
+    const key = model.storageKey;
+    // The run itself, once it started: stop() drops even running jobs from the limiter, but the
+    // entry stays in flight until the run has really ended (its files are closed, its bytes counted).
+    let run: Promise<void> | undefined;
+    try {
+      await this.#limiter.schedule(() => (run = this.#run(model, entry)));
+    } catch (err) {
+      if (entry.abort.signal.aborted)
+        this.#o.log.info({ model: model.modelName, storageKey: key }, 'download stopped: the daemon is shutting down');
+      else this.#o.log.error({ model: model.modelName, storageKey: key, err: String(err) }, 'download not run');
+    } finally {
+      await run?.catch((err: unknown) =>
+        this.#o.log.error({ model: model.modelName, storageKey: key, err: String(err) }, 'download run failed'),
+      );
+      this.inFlight.delete(key);
+      this.#notify();
+    }
+  }
+
+  /** onChange, which must not turn a finished download into an exception. */
+  #notify(): void {
+    try {
+      this.#o.onChange();
+    } catch (err) {
+      this.#o.log.error({ err: String(err) }, 'change notification failed');
+    }
+  }
+
+  /** Forgets failures of models no longer asked for (they would be tried afresh if asked again). */
+  forgetFailuresExcept(wanted: ReadonlySet<string>): void {
+    for (const key of this.failures.keys()) if (!wanted.has(key)) this.failures.delete(key);
+    for (const key of this.#downloaded.keys()) if (!wanted.has(key)) this.#downloaded.delete(key);
   }
 
   cancel(key: string): void {
@@ -98,13 +116,14 @@ export class DownloadManager {
   remove(key: string): void {
     if (this.#removing.has(key) || this.inFlight.has(key)) return;
     this.#removing.add(key);
+    this.#downloaded.delete(key);
     void removeModel(this.#o.root, key)
       .then(() => this.#o.log.info({ storageKey: key }, 'model files removed'))
       .catch((err: unknown) => this.#o.log.error({ storageKey: key, err: String(err) }, 'could not remove model files'))
       .finally(() => {
         this.#removing.delete(key);
         this.failures.delete(key);
-        this.#o.onChange();
+        this.#notify();
       });
   }
 
@@ -112,58 +131,71 @@ export class DownloadManager {
   async stop(): Promise<void> {
     for (const e of this.inFlight.values()) e.abort.abort(new Error('daemon shutting down'));
     await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
+    await Promise.all([...this.#jobs]);
   }
 
   async #run(model: LocalModelInfo, entry: InFlight & { abort: AbortController }): Promise<void> {
     const { root, ledger, log, metrics } = this.#o;
     const key = model.storageKey;
+    const uri = model.sourceModelUri;
     if (entry.abort.signal.aborted) return;
-    // A plan made from an older look at the disk may ask again for a model that just completed:
-    // downloading it again would replace the folder under its consumers' feet.
-    const done = await readMarker(root, key);
-    if (done?.uri === model.sourceModelUri) {
-      log.debug({ model: model.modelName, storageKey: key }, 'already complete on disk; not downloaded again');
-      return;
-    }
-    entry.queued = false;
-    entry.startedAt = rfc3339Now();
-    this.#o.onChange();
-    const staging = modelPaths(root, key).staging;
-    const scheme = new URL(model.sourceModelUri).protocol.replace(':', '');
     const t0 = performance.now();
-    metrics.inFlight.inc();
+    let scheme = 'invalid';
+    let running = false;
     let received = 0;
     let lastNotice = 0;
     try {
-      const already = await bytesUnder(staging);
-      await ledger.reserve(key, Math.max(0, model.modelSize - already));
-      log.info(
-        { model: model.modelName, storageKey: key, uri: model.sourceModelUri, resumeFrom: already },
-        already > 0 ? 'download resumed' : 'download started',
-      );
-      const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
-      const result = await downloadModel({
-        uri: model.sourceModelUri,
-        credentials,
-        workDir: staging,
-        maxBytes: model.modelSize,
-        signal: entry.abort.signal,
-        options: this.#o.download,
-        onProgress: (p) => {
-          received = p.bytesDone - already;
-          entry.bytesDone = p.bytesDone;
-          if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
-          // Progress wakes the reconcile (which reports it) at most once a second.
-          if (Date.now() - lastNotice >= 1000) {
-            lastNotice = Date.now();
-            this.#o.onChange();
-          }
-        },
-      });
-      await commitModel(root, key, { uri: model.sourceModelUri, bytes: result.bytes, files: result.files });
+      scheme = checkSourceUri(uri);
+      const staging = stagingFor(root, key);
+      // A plan made from an older look at the disk may ask again for a model that just completed:
+      // downloading it again would replace the folder under its consumers' feet.
+      const done = await readMarker(root, key);
+      if (done && markerIsFor(done, uri)) {
+        log.debug({ model: model.modelName, storageKey: key }, 'already complete on disk; not downloaded again');
+        return;
+      }
+      entry.queued = false;
+      entry.startedAt = rfc3339Now();
+      this.#notify();
+      metrics.inFlight.inc();
+      running = true;
+      const already = await bytesWritten(staging);
+      const kept = this.#downloaded.get(key);
+      let result: { bytes: number; files: number };
+      if (kept?.uriSha256 === uriSha256(uri) && already > 0) {
+        log.info({ model: model.modelName, storageKey: key }, 'download complete in staging; committing it again');
+        result = kept;
+      } else {
+        this.#downloaded.delete(key);
+        await ledger.reserve(key, Math.max(0, model.modelSize - already));
+        log.info(
+          { model: model.modelName, storageKey: key, uri: shownUri(uri), resumeFrom: already },
+          already > 0 ? 'download resumed' : 'download started',
+        );
+        const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
+        result = await downloadModel({
+          uri,
+          credentials,
+          workDir: staging,
+          maxBytes: model.modelSize,
+          signal: entry.abort.signal,
+          options: this.#o.download,
+          onProgress: (p) => {
+            received = p.bytesDone - already;
+            entry.bytesDone = p.bytesDone;
+            if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
+            // Progress wakes the reconcile (which reports it) at most once a second.
+            if (Date.now() - lastNotice >= 1000) {
+              lastNotice = Date.now();
+              this.#notify();
+            }
+          },
+        });
+        metrics.bytes.inc({ scheme, outcome: 'success' }, Math.max(0, result.bytes - already));
+      }
+      await this.#commit(key, uri, result);
       this.failures.delete(key);
       metrics.downloads.inc({ outcome: 'success', reason: '' });
-      metrics.bytes.inc({ scheme, outcome: 'success' }, Math.max(0, result.bytes - already));
       metrics.duration.observe({ outcome: 'success' }, (performance.now() - t0) / 1000);
       log.info(
         {
@@ -176,44 +208,94 @@ export class DownloadManager {
         'model downloaded',
       );
     } catch (err) {
-      const e =
-        err instanceof DownloadError
-          ? err
-          : new DownloadError('DiskError', String((err as Error)?.message ?? err), { cause: err });
-      metrics.bytes.inc({ scheme, outcome: e.code === 'Cancelled' ? 'cancelled' : 'error' }, Math.max(0, received));
+      const e = entry.abort.signal.aborted
+        ? new DownloadError('Cancelled', 'download cancelled', { cause: err })
+        : asDownloadError(err, `downloading ${model.modelName}`);
+      if (running)
+        metrics.bytes.inc({ scheme, outcome: e.code === 'Cancelled' ? 'cancelled' : 'error' }, Math.max(0, received));
       if (e.code === 'Cancelled') {
         metrics.downloads.inc({ outcome: 'cancelled', reason: 'Cancelled' });
         log.info({ model: model.modelName, storageKey: key }, 'download cancelled; partial data kept for a resume');
         return;
       }
-      if (DISCARD.includes(e.code)) await removeModel(root, key).catch(() => undefined);
-      const attempts = (this.failures.get(key)?.attempts ?? 0) + 1;
-      const retry = this.#o.retry ?? { soonMs: [10_000, 300_000], laterMs: [60_000, 3_600_000] };
-      const [baseMs, maxMs] = SOON.includes(e.code) ? retry.soonMs : retry.laterMs;
-      const delay = backoffDelay(attempts, { baseMs, maxMs });
-      this.failures.set(key, {
-        uri: model.sourceModelUri,
-        reason: e.code,
-        message: e.message,
-        retryAt: Date.now() + delay,
-        startedAt: entry.startedAt,
-        attempts,
-      });
-      metrics.downloads.inc({ outcome: 'error', reason: e.code });
-      metrics.duration.observe({ outcome: 'error' }, (performance.now() - t0) / 1000);
-      log.warn(
-        {
-          model: model.modelName,
-          storageKey: key,
-          reason: e.code,
-          message: e.message,
-          retryInS: Math.round(delay / 1000),
-        },
-        'download failed',
-      );
+      await this.#failed(model, entry, e, (performance.now() - t0) / 1000);
     } finally {
-      ledger.release(key);
-      metrics.inFlight.dec();
+      if (running) {
+        ledger.release(key);
+        metrics.inFlight.dec();
+      }
     }
+  }
+
+  /**
+   * Publishes a download whose bytes are all in staging. A failure here never costs the bytes: they
+   * stay in staging and the next attempt commits them without downloading again.
+   */
+  async #commit(key: string, uri: string, result: { bytes: number; files: number }): Promise<void> {
+    const marker = { uri: shownUri(uri), uriSha256: uriSha256(uri), bytes: result.bytes, files: result.files };
+    try {
+      await commitModel(this.#o.root, key, marker);
+      this.#downloaded.delete(key);
+    } catch (err) {
+      const e = asDownloadError(err, `publishing the model in ${modelPaths(this.#o.root, key).final}`);
+      if (FAILURE_POLICY[e.code].discardPartial) throw e; // the content itself is refused: not kept
+      this.#downloaded.set(key, { uriSha256: marker.uriSha256, bytes: result.bytes, files: result.files });
+      throw new DownloadError(
+        e.code === 'Internal' ? 'DiskError' : e.code,
+        `downloaded, but could not be published in ${modelPaths(this.#o.root, key).final}: ` +
+          `${(err as Error)?.message ?? String(err)}; the data is kept and published on the next attempt`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Records a failed attempt by the failure policy: when to try again, and whether the bytes are kept. */
+  async #failed(
+    model: LocalModelInfo,
+    entry: InFlight & { abort: AbortController },
+    e: DownloadError,
+    seconds: number,
+  ): Promise<void> {
+    const { root, log, metrics } = this.#o;
+    const key = model.storageKey;
+    const attempts = (this.failures.get(key)?.attempts ?? 0) + 1;
+    const plan = retryPlan(e.code, attempts, this.#o.retry ?? DEFAULT_RETRY_DELAYS, Date.now());
+    if (plan.discard) {
+      await removeModel(root, key).catch((err: unknown) =>
+        log.error({ storageKey: key, err: String(err) }, 'could not remove partial data'),
+      );
+    }
+    const message = scrubUri(e.message, model.sourceModelUri);
+    this.failures.set(key, {
+      uri: model.sourceModelUri,
+      reason: e.code,
+      message,
+      retryAt: plan.retryAt,
+      startedAt: entry.startedAt,
+      attempts,
+    });
+    metrics.downloads.inc({ outcome: 'error', reason: e.code });
+    metrics.duration.observe({ outcome: 'error' }, seconds);
+    log.warn(
+      {
+        model: model.modelName,
+        storageKey: key,
+        reason: e.code,
+        message,
+        retryInS: plan.retryAt === undefined ? null : Math.round((plan.retryAt - Date.now()) / 1000),
+      },
+      plan.retryAt === undefined ? 'download failed; not retried until the spec changes' : 'download failed',
+    );
+  }
+}
+
+/** The staging folder of a key; a key the spec should never have allowed is a bug, not a disk error. */
+function stagingFor(root: string, key: string): string {
+  try {
+    return modelPaths(root, key).staging;
+  } catch (err) {
+    throw new DownloadError('Internal', `storageKey '${key}' is not a folder name: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

@@ -1,12 +1,13 @@
 import { DownloadError } from '../download/errors.ts';
 import type { SourceCredentials } from '../download/types.ts';
+import { checkSourceUri } from './source-uri.ts';
 
 /** KServe's storage-config Secret: one JSON entry per key; a cache picks one with spec.storage. */
 export const STORAGE_CONFIG_SECRET = 'storage-config';
 
 /** The entry a cache means: spec.storage.key, else KServe's default for the URI's scheme (default_s3). */
 export function storageConfigKey(key: string | undefined, uri: string): string {
-  return key || `default_${new URL(uri).protocol.replace(':', '')}`;
+  return key || `default_${checkSourceUri(uri)}`;
 }
 
 /** S3 fields of an entry, as the variables our S3 source reads. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MARKER_FILE, modelPaths, trashRoot, type Marker } from './layout.ts';
 import { rfc3339Now } from '../kube/types.ts';
@@ -12,6 +13,25 @@ async function fsyncPath(path: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Writes `text` to `dest` by way of `tmp`, never by name through something already there: whatever is
+ * at `tmp` (a planted symlink, a folder) is removed, the temp is created with O_EXCL|O_NOFOLLOW, synced,
+ * and renamed over `dest` (rename replaces a link at `dest` rather than following it).
+ */
+async function writeNew(tmp: string, dest: string, text: string): Promise<void> {
+  await rm(tmp, { recursive: true, force: true });
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  const fh = await open(tmp, flags, 0o644);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rm(dest, { recursive: true, force: true }); // a folder there would make the rename fail
+  await rename(tmp, dest);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -43,10 +63,7 @@ export async function commitModel(
 ): Promise<Marker> {
   const p = modelPaths(root, key);
   const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
-  const tmp = join(p.staging, `${MARKER_FILE}.tmp`);
-  await writeFile(tmp, `${JSON.stringify(full)}\n`);
-  await fsyncPath(tmp);
-  await rename(tmp, join(p.staging, MARKER_FILE));
+  await writeNew(join(p.staging, `${MARKER_FILE}.tmp`), join(p.staging, MARKER_FILE), `${JSON.stringify(full)}\n`);
   await fsyncPath(p.staging);
   await discard(root, p.final); // a stale, incomplete folder from an older run
   await rename(p.staging, p.final);

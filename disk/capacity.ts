@@ -1,4 +1,6 @@
 import checkDiskSpaceImport from 'check-disk-space';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { formatBytes } from '../api/quantity.ts';
 import { DownloadError } from '../download/errors.ts';
 
@@ -53,4 +55,18 @@ export class CapacityLedger {
   release(key: string): void {
     this.#reserved.delete(key);
   }
+}
+
+/** Bytes really written under a directory (what a resume starts from), 0 when it does not exist. */
+export async function bytesWritten(dir: string): Promise<number> {
+  let sum = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
+    if (e.isFile())
+      sum += await stat(join(e.parentPath, e.name)).then(
+        (s) => Math.min(s.size, s.blocks * 512),
+        () => 0,
+      );
+  }
+  return sum;
 }

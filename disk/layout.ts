@@ -4,6 +4,8 @@ import { join } from 'node:path';
 export const MARKER_FILE = '.modelcache.json';
 const STAGING = '.staging';
 const TRASH = '.trash';
+/** A download's scratch folder inside a model's work directory (partial files, resume state). */
+export const DOWNLOAD_DIR = '.download';
 const KEY = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 export interface Marker {
@@ -39,4 +41,15 @@ export function trashRoot(root: string): string {
 /** Names under the root that are ours and not models. */
 export function isReservedName(name: string): boolean {
   return name === STAGING || name === TRASH;
+}
+
+/**
+ * Names a model's content (an archive entry, an object in a listing) may not use at any depth: the
+ * marker and anything starting with its name (its temp file), the download, staging and trash folders.
+ * Refusing them means content can never plant what the commit or the cache itself writes by name.
+ */
+export function isReservedInModel(component: string): boolean {
+  return (
+    component.startsWith(MARKER_FILE) || component === DOWNLOAD_DIR || component === STAGING || component === TRASH
+  );
 }

@@ -1,13 +1,17 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, rename, rm, symlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { Transform } from 'node:stream';
+import { createReadStream, constants as fsc } from 'node:fs';
+import { copyFile, open, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { extract as tarExtract, type Header } from 'tar-stream';
-import yauzl from 'yauzl';
-import { DownloadError } from './errors.ts';
-import { assertNoSymlinkOnPath, safeJoin, safeLinkTarget } from './containment.ts';
+import { DOWNLOAD_DIR, isReservedInModel } from '../disk/layout.ts';
+import { safeJoin } from './containment.ts';
+import { DownloadError, diskError } from './errors.ts';
+import type { ByteBudget, ExtractResult } from './extract-fs.ts';
+import { tarExtractor } from './extract-tar.ts';
+import { extractZip } from './extract-zip.ts';
+
+export type { ByteBudget, ExtractResult } from './extract-fs.ts';
+export { tarExtractor, type Extractor } from './extract-tar.ts';
+export { extractZip } from './extract-zip.ts';
 
 export type ArchiveKind = 'tar' | 'tar.gz' | 'zip' | 'none';
 
@@ -25,203 +29,108 @@ export function detectArchive(head: Uint8Array): ArchiveKind {
   return 'none';
 }
 
-/** Counts extracted bytes against the model's size limit. */
-export interface ByteBudget {
-  add(n: number): void;
+/**
+ * What KServe's storage initializer unpacks: a name ending .tar, .tgz, .tar.gz or .zip whose bytes
+ * confirm it. Anything else (a .pt or .keras that is a zip inside, a gzipped checkpoint) is kept as it is.
+ */
+export function archiveKindFor(name: string, head: Uint8Array): ArchiveKind {
+  const lower = name.toLowerCase();
+  const bytes = detectArchive(head);
+  if (lower.endsWith('.zip')) return bytes === 'zip' ? 'zip' : 'none';
+  if (lower.endsWith('.tar') || lower.endsWith('.tgz') || lower.endsWith('.tar.gz')) {
+    return bytes === 'tar' || bytes === 'tar.gz' ? bytes : 'none';
+  }
+  return 'none';
 }
 
 /**
- * A writable that extracts a tar (gunzipping first for tar.gz) into `root` as bytes arrive.
- * Entries escaping `root` — absolute, '..', links pointing out, writes through links — are refused
- * before anything is created for them.
+ * A budget that throws SizeExceeded once more than `limit` bytes were counted, or more entries than a
+ * model of that size may hold: one per 512 bytes (a tar header's worth), at least 1000. Every entry
+ * is an inode; an archive of empty files must not fill the node's inode table.
  */
-export function tarExtractor(
-  root: string,
-  kind: 'tar' | 'tar.gz',
-  budget: ByteBudget,
-): { input: NodeJS.WritableStream; done: Promise<{ files: number }> } {
-  const ex = tarExtract();
-  let files = 0;
-  ex.on('entry', (header: Header, stream, next) => {
-    writeEntry(root, header, stream as unknown as NodeJS.ReadableStream, budget).then(
-      (wrote) => {
-        files += wrote;
-        next();
-      },
-      (err: unknown) => {
-        stream.resume();
-        ex.destroy(err as Error);
-      },
-    );
-  });
-  // zlib's default 16 KiB output chunks mean a write per 16 KiB; 256 KiB chunks extract ~1.6x faster.
-  const gunzip = kind === 'tar.gz' ? createGunzip({ chunkSize: 256 * 1024 }) : undefined;
-  const done = (
-    gunzip
-      ? pipeline(gunzip, ex as unknown as NodeJS.WritableStream)
-      : new Promise<void>((res, rej) => {
-          ex.on('finish', res);
-          ex.on('error', rej);
-        })
-  )
-    .then(() => ({ files }))
-    .catch((err: unknown) => {
-      if (err instanceof DownloadError) throw err;
-      throw new DownloadError(
-        'BadResponse',
-        `the ${kind} archive is corrupt or not a tar archive: ${(err as Error).message}`,
-        { cause: err },
-      );
-    });
-  return { input: gunzip ?? (ex as unknown as NodeJS.WritableStream), done };
-}
-
-async function writeEntry(root: string, h: Header, stream: NodeJS.ReadableStream, budget: ByteBudget): Promise<number> {
-  const dest = safeJoin(root, h.name);
-  await assertNoSymlinkOnPath(root, dest, h.name);
-  switch (h.type) {
-    case 'directory':
-      await mkdir(dest, { recursive: true });
-      stream.resume();
-      return 0;
-    case 'file':
-    case 'contiguous-file': {
-      await mkdir(dirname(dest), { recursive: true });
-      await pipeline(stream, countingTransform(budget), createWriteStream(dest, { mode: 0o644 }));
-      return 1;
-    }
-    case 'symlink': {
-      safeLinkTarget(root, dest, h.linkname ?? '', h.name, 'symlink');
-      await mkdir(dirname(dest), { recursive: true });
-      await symlink(h.linkname ?? '', dest);
-      stream.resume();
-      return 0;
-    }
-    case 'link': {
-      const target = safeLinkTarget(
-        root,
-        dest,
-        safeJoin(root, h.linkname ?? '').slice(root.length + 1),
-        h.name,
-        'hardlink',
-      );
-      await assertNoSymlinkOnPath(root, target, h.linkname ?? '');
-      await mkdir(dirname(dest), { recursive: true });
-      await link(target, dest);
-      stream.resume();
-      return 1;
-    }
-    case 'block-device':
-    case 'character-device':
-    case 'fifo':
-    default:
-      stream.resume(); // devices, fifos, pax headers: nothing to write
-      return 0;
-  }
-}
-
-function countingTransform(budget: ByteBudget): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      try {
-        budget.add(chunk.length);
-        cb(null, chunk);
-      } catch (err) {
-        cb(err as Error);
-      }
-    },
-  });
-}
-
-/** Extracts a zip file (its directory is at the end, so only after the download) with the same containment rules. */
-export async function extractZip(file: string, root: string, budget: ByteBudget): Promise<{ files: number }> {
-  const zip = await new Promise<yauzl.ZipFile>((res, rej) =>
-    yauzl.open(
-      file,
-      { lazyEntries: true, autoClose: true, strictFileNames: false, validateEntrySizes: true },
-      (err, z) => (err ? rej(err) : res(z)),
-    ),
-  );
-  let files = 0;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      zip.on('error', reject);
-      zip.on('end', resolve);
-      zip.on('entry', (entry: yauzl.Entry) => {
-        void (async () => {
-          const dest = safeJoin(root, entry.fileName);
-          await assertNoSymlinkOnPath(root, dest, entry.fileName);
-          const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
-          if (mode === 0o120000)
-            throw new DownloadError(
-              'UnsafeArchive',
-              `archive entry '${entry.fileName}' refused: symlinks in zip archives are not extracted`,
-            );
-          if (entry.fileName.endsWith('/')) {
-            await mkdir(dest, { recursive: true });
-          } else {
-            await mkdir(dirname(dest), { recursive: true });
-            const rs = await new Promise<NodeJS.ReadableStream>((res, rej) =>
-              zip.openReadStream(entry, (err, s) => (err ? rej(err) : res(s))),
-            );
-            await pipeline(rs, countingTransform(budget), createWriteStream(dest, { mode: 0o644 }));
-            files++;
-          }
-          zip.readEntry();
-        })().catch(reject);
-      });
-      zip.readEntry();
-    });
-  } catch (err) {
-    zip.close();
-    if (err instanceof DownloadError) throw err;
-    throw new DownloadError('BadResponse', `the zip archive is corrupt: ${(err as Error).message}`, { cause: err });
-  }
-  return { files };
-}
-
-/** A budget that throws SizeExceeded once more than `limit` bytes were counted. */
 export function sizeBudget(limit: number): ByteBudget {
+  const maxEntries = Math.max(1000, Math.floor(limit / 512));
   let used = 0;
+  let entries = 0;
   return {
     add(n: number) {
       used += n;
       if (used > limit)
         throw new DownloadError('SizeExceeded', `contents exceed what modelSize allows (${limit} bytes)`);
     },
+    entry() {
+      entries++;
+      if (entries > maxEntries)
+        throw new DownloadError(
+          'SizeExceeded',
+          `the archive holds more than ${maxEntries} entries, more than a model of ${limit} bytes may ` +
+            '(one per 512 bytes, at least 1000): raise modelSize or pack the model in fewer files',
+        );
+    },
   };
 }
 
-/** Removes what an earlier, interrupted extraction left in workDir (everything but .download). */
+/** Removes what an earlier, interrupted extraction left in workDir (everything but the download folder). */
 export async function clearExtracted(workDir: string): Promise<void> {
   for (const e of await readdir(workDir))
-    if (e !== '.download') await rm(join(workDir, e), { recursive: true, force: true });
+    if (e !== DOWNLOAD_DIR) await rm(join(workDir, e), { recursive: true, force: true });
 }
 
 /**
- * A complete file on disk: an archive (recognised by its bytes) is extracted into workDir, anything
- * else is moved (or, with `copy`, copied) to workDir/name.
+ * A complete file on disk: an archive (by name and bytes, see archiveKindFor) is extracted into
+ * workDir, anything else is moved (or, with `copy`, copied) to workDir/name. Always settles with an
+ * ExtractResult or a DownloadError; `signal` stops an extraction under way.
  */
 export async function extractOrPlace(
   file: string,
   workDir: string,
   name: string,
   budget: ByteBudget,
-  opts: { copy?: boolean } = {},
-): Promise<{ files: number }> {
-  const fh = await open(file, 'r');
-  const head = Buffer.alloc(512);
-  const { bytesRead } = await fh.read(head, 0, 512, 0);
-  await fh.close();
-  const kind = detectArchive(head.subarray(0, bytesRead));
-  if (kind !== 'none') await clearExtracted(workDir);
-  if (kind === 'zip') return extractZip(file, workDir, budget);
-  if (kind === 'tar' || kind === 'tar.gz') {
-    const ex = tarExtractor(workDir, kind, budget);
-    await pipeline(createReadStream(file), ex.input);
-    return ex.done;
+  opts: { copy?: boolean; signal?: AbortSignal } = {},
+): Promise<ExtractResult> {
+  const kind = archiveKindFor(name, await readHead(file));
+  if (kind === 'none') return place(file, workDir, name, opts.copy === true);
+  await clearExtracted(workDir);
+  if (kind === 'zip') return extractZip(file, workDir, budget, opts.signal);
+  const ex = tarExtractor(workDir, kind, budget);
+  const stop = (): void => ex.abort(new DownloadError('Cancelled', 'extraction cancelled'));
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  if (opts.signal?.aborted) stop();
+  try {
+    // A read failure destroys the input with its error, so `done` reports it; `done` is the one answer.
+    await pipeline(createReadStream(file), ex.input).catch(() => undefined);
+    return await ex.done;
+  } finally {
+    opts.signal?.removeEventListener('abort', stop);
   }
-  if (opts.copy) await copyFile(file, join(workDir, name));
-  else await rename(file, join(workDir, name));
-  return { files: 1 };
+}
+
+/** The first 512 bytes of a file (fewer if it is shorter): enough to recognise any archive. */
+async function readHead(file: string): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(head, 0, 512, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A file that is not an archive, at workDir/name: replacing whatever was there, never writing through it. */
+async function place(file: string, workDir: string, name: string, copy: boolean): Promise<ExtractResult> {
+  if (isReservedInModel(name))
+    throw new DownloadError(
+      'UnsafeObjectName',
+      `a model file cannot be named '${name.slice(0, 200)}': the cache keeps its own state under that name; rename it`,
+    );
+  const dest = safeJoin(workDir, name);
+  try {
+    await rm(dest, { recursive: true, force: true });
+    if (copy) await copyFile(file, dest, fsc.COPYFILE_EXCL);
+    else await rename(file, dest);
+  } catch (err) {
+    throw diskError(err, `placing ${name.slice(0, 200)} in the model folder`);
+  }
+  return { files: 1, skipped: [] };
 }

@@ -13,7 +13,9 @@ export type DownloadErrorCode =
   | 'UnsafeObjectName'
   | 'InsufficientCapacity'
   | 'Cancelled'
-  | 'DiskError';
+  | 'DiskError'
+  /** A bug in modelcache, not a fault of the source, its content or the disk. */
+  | 'Internal';
 
 /** A download failure with a stable code (for status) and a message for humans, with the numbers. */
 export class DownloadError extends Error {

@@ -1,5 +1,5 @@
 import { header, type Headers } from './http-client.ts';
-import { DownloadError, redactUrl } from './errors.ts';
+import { DownloadError, diskError, redactUrl } from './errors.ts';
 
 /**
  * A 206 answer's Content-Range, checked to start where it was asked to; the object's total size
@@ -61,4 +61,37 @@ export function classify(err: unknown): DownloadError {
       cause: err,
     });
   return new DownloadError('SourceUnavailable', msg, { retryable: true, cause: err });
+}
+
+/** Failures caused by what the source sent: partial bytes of it are worthless, never resumed or extracted again. */
+export const CONTENT_FAULTS: ReadonlySet<string> = new Set([
+  'BadResponse',
+  'UnsafeArchive',
+  'UnsafeObjectName',
+  'SizeExceeded',
+  'IntegrityMismatch',
+]);
+
+/** fs errors a name chosen by the source causes: too long, a folder or a file already in its way, a loop. */
+const NAME_FAULTS = new Set(['ENAMETOOLONG', 'EISDIR', 'ENOTDIR', 'EEXIST', 'ELOOP', 'EINVAL', 'EILSEQ']);
+
+/**
+ * A raw fs error as a DownloadError: disk full InsufficientCapacity, EIO and the like DiskError (as
+ * diskError), and errors caused by the name the content gave (ENAMETOOLONG, EISDIR…) the content's
+ * fault `contentCode`, never a disk error. Anything else passes through.
+ */
+export function fsFault(
+  err: unknown,
+  what: string,
+  contentCode: 'UnsafeObjectName' | 'InvalidUri' | 'BadResponse',
+): unknown {
+  if (err instanceof DownloadError) return err;
+  const disk = diskError(err, what);
+  if (disk !== err) return disk;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== undefined && NAME_FAULTS.has(code))
+    return new DownloadError(contentCode, `${what} failed (${code}): this name cannot be stored on the node`, {
+      cause: err,
+    });
+  return err;
 }

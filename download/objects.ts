@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { extractOrPlace, sizeBudget } from './archive.ts';
-import { safeJoin } from './containment.ts';
+import { entryParts, reservedComponent, safeJoin } from './containment.ts';
 import { DownloadError } from './errors.ts';
+import { CONTENT_FAULTS, fsFault } from './http-status.ts';
 import { runAll } from './parallel.ts';
 import type { HttpClient } from './http-client.ts';
 import { fetchObject, type RemoteObject } from './ranged.ts';
@@ -45,18 +46,71 @@ export function underPrefix<T>(
   return { single: false, objects: under.map((x) => toObject(x, keyOf(x).slice(dir.length))) };
 }
 
-/** Relative paths checked for escapes and for a file that is also a folder ('a' and 'a/b'). */
+/** Most pages one listing may have: a store that pages forever must fail, not grow memory until the OOM killer. */
+export const MAX_LIST_PAGES = 10_000;
+/** Most objects one listing may name. */
+export const MAX_LIST_OBJECTS = 1_000_000;
+
+/** Counts a paginated listing's pages and objects, and refuses a page token seen before (a loop). */
+export interface ListingGuard {
+  /** One page arrived with `count` entries: BadResponse past the caps. */
+  page(count: number): void;
+  /** The token (or next URL) the page names: BadResponse when it was seen before. */
+  next(token: string): void;
+}
+
+/** A ListingGuard for the listing of `what` (a URI, for messages). */
+export function listingGuard(what: string, caps = { pages: MAX_LIST_PAGES, objects: MAX_LIST_OBJECTS }): ListingGuard {
+  const seen = new Set<string>(); // hashes: a hostile store's tokens may be huge
+  let pages = 0;
+  let objects = 0;
+  return {
+    page(count) {
+      pages++;
+      objects += count;
+      if (pages > caps.pages)
+        throw new DownloadError('BadResponse', `${what}: the listing has more than ${caps.pages} pages; it never ends`);
+      if (objects > caps.objects)
+        throw new DownloadError(
+          'BadResponse',
+          `${what}: the listing names more than ${caps.objects} objects, more than a model may hold`,
+        );
+    },
+    next(token) {
+      const h = createHash('sha256').update(token).digest('hex');
+      if (seen.has(h))
+        throw new DownloadError(
+          'BadResponse',
+          `${what}: the listing repeats a page it already gave (page ${pages + 1} points back to an earlier one); the store's pagination loops`,
+        );
+      seen.add(h);
+    },
+  };
+}
+
+/**
+ * Relative paths checked for escapes, for names the cache reserves ('.modelcache.json…', '.download',
+ * '.staging', '.trash' at any depth) and for a file that is also a folder ('a' and 'a/b').
+ */
 function checkPaths(objects: ListedObject[], uri: string): void {
   const files = new Set<string>();
   for (const obj of objects) {
+    let parts: string[];
     try {
       safeJoin('/', obj.path);
+      parts = entryParts(obj.path);
     } catch {
       throw new DownloadError(
         'UnsafeObjectName',
         `${uri}: object '${obj.path.slice(0, 200)}' would be written outside the model folder; rename it in the store`,
       );
     }
+    const reserved = reservedComponent(parts);
+    if (reserved)
+      throw new DownloadError(
+        'UnsafeObjectName',
+        `${uri}: object '${obj.path.slice(0, 200)}' uses '${reserved}', a name the cache keeps for its own state; rename it in the store`,
+      );
     if (files.has(obj.path))
       throw new DownloadError('UnsafeObjectName', `${uri}: object '${obj.path}' is listed twice`);
     files.add(obj.path);
@@ -137,9 +191,18 @@ export async function downloadObjects(
     const obj = objects[0]!;
     const partial = partialOf(obj);
     const bytes = await fetchObject(obj, partial, { ...ctx, signal: req.signal });
-    const { files } = await extractOrPlace(partial, req.workDir, obj.path, sizeBudget(limit));
-    await rm(dl, { recursive: true, force: true });
-    return { bytes, files };
+    try {
+      const { files } = await extractOrPlace(partial, req.workDir, obj.path, sizeBudget(limit), {
+        signal: req.signal,
+      });
+      await rm(dl, { recursive: true, force: true });
+      return { bytes, files };
+    } catch (err) {
+      const e = fsFault(err, `storing '${obj.path.slice(0, 200)}'`, 'UnsafeObjectName');
+      // An object that cannot be extracted is fetched again next time, never extracted again blindly.
+      if (e instanceof DownloadError && CONTENT_FAULTS.has(e.code)) await rm(dl, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   const todo = objects.filter((x) => !kept.has(x.path));
@@ -149,8 +212,12 @@ export async function downloadObjects(
     if (done > limit)
       throw new DownloadError('SizeExceeded', `${req.uri} sent more than modelSize allows (${limit} bytes)`);
     const dest = join(req.workDir, ...obj.path.split('/'));
-    await mkdir(dirname(dest), { recursive: true });
-    await rename(partial, dest);
+    try {
+      await mkdir(dirname(dest), { recursive: true });
+      await rename(partial, dest);
+    } catch (err) {
+      throw fsFault(err, `storing '${obj.path.slice(0, 200)}'`, 'UnsafeObjectName');
+    }
     obj.size ??= bytes;
   });
   await rm(dl, { recursive: true, force: true });

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { BatchWriter } from './batch-writer.ts';
+import { BatchWriter, writeStateFile } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
-import { discard, type HttpClient } from './http-client.ts';
+import { discard, header, type HttpClient } from './http-client.ts';
 import { classify, contentRange, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
 import type { Authorize } from './request.ts';
@@ -51,23 +51,46 @@ function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; c
   return { partSize: o.partSizeBytes, count: Math.ceil(size / o.partSizeBytes) };
 }
 
+/** The saved state, or undefined when absent, torn or of another shape (then the object starts from zero). */
+async function readState(path: string): Promise<PartState | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const s = v as Record<string, unknown>;
+  const count = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (
+    typeof s.url !== 'string' ||
+    (s.etag !== undefined && typeof s.etag !== 'string') ||
+    (s.size !== undefined && !count(s.size)) ||
+    !count(s.partSize) ||
+    !Array.isArray(s.done) ||
+    !s.done.every(count)
+  )
+    return undefined;
+  return v as PartState;
+}
+
 async function loadState(
   path: string,
   obj: RemoteObject,
   partSize: number,
   count: number,
 ): Promise<PartState | undefined> {
-  const s = await readFile(path, 'utf8').then(
-    (t) => JSON.parse(t) as PartState,
-    () => undefined,
-  );
+  const s = await readState(path);
   if (
     !s ||
     s.url !== obj.url ||
     s.etag !== obj.etag ||
     s.size !== obj.size ||
     s.partSize !== partSize ||
-    s.done.length !== count
+    s.done.length !== count ||
+    s.done.some((d, i) => d > partLength(s, i))
   )
     return undefined;
   return s;
@@ -104,6 +127,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     throw diskError(err, `creating ${partial}`);
   }
   const saver = stateSaver(statePath, state);
+  let worthless = false;
   try {
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
     const pending = state.done.map((_, i) => i).filter((i) => !partComplete(state, i));
@@ -112,9 +136,17 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
         fetchPart(obj, fh, state, i, { ...ctx, signal }, saver),
       ),
     );
+  } catch (err) {
+    // Bytes of another version (or that never completed): the next try starts from zero, never splices.
+    worthless = err instanceof DownloadError && (err.code === 'IntegrityMismatch' || err.code === 'SizeExceeded');
+    throw err;
   } finally {
     await saver.flush(); // a cancelled download keeps what it has for the next attempt
     await fh.close();
+    if (worthless) {
+      await rm(statePath, { force: true });
+      await rm(partial, { force: true });
+    }
   }
   const bytes = state.size ?? state.done[0]!;
   if (obj.digest) await verifyDigest(partial, obj.digest, obj.url);
@@ -179,7 +211,12 @@ async function fetchPart(
       state.done[0] = 0;
       start = 0;
     } else if (res.statusCode === 206) {
-      contentRange(res, start);
+      const { total } = contentRange(res, start);
+      const etag = header(res.headers, 'etag');
+      if (total !== undefined && state.size !== undefined && total !== state.size)
+        throw changed(obj, `${total} bytes now, ${state.size} expected`);
+      if (obj.etag !== undefined && etag !== undefined && bareEtag(etag) !== bareEtag(obj.etag))
+        throw changed(obj, `ETag ${etag} now, ${obj.etag} expected`);
     } else if (res.statusCode !== 200) {
       throw statusError(res, obj.url, o.backoffMaxMs);
     }
@@ -235,6 +272,18 @@ async function fetchPart(
   }
 }
 
+/** `W/"x"`, `"x"` and `x` are one ETag for comparing a part's answer with the listing. */
+function bareEtag(e: string): string {
+  return e.replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+function changed(obj: RemoteObject, why: string): DownloadError {
+  return new DownloadError(
+    'IntegrityMismatch',
+    `${redactUrl(obj.url)} changed while it was being downloaded (${why}); its parts are never spliced`,
+  );
+}
+
 interface StateSaver {
   /** Schedules a save (at once with `now`), at most one every STATE_EVERY_MS otherwise. */
   touch(now?: boolean): void;
@@ -253,8 +302,7 @@ function stateSaver(path: string, state: PartState): StateSaver {
       .then(async () => {
         queued = false;
         last = Date.now();
-        await writeFile(`${path}.tmp`, JSON.stringify(state));
-        await rename(`${path}.tmp`, path);
+        await writeStateFile(path, JSON.stringify(state));
       })
       .catch(() => undefined);
   };

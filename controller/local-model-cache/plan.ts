@@ -10,7 +10,7 @@ import type { Node } from '../../kube/types.ts';
 import { findCondition, mergeConditions, sameJson, type ConditionInput } from '../conditions.ts';
 import type { CachePlacement } from '../placement/plan.ts';
 import { isNodeReady } from '../placement/node-ready.ts';
-import { parseQuantity } from '../../api/quantity.ts';
+import { formatBytes, parseQuantity } from '../../api/quantity.ts';
 import { progressPart, totalProgress } from '../../api/progress.ts';
 
 export interface CacheObservation {
@@ -109,7 +109,7 @@ export function planCache(o: CacheObservation): CachePlan {
           reason: placement.problems[0]?.reason ?? 'NotScheduled',
           message: placement.problems.map((p) => p.message).join('; '),
         };
-  const conditions = [scheduled, readyCondition(name, nodeStatus, scheduled, o)];
+  const conditions = [scheduled, readyCondition(name, nodeStatus, scheduled, o), sizeCondition(name, nodeStatus, o)];
   if (placement.held) {
     const users = (o.users ?? []).map((u) => `${u.namespace}/${u.name}`);
     conditions.push({
@@ -137,6 +137,11 @@ export function planCache(o: CacheObservation): CachePlan {
     findCondition(old.conditions, 'DeletionHeld')?.status !== 'True'
   ) {
     events.push({ type: 'Warning', reason: 'DeletionHeld', message: held.message });
+  }
+  const fits = findCondition(status.conditions, 'SizeFits');
+  const fitted = findCondition(old.conditions, 'SizeFits');
+  if (fits?.status === 'False' && (fitted?.status !== 'False' || fitted.message !== fits.message)) {
+    events.push({ type: 'Warning', reason: fits.reason ?? 'ModelSizeExceeded', message: fits.message ?? '' });
   }
   const ready = findCondition(status.conditions, 'Ready');
   if (ready?.status === 'True' && findCondition(old.conditions, 'Ready')?.status !== 'True') {
@@ -200,6 +205,43 @@ function readyCondition(
     status: 'False',
     reason: 'Downloading',
     message: `available on ${available} of ${total} node(s)`,
+  };
+}
+
+/**
+ * Whether the copies on the nodes fit modelSize. A modelSize made smaller than what a node already
+ * downloaded is reported with the sizes, not enforced by truncating or dropping the copy.
+ */
+function sizeCondition(name: string, nodeStatus: Record<string, NodeState>, o: CacheObservation): ConditionInput {
+  let size: number;
+  try {
+    size = parseQuantity(o.cache.spec.modelSize, 'spec.modelSize');
+  } catch (err) {
+    return { type: 'SizeFits', status: 'Unknown', reason: 'InvalidSpec', message: (err as Error).message };
+  }
+  const over: Array<[string, number]> = [];
+  for (const [node, state] of Object.entries(nodeStatus)) {
+    if (state !== 'NodeDownloaded' && state !== 'NodeDownloading') continue;
+    const bytes = o.localModelNodes.get(node)?.status?.models?.[name]?.bytesDone ?? 0;
+    if (bytes > size) over.push([node, bytes]);
+  }
+  if (over.length === 0)
+    return {
+      type: 'SizeFits',
+      status: 'True',
+      reason: 'Fits',
+      message: `every copy fits modelSize ${formatBytes(size)}`,
+    };
+  const largest = Math.max(...over.map(([, b]) => b));
+  const shown = over
+    .slice(0, 5)
+    .map(([n, b]) => `${n} holds ${formatBytes(b)} (${b} bytes)`)
+    .join(', ');
+  return {
+    type: 'SizeFits',
+    status: 'False',
+    reason: 'ModelSizeExceeded',
+    message: `modelSize ${formatBytes(size)} (${size} bytes) is smaller than ${over.length} copy(ies) already on nodes: ${shown}; the copies are kept whole, not truncated, but storageLimit counts only modelSize: set modelSize to at least ${largest} bytes`,
   };
 }
 

@@ -7,7 +7,7 @@ import {
   type LocalModelNodeGroup,
 } from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
-import { matchesSelector } from './selector.ts';
+import { groupMembership, groupStoragePath } from './group-spec.ts';
 
 export type PlacementProblemReason =
   'NodeGroupNotFound' | 'StorageLimitExceeded' | 'DuplicateSourceModelUri' | 'InvalidSpec';
@@ -37,6 +37,8 @@ export interface GroupPlacement {
   limitBytes: number;
   /** Caches that did not fit, with the message shown to users. */
   rejected: Array<{ cache: string; message: string }>;
+  /** Parts of the group's node selection that cannot be evaluated (they select no node). */
+  selectionErrors: string[];
 }
 
 export interface Placement {
@@ -90,10 +92,12 @@ export function computePlacement(input: PlacementInput): Placement {
       limitBytes = 0;
     }
     const nodes = liveNodes
-      .filter((n) => matchesSelector(n.metadata.labels, g.spec.nodeSelector ?? {}))
+      .filter((n) => groupMembership(g.spec, { name: n.metadata.name ?? '', labels: n.metadata.labels ?? {} }).member)
       .map((n) => n.metadata.name ?? '')
       .sort();
-    groups.set(name, { name, nodes, caches: [], bytesPlanned: 0, limitBytes, rejected: [] });
+    // What cannot be evaluated depends on the spec alone, not on the node.
+    const selectionErrors = groupMembership(g.spec, { name: '' }).errors;
+    groups.set(name, { name, nodes, caches: [], bytesPlanned: 0, limitBytes, rejected: [], selectionErrors });
     groupSpecs.set(name, g);
   }
 
@@ -159,7 +163,7 @@ export function computePlacement(input: PlacementInput): Placement {
         modelName: name,
         nodeGroup: groupName,
         modelSize: size,
-        storagePath: g?.spec.storagePath ?? DEFAULT_STORAGE_PATH,
+        storagePath: g ? groupStoragePath(g.spec) : DEFAULT_STORAGE_PATH,
         storageKey: storageKeyFor(uri),
         ...(g?.spec.credentials?.secretName ? { credentialsSecret: g.spec.credentials.secretName } : {}),
         ...(cache.spec.serviceAccountName ? { serviceAccountName: cache.spec.serviceAccountName } : {}),

@@ -1,10 +1,11 @@
 import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
 import { progressPart, totalProgress } from '../../api/progress.ts';
+import { markerIsFor } from '../../disk/inventory.ts';
 
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
-  /** Complete models: marker present; the URI the marker records. */
-  complete: ReadonlyMap<string, { uri: string; bytes: number; completedAt: string }>;
+  /** Complete models: marker present; sha256 of the URI the marker records (never the URI: it may hold secrets). */
+  complete: ReadonlyMap<string, { uriSha256: string; bytes: number; completedAt: string }>;
   /** Keys with partial data (staging) that a download can resume. */
   partial: ReadonlySet<string>;
 }
@@ -25,8 +26,9 @@ export interface Failure {
   uri: string;
   reason: string;
   message: string;
-  retryAt: number;
-  startedAt?: string;
+  /** When it may be tried again; undefined: not until the spec changes (a new URI is a new storage key). */
+  retryAt: number | undefined;
+  startedAt?: string | undefined;
 }
 
 export interface NodeObservation {
@@ -77,7 +79,8 @@ export function planNode(o: NodeObservation): NodePlan {
     const done = o.disk.complete.get(key);
     const running = o.inFlight.get(key);
     const failed = o.failures.get(key);
-    if (done && done.uri === m.sourceModelUri) {
+    const sameUri = done !== undefined && markerIsFor(done, m.sourceModelUri);
+    if (done && sameUri) {
       modelStatus[m.modelName] = 'ModelDownloaded';
       models[m.modelName] = {
         storageKey: key,
@@ -87,7 +90,7 @@ export function planNode(o: NodeObservation): NodePlan {
       };
       continue;
     }
-    if (done && done.uri !== m.sourceModelUri) {
+    if (done && !sameUri) {
       // Same folder, other URI (a hash collision or a changed spec): replace it.
       actions.push({ kind: 'remove', storageKey: key });
       modelStatus[m.modelName] = 'ModelDownloadPending';
@@ -104,7 +107,7 @@ export function planNode(o: NodeObservation): NodePlan {
       };
       continue;
     }
-    if (failed && failed.uri === m.sourceModelUri && failed.retryAt > o.now) {
+    if (failed && failed.uri === m.sourceModelUri && (failed.retryAt === undefined || failed.retryAt > o.now)) {
       modelStatus[m.modelName] = 'ModelDownloadError';
       models[m.modelName] = {
         storageKey: key,
@@ -112,7 +115,7 @@ export function planNode(o: NodeObservation): NodePlan {
         message: failed.message,
         ...(failed.startedAt ? { startedAt: failed.startedAt } : {}),
       };
-      nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, failed.retryAt);
+      if (failed.retryAt !== undefined) nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, failed.retryAt);
       continue;
     }
     modelStatus[m.modelName] = 'ModelDownloadPending';

@@ -14,6 +14,25 @@ import { planNode, type InFlight } from './plan.ts';
 export interface NodeCacheMemory {
   specMissingSince?: number | undefined;
   paused?: string | undefined;
+  /** Markers found invalid, with the reason last logged: each is warned about once, not on every pass. */
+  invalidMarkers?: Map<string, string>;
+}
+
+/** Takes the inventory, warning once per marker that does not parse (that folder counts as not complete). */
+export async function inventoryWithWarnings(
+  root: string,
+  log: Logger,
+  seen: Map<string, string>,
+): Promise<Awaited<ReturnType<typeof takeInventory>>> {
+  const now = new Map<string, string>();
+  const inv = await takeInventory(root, (path, reason) => {
+    now.set(path, reason);
+    if (seen.get(path) !== reason)
+      log.warn({ marker: path, reason }, 'completion marker is not valid: that model counts as not complete');
+  });
+  seen.clear();
+  for (const [path, reason] of now) seen.set(path, reason);
+  return inv;
 }
 
 export interface NodeCacheDeps {
@@ -59,7 +78,8 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
   // still in flight here or already on disk there, never neither (which would start it again).
   const inFlight = new Map(d.downloads.inFlight);
   const failures = new Map(d.downloads.failures);
-  const inv = await takeInventory(d.root);
+  mem.invalidMarkers ??= new Map();
+  const inv = await inventoryWithWarnings(d.root, d.log, mem.invalidMarkers);
   const reportedKeys = new Map<string, string>();
   for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
     if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
@@ -68,7 +88,10 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
       desired: lmn?.spec?.localModels ?? [],
       disk: {
         complete: new Map(
-          [...inv.complete].map(([k, m]) => [k, { uri: m.uri, bytes: m.bytes, completedAt: m.completedAt }]),
+          [...inv.complete].map(([k, m]) => [
+            k,
+            { uriSha256: m.uriSha256, bytes: m.bytes, completedAt: m.completedAt },
+          ]),
         ),
         partial: inv.partial,
       },
@@ -81,6 +104,7 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
       orphanGraceMs: d.orphanGraceMs,
     });
   const plan = observe(inFlight);
+  if (lmn) d.downloads.forgetFailuresExcept(new Set((lmn.spec?.localModels ?? []).map((m) => m.storageKey)));
   for (const a of plan.actions) {
     if (a.kind === 'download') d.downloads.start(a.model);
     else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);

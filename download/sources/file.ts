@@ -6,7 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { clearExtracted, extractOrPlace, sizeBudget, type ByteBudget } from '../archive.ts';
 import { isInside } from '../containment.ts';
-import { DownloadError, diskError } from '../errors.ts';
+import { DownloadError } from '../errors.ts';
+import { fsFault } from '../http-status.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
 
 /**
@@ -54,7 +55,10 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
           `${path} is ${st.size} bytes, more than modelSize allows (${limit} bytes)`,
         );
       // Archives are extracted straight from the host file; anything else is copied.
-      const { files } = await extractOrPlace(real, req.workDir, basename(real), budget, { copy: true });
+      const { files } = await extractOrPlace(real, req.workDir, basename(real), budget, {
+        copy: true,
+        signal: req.signal,
+      });
       progress(st.size);
       return { bytes: st.size, files };
     }
@@ -75,7 +79,11 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
     }
     return { bytes: done, files };
   } catch (err) {
-    throw diskError(err, `copying ${path}`);
+    if ((err as NodeJS.ErrnoException)?.code === 'ENOENT')
+      throw new DownloadError('SourceNotFound', `${path} changed while it was being copied (a file vanished)`, {
+        cause: err,
+      });
+    throw fsFault(err, `copying ${path}`, 'UnsafeObjectName');
   }
 }
 

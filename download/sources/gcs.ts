@@ -1,7 +1,7 @@
 import { DownloadError } from '../errors.ts';
 import { discard, type HttpClient } from '../http-client.ts';
-import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
-import { getText, type Authorize } from '../request.ts';
+import { downloadObjects, listingGuard, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
+import { getText, parseJson, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
 
 /** `gs://bucket/prefix` → bucket and object prefix ('' for the whole bucket). */
@@ -92,6 +92,7 @@ async function listGcs(
 ): Promise<ObjectListing> {
   const all: GcsObject[] = [];
   let pageToken: string | undefined;
+  const guard = listingGuard(`gs://${bucket}/${prefix}`);
   do {
     const q = new URLSearchParams({
       prefix,
@@ -99,12 +100,16 @@ async function listGcs(
       ...(pageToken ? { pageToken } : {}),
     });
     const url = `${base}/storage/v1/b/${encodeURIComponent(bucket)}/o?${q}`;
-    const page = JSON.parse((await getText({ url, http, authorize, o, signal, errorDetail: gcsErrorDetail })).body) as {
-      items?: GcsObject[];
-      nextPageToken?: string;
-    };
+    const page = parseJson(
+      (await getText({ url, http, authorize, o, signal, errorDetail: gcsErrorDetail })).body,
+      `gs://${bucket}: a listing page`,
+    ) as { items?: GcsObject[]; nextPageToken?: string } | null;
+    if (typeof page !== 'object' || page === null || (page.items !== undefined && !Array.isArray(page.items)))
+      throw new DownloadError('BadResponse', `gs://${bucket}: a listing page is not an object list`);
+    guard.page(page.items?.length ?? 0);
     all.push(...(page.items ?? []));
-    pageToken = page.nextPageToken;
+    pageToken = typeof page.nextPageToken === 'string' && page.nextPageToken !== '' ? page.nextPageToken : undefined;
+    if (pageToken) guard.next(pageToken);
   } while (pageToken);
 
   // The generation pins the version: every ranged part reads the same bytes, or fails with 404.

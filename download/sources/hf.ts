@@ -1,7 +1,7 @@
 import { DownloadError } from '../errors.ts';
 import type { HttpClient } from '../http-client.ts';
-import { downloadObjects, type ListedObject, type ObjectListing } from '../objects.ts';
-import { getText, type Authorize } from '../request.ts';
+import { downloadObjects, listingGuard, type ListedObject, type ObjectListing } from '../objects.ts';
+import { getText, parseJson, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
 
 /** `hf://org/model[:revision]` → repository and revision ('main' when none is given). */
@@ -28,7 +28,20 @@ const encodePath = (p: string): string => p.split('/').map(encodeURIComponent).j
 /** The next page of a paginated listing, from its Link header. */
 function nextLink(link: string | string[] | undefined, base: string): string | undefined {
   const m = /<([^>]+)>;\s*rel="next"/.exec(Array.isArray(link) ? link.join(',') : (link ?? ''));
-  return m ? new URL(m[1]!, base).toString() : undefined;
+  if (!m) return undefined;
+  try {
+    return new URL(m[1]!, base).toString();
+  } catch {
+    throw new DownloadError('BadResponse', `the hub's Link header names an invalid next page: ${m[1]!.slice(0, 200)}`);
+  }
+}
+
+function isTreeEntry(e: unknown): e is TreeEntry {
+  const x = e as Partial<TreeEntry> | null;
+  if (typeof x !== 'object' || x === null || typeof x.path !== 'string') return false;
+  if (x.type !== 'file') return true; // folders (and kinds the hub may add) are skipped
+  const size = (n: unknown): boolean => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  return size(x.size) && (x.lfs === undefined || (typeof x.lfs.oid === 'string' && size(x.lfs.size)));
 }
 
 function hfErrorDetail(body: string): string | undefined {
@@ -49,7 +62,7 @@ async function listHf(
   signal: AbortSignal,
 ): Promise<ObjectListing> {
   // Pin the revision to its commit first: every file (and every part) then comes from one commit.
-  const info = JSON.parse(
+  const info = parseJson(
     (
       await getText({
         url: `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`,
@@ -60,19 +73,28 @@ async function listHf(
         errorDetail: hfErrorDetail,
       })
     ).body,
-  ) as { sha?: string };
-  if (!info.sha)
+    `hf://${repo}: the revision info`,
+  ) as { sha?: unknown } | null;
+  if (typeof info?.sha !== 'string' || !/^[0-9a-f]{40,64}$/.test(info.sha))
     throw new DownloadError('BadResponse', `hf://${repo}: the hub did not name the commit of revision ${revision}`);
+  const sha = info.sha;
   const files: TreeEntry[] = [];
-  let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${info.sha}?recursive=true&expand=false`;
+  let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${sha}?recursive=true&expand=false`;
+  const guard = listingGuard(`hf://${repo}`);
+  guard.next(url);
   while (url) {
     const page = await getText({ url, http, authorize, o, signal, errorDetail: hfErrorDetail });
-    files.push(...(JSON.parse(page.body) as TreeEntry[]).filter((e) => e.type === 'file'));
+    const entries = parseJson(page.body, `hf://${repo}: a tree page`);
+    if (!Array.isArray(entries) || !entries.every(isTreeEntry))
+      throw new DownloadError('BadResponse', `hf://${repo}: a tree page is not a list of files and folders`);
+    guard.page(entries.length);
+    files.push(...entries.filter((e) => e.type === 'file'));
     url = nextLink(page.headers['link'], endpoint);
+    if (url) guard.next(url);
   }
   const objects = files.map((f): ListedObject => ({
     path: f.path,
-    url: `${endpoint}/${repo}/resolve/${info.sha}/${encodePath(f.path)}`,
+    url: `${endpoint}/${repo}/resolve/${sha}/${encodePath(f.path)}`,
     size: f.lfs?.size ?? f.size,
     // LFS files carry their sha256: checked before the file is accepted.
     ...(f.lfs ? { digest: { algorithm: 'sha256' as const, hex: f.lfs.oid } } : {}),

@@ -1,20 +1,23 @@
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BatchWriter } from '../batch-writer.ts';
+import { BatchWriter, writeStateFile } from '../batch-writer.ts';
 import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
-import { classify, contentRange, statusError } from '../http-status.ts';
+import { CONTENT_FAULTS, classify, contentRange, fsFault, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
 import {
   clearExtracted,
-  detectArchive,
+  archiveKindFor,
   extractOrPlace,
   sizeBudget,
   tarExtractor,
   type ByteBudget,
+  type Extractor,
 } from '../archive.ts';
-import { DownloadError, diskError, redactUrl } from '../errors.ts';
+import { DownloadError, redactUrl } from '../errors.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
 
+/** What the first answer said about the object whose bytes are in the partial file. */
 interface ResumeMeta {
   url: string;
   etag?: string;
@@ -22,18 +25,34 @@ interface ResumeMeta {
   total?: number;
 }
 
+/** Longest file name most filesystems store (bytes). */
+const NAME_MAX = 255;
+
 /** File name for a single-file download: the URL's last path segment, made safe. */
 export function fileNameFromUrl(url: string): string {
-  const seg = decodeURIComponent(new URL(url).pathname.split('/').filter(Boolean).pop() ?? '');
+  const raw = new URL(url).pathname.split('/').filter(Boolean).pop() ?? '';
+  let seg: string;
+  try {
+    seg = decodeURIComponent(raw);
+  } catch {
+    seg = raw; // not valid percent-encoding (say /%E0%A4%A): kept as it is written
+  }
   const clean = seg.replace(/[/\\\0]/g, '_');
   if (!clean || clean === '.' || clean === '..') return 'model';
-  return clean.startsWith('.') ? `_${clean}` : clean;
+  const name = clean.startsWith('.') ? `_${clean}` : clean;
+  if (Buffer.byteLength(name) > NAME_MAX)
+    throw new DownloadError(
+      'InvalidUri',
+      `the file name at the end of ${redactUrl(url)} is ${Buffer.byteLength(name)} bytes long, more than the ${NAME_MAX} a file name may have`,
+    );
+  return name;
 }
 
 /**
  * Downloads one HTTP(S) object into req.workDir, resuming from bytes already on disk (Range +
- * If-Range), retrying 5xx/429/resets/stalls with capped backoff, stopping at the size limit,
- * and extracting tar/tar.gz/zip archives recognised by their bytes.
+ * If-Range, only when the first answer had a validator, and never splicing two objects), retrying
+ * 5xx/429/resets/stalls with capped backoff, stopping at the size limit, and extracting tar/tar.gz/zip
+ * archives (by name and bytes). An archive that fails while it streams ends the attempt at once.
  */
 export async function downloadHttp(
   req: DownloadRequest,
@@ -42,71 +61,64 @@ export async function downloadHttp(
 ): Promise<DownloadResult> {
   const { uri: url, workDir, signal } = req;
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
-  const dl = join(workDir, '.download');
-  await mkdir(dl, { recursive: true });
   const name = fileNameFromUrl(url);
-  const partial = join(dl, `${name}.partial`);
+  const dl = join(workDir, '.download');
+  await mkdir(dl, { recursive: true }).catch((err: unknown) => {
+    throw fsFault(err, `creating ${dl}`, 'InvalidUri');
+  });
+  // The partial's own name stays short whatever the file's name is.
+  const base = Buffer.byteLength(name) > 200 ? createHash('sha256').update(name).digest('hex').slice(0, 32) : name;
+  const partial = join(dl, `${base}.partial`);
   const metaPath = `${partial}.json`;
-  let streamed: Promise<{ files: number }> | undefined;
+  let streamed: Extractor | undefined;
   let lastError: unknown;
   let done = false;
 
   for (let attempt = 1; attempt <= o.attempts && !done; attempt++) {
     if (signal.aborted) throw new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason });
-    const meta = await readFile(metaPath, 'utf8').then(
-      (t) => JSON.parse(t) as ResumeMeta,
-      () => undefined,
-    );
-    let offset = await stat(partial).then(
-      (s) => s.size,
-      () => 0,
-    );
-    if (offset > 0 && meta?.url !== url) offset = 0;
-    if (offset > 0 && meta?.total !== undefined && offset === meta.total) {
+    const start = await resumePoint(partial, metaPath, url);
+    if (start.complete) {
       done = true;
       break;
     }
-    const validator = meta?.etag ?? meta?.lastModified;
+    let offset = start.offset;
+    const validator = start.meta?.etag ?? start.meta?.lastModified;
     const headers: Record<string, string> =
       offset > 0 ? { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) } : {};
     const attemptAbort = new AbortController();
+    const attemptSignal = AbortSignal.any([signal, attemptAbort.signal]);
     let stall: NodeJS.Timeout | undefined;
     let res: HttpResponse | undefined;
+    let extractor: Extractor | undefined;
+    let extractFailure: DownloadError | undefined;
     try {
-      res = await http.get(url, headers, AbortSignal.any([signal, attemptAbort.signal]));
-      if (res.statusCode === 416 && offset > 0)
-        throw new DownloadError('IntegrityMismatch', 'resume position beyond the object', { retryable: true });
-      if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, url, o.backoffMaxMs);
-      let total: number | undefined;
-      if (res.statusCode === 206) {
-        total = contentRange(res, offset).total;
-      } else {
-        offset = 0;
-        const cl = header(res.headers, 'content-length');
-        total = cl === undefined ? undefined : Number(cl);
-      }
+      res = await http.get(url, headers, attemptSignal);
+      const answer = await checkAnswer(res, offset, start.meta, { url, partial, metaPath, maxMs: o.backoffMaxMs });
+      offset = answer.offset;
+      const total = answer.total;
       if (total !== undefined && total > limit)
         throw new DownloadError(
           'SizeExceeded',
           `${redactUrl(url)} is ${total} bytes, more than modelSize allows (${limit} bytes)`,
         );
-      await writeFile(
+      const etag = header(res.headers, 'etag');
+      const lastModified = header(res.headers, 'last-modified');
+      await writeStateFile(
         metaPath,
         JSON.stringify({
           url,
-          etag: header(res.headers, 'etag'),
-          lastModified: header(res.headers, 'last-modified'),
-          total,
+          ...(etag !== undefined ? { etag } : {}),
+          ...(lastModified !== undefined ? { lastModified } : {}),
+          ...(total !== undefined ? { total } : {}),
         } satisfies ResumeMeta),
       );
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
-      let extractor: ReturnType<typeof tarExtractor> | undefined;
       let lastProgress = 0;
       const budget = sizeBudget(limit);
       const fh = await open(partial, offset === 0 ? 'w' : 'r+');
       const out = new BatchWriter(fh, offset, () => undefined, name);
-      stall = setTimeout(() => attemptAbort.abort(new Error('stalled')), o.stallTimeoutMs);
+      stall = setTimeout(() => attemptAbort.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
       try {
         for await (const chunk of res.body) {
           stall.refresh();
@@ -127,17 +139,23 @@ export async function downloadHttp(
           if (head !== undefined) {
             head = Buffer.concat([head, chunk]);
             if (head.length >= 262 || (total !== undefined && head.length >= total)) {
-              const kind = detectArchive(head);
+              const kind = archiveKindFor(name, head);
               if (kind === 'tar' || kind === 'tar.gz') {
                 await clearExtracted(workDir);
-                extractor = tarExtractor(workDir, kind, budget);
-                extractor.done.catch(() => undefined);
-                await feed(extractor.input, head);
+                const ex = tarExtractor(workDir, kind, budget);
+                extractor = ex;
+                // A failed extraction ends the attempt now: no more body read, no wait on a dead input.
+                ex.done.catch((err: unknown) => {
+                  if (attemptSignal.aborted) return; // torn down because the attempt ended otherwise
+                  extractFailure ??= asExtractionError(err);
+                  attemptAbort.abort(extractFailure);
+                });
+                await feed(ex.input, head, attemptSignal);
               }
               head = undefined;
             }
           } else if (extractor) {
-            await feed(extractor.input, chunk);
+            await feed(extractor.input, chunk, attemptSignal);
           }
           await out.push(chunk);
         }
@@ -152,15 +170,21 @@ export async function downloadHttp(
           retryable: true,
         });
       }
-      if (extractor) streamed = extractor.done;
+      if (extractor) streamed = extractor;
       done = true;
     } catch (err) {
       discard(res);
-      const e = signal.aborted
-        ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason })
-        : classify(diskError(err, `writing ${name}`));
+      const failure = extractFailure;
+      if (extractor) await stopExtractor(extractor);
+      const e =
+        failure ??
+        (signal.aborted
+          ? new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason })
+          : classify(fsFault(err, `writing ${name}`, 'InvalidUri')));
       if (!e.retryable) {
-        if (e.code === 'SizeExceeded' || e.code === 'IntegrityMismatch' || e.code === 'InsufficientCapacity')
+        // What a content fault left is worthless; a disk this download filled is freed at once, so that
+        // the node's other users (kubelet, image pulls) get their space back.
+        if (CONTENT_FAULTS.has(e.code) || e.code === 'InsufficientCapacity')
           await rm(dl, { recursive: true, force: true });
         throw e;
       }
@@ -176,6 +200,7 @@ export async function downloadHttp(
     }
   }
   if (!done) {
+    if (signal.aborted) throw new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason });
     const last = lastError as DownloadError | undefined;
     if (last?.code === 'IntegrityMismatch') {
       await rm(dl, { recursive: true, force: true });
@@ -187,32 +212,151 @@ export async function downloadHttp(
       { cause: last },
     );
   }
-  return finish(workDir, dl, partial, name, streamed, sizeBudget(limit));
+  return finish({ workDir, dl, partial, name, signal }, streamed, sizeBudget(limit));
+}
+
+/** The resume state, or undefined when absent, torn or of another shape: then the download starts from zero. */
+async function readMeta(path: string): Promise<ResumeMeta | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { url, etag, lastModified, total } = v as Record<string, unknown>;
+  const optString = (x: unknown): boolean => x === undefined || typeof x === 'string';
+  if (typeof url !== 'string' || !optString(etag) || !optString(lastModified)) return undefined;
+  if (total !== undefined && !(typeof total === 'number' && Number.isSafeInteger(total) && total >= 0))
+    return undefined;
+  return v as ResumeMeta;
+}
+
+/**
+ * Where this attempt starts: after the bytes on disk only when they are of this URL and the first
+ * answer gave a validator (ETag or Last-Modified) to resume against; otherwise from the first byte.
+ */
+async function resumePoint(
+  partial: string,
+  metaPath: string,
+  url: string,
+): Promise<{ offset: number; meta?: ResumeMeta; complete: boolean }> {
+  const meta = await readMeta(metaPath);
+  const size = await stat(partial).then(
+    (s) => s.size,
+    () => 0,
+  );
+  if (size === 0 || meta?.url !== url) return { offset: 0, complete: false };
+  if (meta.total !== undefined && size === meta.total) return { offset: size, meta, complete: true };
+  if (meta.total !== undefined && size > meta.total) return { offset: 0, complete: false };
+  if (meta.etag === undefined && meta.lastModified === undefined) return { offset: 0, complete: false };
+  return { offset: size, meta, complete: false };
+}
+
+/**
+ * The answer's status and size: where its bytes start and the object's total. A resumed answer of
+ * another object (another total, ETag or Last-Modified than the first answer's, or a 416) removes
+ * the partial file and fails the attempt, so the next one starts from the first byte.
+ */
+async function checkAnswer(
+  res: HttpResponse,
+  offset: number,
+  meta: ResumeMeta | undefined,
+  at: { url: string; partial: string; metaPath: string; maxMs: number },
+): Promise<{ offset: number; total?: number }> {
+  const changed = async (why: string): Promise<never> => {
+    await rm(at.partial, { force: true });
+    await rm(at.metaPath, { force: true });
+    throw new DownloadError(
+      'IntegrityMismatch',
+      `${redactUrl(at.url)} changed between attempts (${why}): starting again from the first byte`,
+      { retryable: true },
+    );
+  };
+  if (res.statusCode === 416 && offset > 0) return changed(`it has no byte ${offset} any more`);
+  if (res.statusCode !== 200 && res.statusCode !== 206) throw statusError(res, at.url, at.maxMs);
+  if (res.statusCode === 200) return { offset: 0, total: sizeHeader(header(res.headers, 'content-length')) };
+  const { total } = contentRange(res, offset);
+  if (offset > 0 && meta) {
+    const etag = header(res.headers, 'etag');
+    const lastModified = header(res.headers, 'last-modified');
+    if (meta.total !== undefined && total !== undefined && total !== meta.total)
+      return changed(`${total} bytes now, ${meta.total} before`);
+    if (meta.etag !== undefined && etag !== undefined && etag !== meta.etag)
+      return changed(`ETag ${etag} now, ${meta.etag} before`);
+    if (meta.lastModified !== undefined && lastModified !== undefined && lastModified !== meta.lastModified)
+      return changed(`Last-Modified ${lastModified} now, ${meta.lastModified} before`);
+  }
+  return { offset, ...(total !== undefined ? { total } : {}) };
+}
+
+function sizeHeader(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /** After the bytes are all on disk: archives extracted (if not already while streaming), a plain file moved into place. */
 async function finish(
-  workDir: string,
-  dl: string,
-  partial: string,
-  name: string,
-  streamed: Promise<{ files: number }> | undefined,
+  at: { workDir: string; dl: string; partial: string; name: string; signal: AbortSignal },
+  streamed: Extractor | undefined,
   budget: ByteBudget,
 ): Promise<DownloadResult> {
-  const bytes = (await stat(partial)).size;
-  const files = streamed ? (await streamed).files : (await extractOrPlace(partial, workDir, name, budget)).files;
-  await rm(dl, { recursive: true, force: true });
-  return { bytes, files };
+  const stop = (): void => streamed?.abort(new DownloadError('Cancelled', 'download cancelled'));
+  at.signal.addEventListener('abort', stop, { once: true });
+  try {
+    const bytes = (await stat(at.partial)).size;
+    const { files } = await (streamed?.done ??
+      extractOrPlace(at.partial, at.workDir, at.name, budget, { signal: at.signal }));
+    await rm(at.dl, { recursive: true, force: true });
+    return { bytes, files };
+  } catch (err) {
+    const e = fsFault(err, `placing ${at.name}`, 'InvalidUri');
+    // A complete partial that cannot be extracted is never extracted again on the next attempt.
+    if (e instanceof DownloadError && CONTENT_FAULTS.has(e.code)) await rm(at.dl, { recursive: true, force: true });
+    throw e;
+  } finally {
+    at.signal.removeEventListener('abort', stop);
+  }
 }
 
-/** Writes to an extractor's input, waiting for room; an input that fails or closes ends the wait too. */
-function feed(target: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
+/** An extractor's failure as a DownloadError (its contract; anything else is a bug). */
+function asExtractionError(err: unknown): DownloadError {
+  if (err instanceof DownloadError) return err;
+  return new DownloadError('Internal', `archive extraction failed unexpectedly (a bug in modelcache): ${String(err)}`, {
+    cause: err,
+  });
+}
+
+/** Tears down an extraction this attempt started and waits until it closed its last file. */
+async function stopExtractor(ex: Extractor): Promise<void> {
+  ex.abort(new DownloadError('Cancelled', 'the download attempt ended'));
+  await ex.done.catch(() => undefined);
+}
+
+/**
+ * Writes to an extractor's input, waiting for room; the wait also ends when the input fails or
+ * closes, and rejects when the attempt is aborted (cancel, stall, a failed extraction).
+ */
+function feed(target: NodeJS.WritableStream, chunk: Buffer, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
   if (target.write(chunk)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
       target.off('drain', done).off('close', done).off('error', done);
+      signal.removeEventListener('abort', aborted);
+    };
+    const done = (): void => {
+      cleanup();
       resolve();
     };
+    const aborted = (): void => {
+      cleanup();
+      reject(signal.reason as Error);
+    };
     target.once('drain', done).once('close', done).once('error', done);
+    signal.addEventListener('abort', aborted, { once: true });
   });
 }

@@ -2,7 +2,7 @@ import aws4 from 'aws4';
 import { XMLParser } from 'fast-xml-parser';
 import { DownloadError } from '../errors.ts';
 import type { HttpClient } from '../http-client.ts';
-import { downloadObjects, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
+import { downloadObjects, listingGuard, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
 import { getText, type Authorize } from '../request.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
 
@@ -138,6 +138,7 @@ async function listS3(
 ): Promise<ObjectListing> {
   const all: Array<{ key: string; size: number; etag?: string }> = [];
   let token: string | undefined;
+  const guard = listingGuard(`s3://${bucket}/${key}`);
   do {
     const q = new URLSearchParams({ 'list-type': '2', prefix: key, ...(token ? { 'continuation-token': token } : {}) });
     const url = `${bucketUrl(cfg, bucket)}?${q}`;
@@ -148,7 +149,11 @@ async function listS3(
       const etag = c.ETag?.trim();
       all.push({ key: c.Key, size: Number(c.Size), ...(etag ? { etag } : {}) });
     }
+    guard.page(page.Contents?.length ?? 0);
     token = page.IsTruncated === 'true' ? page.NextContinuationToken : undefined;
+    if (page.IsTruncated === 'true' && !token)
+      throw new DownloadError('BadResponse', `s3://${bucket}: a truncated listing page without NextContinuationToken`);
+    if (token) guard.next(token);
   } while (token);
 
   const toObject = (x: { key: string; size: number; etag?: string }, path: string): ListedObject => ({

@@ -21,8 +21,13 @@ export interface ControlPlaneOptions {
   /** Data, certs, logs and kubeconfig go here. */
   dir: string;
   binaries?: Binaries;
-  /** Start kube-controller-manager (garbage collector, namespace). Default true. */
+  /**
+   * Start kube-controller-manager: garbage collector, namespaces, the PersistentVolume binder and the
+   * volume protection controllers, service accounts and their tokens. Default true.
+   */
   controllerManager?: boolean;
+  /** Start kube-scheduler, so pods are bound to nodes for real. Default false (it adds to every start). */
+  scheduler?: boolean;
   /** Leave processes running after this process exits (`npm run cluster start`). */
   detached?: boolean;
   /** Extra kube-apiserver flags. */
@@ -40,11 +45,25 @@ export interface ControlPlaneState {
 
 const READY_TIMEOUT_MS = 60_000;
 const PORT_RETRIES = 5;
+/**
+ * kube-controller-manager's controllers (v1.37 names). The protection controllers release the finalizers
+ * the apiserver's StorageObjectInUseProtection puts on every PV and PVC; without them none is ever deleted.
+ */
+const KCM_CONTROLLERS = [
+  'garbage-collector-controller',
+  'namespace-controller',
+  'persistentvolume-binder-controller',
+  'persistentvolume-protection-controller',
+  'persistentvolumeclaim-protection-controller',
+  'serviceaccount-controller',
+  'serviceaccount-token-controller',
+  'root-ca-certificate-publisher-controller',
+];
 
 /**
- * etcd + kube-apiserver (+ kube-controller-manager) on free loopback ports, with secure serving,
- * RBAC, service-account signing keys and a static token file. Stopped by stop(), and by a reaper
- * process if this process dies first.
+ * etcd + kube-apiserver (+ kube-controller-manager, + kube-scheduler) on free loopback ports, with
+ * secure serving, RBAC, service-account signing keys and a static token file. Stopped by stop(), and
+ * by a reaper process if this process dies first.
  */
 export class ControlPlane {
   readonly dir: string;
@@ -55,6 +74,7 @@ export class ControlPlane {
   #etcd?: Managed;
   #apiserver?: Managed;
   #kcm?: Managed;
+  #scheduler?: Managed;
   #apiPort = 0;
   #etcdPort = 0;
   #caPem = '';
@@ -79,6 +99,7 @@ export class ControlPlane {
       await cp.#startEtcd();
       await cp.startApiserver();
       if (opts.controllerManager !== false) await cp.#startControllerManager();
+      if (opts.scheduler) await cp.#startScheduler();
     } catch (err) {
       await cp.stop();
       throw err;
@@ -115,7 +136,8 @@ export class ControlPlane {
 
   state(): ControlPlaneState {
     const pids: Record<string, number> = {};
-    for (const m of [this.#etcd, this.#apiserver, this.#kcm]) if (m?.child.pid) pids[m.name] = m.child.pid;
+    for (const m of [this.#etcd, this.#apiserver, this.#kcm, this.#scheduler])
+      if (m?.child.pid) pids[m.name] = m.child.pid;
     return { dir: this.dir, server: this.server, etcdUrl: this.etcdUrl, kubeconfig: this.kubeconfig, pids };
   }
 
@@ -252,9 +274,11 @@ export class ControlPlane {
       this.binaries['kube-controller-manager'],
       [
         `--kubeconfig=${kc}`,
-        '--controllers=garbagecollector,namespace',
+        `--controllers=${KCM_CONTROLLERS.join(',')}`,
         '--leader-elect=false',
         '--use-service-account-credentials=false',
+        // The token controller signs legacy token Secrets with the key the apiserver verifies.
+        `--service-account-private-key-file=${join(this.dir, 'pki', 'sa.key')}`,
         '--secure-port=0',
         '--concurrent-gc-syncs=5',
       ],
@@ -268,6 +292,35 @@ export class ControlPlane {
       }),
       new Promise((r) => setTimeout(r, 500)),
     ]);
+  }
+
+  /** kube-scheduler with the admin identity; resolves when its /readyz says its informers are synced. */
+  async #startScheduler(): Promise<void> {
+    const kc = await this.kubeconfigFor('admin');
+    const certDir = join(this.dir, 'pki', 'scheduler');
+    const config = join(this.dir, 'kube-scheduler.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        apiVersion: 'kubescheduler.config.k8s.io/v1',
+        kind: 'KubeSchedulerConfiguration',
+        clientConnection: { kubeconfig: kc },
+        leaderElection: { leaderElect: false },
+        enableProfiling: false,
+      }),
+    );
+    this.#scheduler = await this.#startWithPorts('kube-scheduler', async () => {
+      const port = await freePort();
+      const m = startLogged(
+        'kube-scheduler',
+        this.binaries['kube-scheduler'],
+        [`--config=${config}`, '--bind-address=127.0.0.1', `--secure-port=${port}`, `--cert-dir=${certDir}`],
+        join(this.dir, 'logs', 'kube-scheduler.log'),
+        { detached: this.#opts.detached, reaper: this.#reaper },
+      );
+      await waitReady(m, () => schedulerReady(port, join(certDir, 'kube-scheduler.crt')), READY_TIMEOUT_MS);
+      return m;
+    });
   }
 
   /** Compacts etcd to its current revision, so a watch from any older resourceVersion gets 410 Gone. */
@@ -284,9 +337,24 @@ export class ControlPlane {
 
   /** Stops every process this control plane started, newest first. Safe to call twice. */
   async stop(): Promise<void> {
-    for (const m of [this.#kcm, this.#apiserver, this.#etcd]) if (m) await stopProcess(m);
+    for (const m of [this.#scheduler, this.#kcm, this.#apiserver, this.#etcd]) if (m) await stopProcess(m);
     await this.#readyAgent?.close();
     this.#reaper?.close();
+  }
+}
+
+/** kube-scheduler's /readyz (informers synced, handlers registered), trusting the CA it wrote into --cert-dir. */
+async function schedulerReady(port: number, certFile: string): Promise<boolean> {
+  const agent = new Agent({ connect: { ca: await readFile(certFile, 'utf8') } });
+  try {
+    const res = await fetch(`https://127.0.0.1:${port}/readyz`, {
+      dispatcher: agent,
+      signal: AbortSignal.timeout(2000),
+    });
+    await res.body?.cancel();
+    return res.ok;
+  } finally {
+    await agent.close();
   }
 }
 

@@ -42,6 +42,8 @@ export class HfHub {
   #cdnUrl = '';
   /** Entries per tree page, to exercise pagination. */
   pageSize = 2;
+  /** 'self': every tree page's `Link: rel=next` names the first page again; 'cycle': pages 1 and 2 name each other. */
+  pagination: 'normal' | 'self' | 'cycle' = 'normal';
 
   static async start(): Promise<HfHub> {
     const hub = new HfHub();
@@ -101,9 +103,17 @@ export class HfHub {
       const all = [...dirs, ...entries];
       const cursor = Number(url.searchParams.get('cursor') ?? 0);
       const page = all.slice(cursor, cursor + this.pageSize);
+      const nextCursor =
+        this.pagination === 'self'
+          ? 0
+          : this.pagination === 'cycle'
+            ? cursor === 0
+              ? this.pageSize
+              : 0
+            : cursor + this.pageSize;
       const next: Record<string, string> =
-        cursor + this.pageSize < all.length
-          ? { link: `<${url.pathname}?recursive=true&expand=false&cursor=${cursor + this.pageSize}>; rel="next"` }
+        this.pagination !== 'normal' || nextCursor < all.length
+          ? { link: `<${url.pathname}?recursive=true&expand=false&cursor=${nextCursor}>; rel="next"` }
           : {};
       return json(200, page, next);
     }

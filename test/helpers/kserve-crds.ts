@@ -3,6 +3,15 @@ import { CLUSTER_SERVING_RUNTIMES, INFERENCE_SERVICES, SERVING_RUNTIMES } from '
 import type { KubeClient } from '../../kube/client.ts';
 import type { KubeObject, ResourceType } from '../../kube/types.ts';
 
+/** KServe's LLMInferenceService (spec.model.uri), for tests of what reads its model from a cache. */
+export const LLM_INFERENCE_SERVICES: ResourceType = {
+  group: 'serving.kserve.io',
+  version: 'v1alpha1',
+  plural: 'llminferenceservices',
+  kind: 'LLMInferenceService',
+  namespaced: true,
+};
+
 /** A minimal CRD for one of KServe's kinds: any fields accepted, a status subresource. */
 function looseCrd(rt: ResourceType): KubeObject {
   return {
@@ -26,7 +35,14 @@ function looseCrd(rt: ResourceType): KubeObject {
   } as KubeObject;
 }
 
-/** Stand-ins for KServe's InferenceService and (Cluster)ServingRuntime CRDs (tests set their status as KServe would). */
+/**
+ * Stand-ins for KServe's InferenceService, LLMInferenceService and (Cluster)ServingRuntime CRDs (tests set their
+ * status as KServe would).
+ */
 export async function installKserveCrds(client: KubeClient): Promise<void> {
-  await installCrds(client, undefined, [INFERENCE_SERVICES, SERVING_RUNTIMES, CLUSTER_SERVING_RUNTIMES].map(looseCrd));
+  await installCrds(
+    client,
+    undefined,
+    [INFERENCE_SERVICES, LLM_INFERENCE_SERVICES, SERVING_RUNTIMES, CLUSTER_SERVING_RUNTIMES].map(looseCrd),
+  );
 }

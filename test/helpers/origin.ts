@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 
 /** One scripted misbehaviour, consumed by one request to its path. */
@@ -8,7 +14,9 @@ export type Fault =
   | { resetAfterBytes: number }
   | { stallAfterBytes: number; stallMs: number }
   | { shortBody: number }
-  | { ignoreRange: true };
+  | { ignoreRange: true }
+  /** Answers with a redirect (302 unless given) to `location`, absolute or relative. */
+  | { redirect: string; redirectStatus?: number };
 
 /** Content served at a path: bytes in memory, or a deterministic generator for big files. */
 export type Body = Buffer | { size: number; chunk: (offset: number, length: number) => Buffer };
@@ -19,6 +27,8 @@ export interface RequestRecord {
   range?: string;
   ifRange?: string;
   status: number;
+  /** Every request header as received (credentials included: tests check what was forwarded). */
+  headers: IncomingHttpHeaders;
 }
 
 interface Entry {
@@ -28,6 +38,10 @@ interface Entry {
   contentType: string;
   /** Bytes per second per response, to make downloads long enough to interrupt. */
   rate?: number;
+  /** false: no ETag (nor Last-Modified) is sent, so a client has nothing to resume against. */
+  validators: boolean;
+  /** 'ignore': If-Range and If-Match are ignored, as by servers that do not implement them. */
+  preconditions: 'honour' | 'ignore';
 }
 
 /** Deterministic pseudo-random bytes (same seed → same bytes), cheap to produce at any offset. */
@@ -79,7 +93,14 @@ export class Origin {
   set(
     path: string,
     body: Body,
-    opts: { range?: boolean; contentType?: string; etag?: string; rate?: number } = {},
+    opts: {
+      range?: boolean;
+      contentType?: string;
+      etag?: string;
+      rate?: number;
+      validators?: boolean;
+      preconditions?: 'honour' | 'ignore';
+    } = {},
   ): void {
     const etag =
       opts.etag ??
@@ -90,6 +111,8 @@ export class Origin {
       range: opts.range ?? true,
       contentType: opts.contentType ?? 'application/octet-stream',
       ...(opts.rate ? { rate: opts.rate } : {}),
+      validators: opts.validators ?? true,
+      preconditions: opts.preconditions ?? 'honour',
     });
   }
 
@@ -112,6 +135,7 @@ export class Origin {
       method: req.method ?? 'GET',
       path,
       status: 0,
+      headers: req.headers,
       ...(req.headers.range ? { range: req.headers.range } : {}),
       ...(req.headers['if-range'] ? { ifRange: String(req.headers['if-range']) } : {}),
     };
@@ -124,12 +148,18 @@ export class Origin {
       res.end(`fault ${fault.status}`);
       return;
     }
+    if (fault && 'redirect' in fault) {
+      record.status = fault.redirectStatus ?? 302;
+      res.writeHead(record.status, { location: fault.redirect }).end();
+      return;
+    }
     if (!entry) {
       record.status = 404;
       res.writeHead(404).end('not found');
       return;
     }
-    if (req.headers['if-match'] && req.headers['if-match'] !== entry.etag) {
+    const honour = entry.preconditions === 'honour';
+    if (honour && req.headers['if-match'] && req.headers['if-match'] !== entry.etag) {
       record.status = 412;
       res.writeHead(412).end('precondition failed');
       return;
@@ -143,7 +173,7 @@ export class Origin {
       entry.range &&
       !(fault && 'ignoreRange' in fault) &&
       m &&
-      (!req.headers['if-range'] || req.headers['if-range'] === entry.etag);
+      (!honour || !req.headers['if-range'] || req.headers['if-range'] === entry.etag);
     if (rangeOk && m) {
       start = Number(m[1]);
       end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
@@ -159,7 +189,7 @@ export class Origin {
     res.writeHead(status, {
       'content-type': entry.contentType,
       'content-length': String(length),
-      etag: entry.etag,
+      ...(entry.validators ? { etag: entry.etag } : {}),
       'accept-ranges': entry.range ? 'bytes' : 'none',
       ...(status === 206 ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
     });

@@ -43,7 +43,7 @@ test('agent plan: loaded at the same spec is left alone; a changed spec is unloa
       ['old', 'x'],
     ]),
     onDisk: new Map([
-      ['stray', undefined],
+      ['stray', 'y'],
       ['old', 'x'],
     ]),
   });

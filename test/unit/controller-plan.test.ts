@@ -6,7 +6,7 @@ import { planCache } from '../../controller/local-model-cache/plan.ts';
 import { planLocalModelNode } from '../../controller/local-model-node/plan.ts';
 import { planGroup } from '../../controller/local-model-node-group/plan.ts';
 import { createMergePatch } from '../../kube/merge-patch.ts';
-import { CACHE_FINALIZER } from '../../api/types.ts';
+import { CACHE_FINALIZER, type LocalModelNodeGroup, type ModelState } from '../../api/types.ts';
 import { cache, group, node, reportedNode } from '../helpers/fixtures.ts';
 
 const NOW = '2026-11-22T00:00:00Z';
@@ -231,4 +231,176 @@ test('cache progress: bytes on disk across its nodes in whole percents, rounded 
     '50%',
   );
   assert.equal(at(reportedNode('n1', { m: 'ModelDownloaded' }), reportedNode('n2', { m: 'ModelDownloaded' })), '100%');
+});
+
+/** KServe's node group as its e2e test writes it: no nodeSelector, a local PV with hostname affinity. */
+function kserveGroup(name: string, hosts: string[], limit = '100Gi'): LocalModelNodeGroup {
+  return {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNodeGroup',
+    metadata: { name },
+    spec: {
+      storageLimit: limit,
+      persistentVolumeSpec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: 'standard',
+        capacity: { storage: limit },
+        local: { path: '/models' },
+        persistentVolumeReclaimPolicy: 'Delete',
+        nodeAffinity: {
+          required: {
+            nodeSelectorTerms: [
+              { matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: hosts }] },
+            ],
+          },
+        },
+      },
+      persistentVolumeClaimSpec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: limit } },
+        storageClassName: 'standard',
+      },
+    },
+  };
+}
+
+const hostNode = (name: string, labels: Record<string, string> = {}) =>
+  node(name, { 'kubernetes.io/hostname': name, ...labels });
+
+test("KServe's node group: members are the nodes its PV's nodeAffinity names; the model goes under local.path", () => {
+  const p = computePlacement({
+    caches: [cache('llama', 's3://b/llama', '1Gi', ['workers'])],
+    groups: [kserveGroup('workers', ['node-a', 'node-b'])],
+    nodes: [hostNode('node-a'), hostNode('node-b'), hostNode('node-c')],
+  });
+  assert.deepEqual(p.caches.get('llama')?.nodes, ['node-a', 'node-b']);
+  assert.deepEqual(p.groups.get('workers')?.nodes, ['node-a', 'node-b']);
+  assert.equal(p.nodeModels.get('node-a')?.[0]?.storagePath, '/models');
+  assert.equal(p.nodeModels.has('node-c'), false);
+});
+
+test('a group with nodeSelector and nodeAffinity takes only the nodes that match both', () => {
+  const g = kserveGroup('g', ['n1', 'n2']);
+  g.spec.nodeSelector = { matchLabels: { gpu: 'yes' } };
+  const p = computePlacement({
+    caches: [cache('m', 's3://b/m', '1Gi', ['g'])],
+    groups: [g],
+    nodes: [hostNode('n1', { gpu: 'yes' }), hostNode('n2'), hostNode('n3', { gpu: 'yes' })],
+  });
+  assert.deepEqual(p.caches.get('m')?.nodes, ['n1']);
+});
+
+test('storagePath wins over the PV path; hostPath.path is used without local.path', () => {
+  const ours = kserveGroup('ours', ['n1']);
+  ours.spec.storagePath = '/srv/models';
+  const host = kserveGroup('host', ['n2']);
+  const { local: _local, ...pv } = host.spec.persistentVolumeSpec ?? {};
+  host.spec.persistentVolumeSpec = { ...pv, hostPath: { path: '/mnt/disk/models' } };
+  const p = computePlacement({
+    caches: [cache('m', 's3://b/m', '1Gi', ['ours', 'host'])],
+    groups: [ours, host],
+    nodes: [hostNode('n1'), hostNode('n2')],
+  });
+  assert.equal(p.nodeModels.get('n1')?.[0]?.storagePath, '/srv/models');
+  assert.equal(p.nodeModels.get('n2')?.[0]?.storagePath, '/mnt/disk/models');
+});
+
+test('a node affinity that cannot be evaluated selects no node and makes the group not Ready, naming the field', () => {
+  const g = kserveGroup('g', ['n1']);
+  g.spec.persistentVolumeSpec!.nodeAffinity!.required!.nodeSelectorTerms = [
+    { matchExpressions: [{ key: 'gpus', operator: 'Gt', values: ['many'] }] },
+  ];
+  const p = computePlacement({ caches: [], groups: [g], nodes: [hostNode('n1', { gpus: '8' })] });
+  assert.deepEqual(p.groups.get('g')?.nodes, []);
+  const plan = planGroup(g, p.groups.get('g'), NOW);
+  const ready = plan.status?.conditions?.find((c) => c.type === 'Ready');
+  assert.equal(ready?.reason, 'InvalidNodeSelection');
+  assert.match(
+    ready?.message ?? '',
+    /persistentVolumeSpec\.nodeAffinity\.required\.nodeSelectorTerms\[0\].*Gt on 'gpus'/,
+  );
+  assert.equal(plan.events[0]?.type, 'Warning');
+});
+
+test('editing nodeGroups moves placement: nodes of the removed group drop the model, the new group gets it', () => {
+  const groups = [kserveGroup('old', ['n1']), kserveGroup('new', ['n2'])];
+  const nodes = [hostNode('n1'), hostNode('n2')];
+  const before = computePlacement({ caches: [cache('m', 's3://b/m', '1Gi', ['old'])], groups, nodes });
+  assert.deepEqual(before.caches.get('m')?.nodes, ['n1']);
+  const after = computePlacement({ caches: [cache('m', 's3://b/m', '1Gi', ['new'])], groups, nodes });
+  assert.deepEqual(after.caches.get('m')?.nodes, ['n2']);
+  assert.equal(after.nodeModels.has('n1'), false, 'n1 is asked to hold nothing: its daemon removes the files');
+  assert.equal(
+    planLocalModelNode('n1', nodes[0], [], {
+      metadata: { name: 'n1' },
+      spec: { localModels: before.nodeModels.get('n1') ?? [] },
+    }).action,
+    'update',
+  );
+});
+
+test('a modelSize made smaller than a downloaded copy is reported with the sizes, once; raising it clears it', () => {
+  const shrunk = cache('m', 's3://b/m', '1Gi', ['g']);
+  const placement = { name: 'm', deleting: false, nodes: ['n1', 'n2'], problems: [] };
+  const nodes = new Map([
+    ['n1', node('n1', {})],
+    ['n2', node('n2', {})],
+  ]);
+  const done = (name: string, bytes: number) => {
+    const lmn = reportedNode(name, { m: 'ModelDownloaded' });
+    return { ...lmn, status: { ...lmn.status, models: { m: { bytesDone: bytes, bytesTotal: bytes } } } };
+  };
+  const lmns = new Map([
+    ['n1', done('n1', 1.5 * 2 ** 30)],
+    ['n2', done('n2', 2 ** 29)],
+  ]);
+  const plan = planCache({ cache: shrunk, placement, nodes, localModelNodes: lmns, now: NOW });
+  const fits = plan.status?.conditions?.find((c) => c.type === 'SizeFits');
+  assert.equal(fits?.status, 'False');
+  assert.equal(fits?.reason, 'ModelSizeExceeded');
+  assert.match(
+    fits?.message ?? '',
+    /modelSize 1Gi \(1073741824 bytes\) is smaller than 1 copy\(ies\).*n1 holds 1\.5Gi/,
+  );
+  assert.match(fits?.message ?? '', /at least 1610612736 bytes/);
+  assert.ok(!fits?.message?.includes('n2'), 'n2 fits');
+  assert.equal(plan.status?.nodeStatus?.n1, 'NodeDownloaded', 'the copy is kept, not dropped');
+  assert.ok(plan.events.some((e) => e.reason === 'ModelSizeExceeded'));
+  const again = planCache({
+    cache: { ...shrunk, status: plan.status },
+    placement,
+    nodes,
+    localModelNodes: lmns,
+    now: NOW,
+  });
+  assert.equal(again.status, undefined);
+  assert.deepEqual(again.events, []);
+
+  const raised = { ...shrunk, spec: { ...shrunk.spec, modelSize: '2Gi' }, status: plan.status };
+  const cleared = planCache({ cache: raised, placement, nodes, localModelNodes: lmns, now: NOW });
+  assert.equal(cleared.status?.conditions?.find((c) => c.type === 'SizeFits')?.status, 'True');
+});
+
+test("group status carries KServe's used and available: bytes on the fullest node, as the nodes report them", () => {
+  const g = group('g', {}, '10Gi');
+  const p = computePlacement({
+    caches: [cache('a', 's3://b/a', '2Gi', ['g']), cache('b', 's3://b/b', '2Gi', ['g'])],
+    groups: [g],
+    nodes: [node('n1', {}), node('n2', {})],
+  });
+  const report = (name: string, models: Record<string, [ModelState, number]>) => {
+    const lmn = reportedNode(name, Object.fromEntries(Object.entries(models).map(([m, [s]]) => [m, s])));
+    const details = Object.fromEntries(Object.entries(models).map(([m, [, bytes]]) => [m, { bytesDone: bytes }]));
+    return { ...lmn, status: { ...lmn.status, models: details } };
+  };
+  const lmns = new Map([
+    ['n1', report('n1', { a: ['ModelDownloaded', 2 ** 30], b: ['ModelDownloading', 2 ** 29] })],
+    ['n2', report('n2', { a: ['ModelDownloaded', 2 ** 30], b: ['ModelDownloadPending', 0] })],
+  ]);
+  const plan = planGroup(g, p.groups.get('g'), NOW, lmns);
+  assert.equal(plan.status?.used, '1536Mi');
+  assert.equal(plan.status?.available, '8704Mi');
+  const empty = planGroup(g, p.groups.get('g'), NOW, new Map());
+  assert.equal(empty.status?.used, '0');
+  assert.equal(empty.status?.available, '10Gi');
 });

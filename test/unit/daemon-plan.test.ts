@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
 import type { LocalModelInfo } from '../../api/types.ts';
+import { uriSha256 } from '../../disk/inventory.ts';
 
 const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalModelInfo => ({
   sourceModelUri: uri,
@@ -12,7 +13,10 @@ const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalMo
 });
 const disk = (complete: Record<string, string> = {}, partial: string[] = []): DiskState => ({
   complete: new Map(
-    Object.entries(complete).map(([k, uri]) => [k, { uri, bytes: 100, completedAt: '2026-11-22T00:00:00Z' }]),
+    Object.entries(complete).map(([k, uri]) => [
+      k,
+      { uriSha256: uriSha256(uri), bytes: 100, completedAt: '2026-11-22T00:00:00Z' },
+    ]),
   ),
   partial: new Set(partial),
 });
@@ -165,4 +169,22 @@ test('daemon plan: an absent LocalModelNode is not an empty one: files and downl
   ]);
   const empty = planNode({ ...o, specMissingSince: undefined, now: NOW });
   assert.equal(empty.actions.length, 3, 'an empty spec (the controller asking) removes at once');
+});
+
+test('daemon plan: a failure not retried until the spec changes stays an error and asks for no requeue', () => {
+  const failures = new Map<string, Failure>([
+    ['k-a', { uri: 's3://b/a', reason: 'InvalidUri', message: 'bad', retryAt: undefined }],
+  ]);
+  const plan = planNode({
+    desired: [model('a')],
+    disk: disk(),
+    inFlight: new Map(),
+    failures,
+    reportedKeys: new Map(),
+    now: NOW + 10 ** 12,
+  });
+  assert.deepEqual(plan.actions, []);
+  assert.equal(plan.status.modelStatus?.a, 'ModelDownloadError');
+  assert.equal(plan.status.models?.a?.reason, 'InvalidUri');
+  assert.equal(plan.nextRetryAt, undefined);
 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadModel } from '../../download/fetch.ts';
 import { DownloadError } from '../../download/errors.ts';
+import { HfHub } from '../helpers/hf-hub.ts';
 import { Origin } from '../helpers/origin.ts';
 import { makeTar, makeZip, type TarEntry } from '../helpers/archives.ts';
 
@@ -50,10 +51,11 @@ async function fetchInto(
   }
 }
 
-test('tar, tar.gz and zip are recognised by their bytes (misleading name and Content-Type) and extracted', async () => {
+test('archives named .tar/.tgz/.tar.gz/.zip are extracted; a tar, zip or gzip under another name is kept as it is', async () => {
   for (const [path, body] of [
-    ['/a/model.txt', await makeTar(model)],
-    ['/a/model.bin', await makeTar(model, true)],
+    ['/a/model.tar', await makeTar(model)],
+    ['/a/model.tar.gz', await makeTar(model, true)],
+    ['/a/model.tgz', await makeTar(model, true)],
   ] as const) {
     const { dir, result, error } = await fetchInto(path, body);
     assert.equal(error, undefined, error?.message);
@@ -63,13 +65,26 @@ test('tar, tar.gz and zip are recognised by their bytes (misleading name and Con
     assert.equal(await readFile(join(dir, 'model/config.json'), 'utf8'), '{"layers":2}');
     assert.equal(await readlink(join(dir, 'model/latest')), 'weights/part-0.bin');
   }
-  const { dir, result } = await fetchInto(
-    '/a/weights.dat',
-    makeZip({ 'config.json': '{"z":1}', 'sub/w.bin': weights }),
-  );
+  const zip = makeZip({ 'config.json': '{"z":1}', 'sub/w.bin': weights });
+  const { dir, result } = await fetchInto('/a/weights.zip', zip);
   assert.equal(result?.files, 2);
   assert.ok((await readFile(join(dir, 'sub/w.bin'))).equals(weights));
   assert.deepEqual((await readdir(dir)).sort(), ['config.json', 'sub']);
+  // What KServe's storage initializer keeps as it is: a .pt/.keras is a zip inside, a .gz is not a .tar.gz.
+  for (const [path, body] of [
+    ['/k/model.bin', await makeTar(model)],
+    ['/k/w.pt', zip],
+    ['/k/m.keras', zip],
+    ['/k/x.gz', await makeTar(model, true)],
+    ['/k/weights.dat', zip],
+  ] as const) {
+    const name = path.split('/').pop()!;
+    const kept = await fetchInto(path, body);
+    assert.equal(kept.error, undefined, kept.error?.message);
+    assert.equal(kept.result?.files, 1, path);
+    assert.deepEqual(await readdir(kept.dir), [name]);
+    assert.ok((await readFile(join(kept.dir, name))).equals(body), path);
+  }
 });
 
 test('malicious archives are refused (UnsafeArchive) and nothing is written outside the model directory', async () => {
@@ -103,4 +118,38 @@ test('extracted bytes count toward modelSize', async () => {
     100_000,
   );
   assert.equal(error?.code, 'SizeExceeded');
+});
+
+test('hf: a repo listing names the cache reserves is UnsafeObjectName before anything is fetched', async () => {
+  const hub = await HfHub.start();
+  try {
+    for (const [i, bad] of [
+      '.modelcache.json',
+      'sub/.modelcache.json.tmp',
+      '.download/x',
+      'a/.staging',
+      '.trash/y',
+    ].entries()) {
+      hub.addRepo(`evil/r${i}`, {
+        revisions: { main: String(i).repeat(40) },
+        files: { 'config.json': Buffer.from('{}'), [bad]: Buffer.from('{"storageKey":"other"}') },
+      });
+      const dir = join(base, `hf-reserved-${i}`);
+      await mkdir(dir);
+      const error = await downloadModel({
+        uri: `hf://evil/r${i}`,
+        workDir: dir,
+        maxBytes: 1_000_000,
+        signal: AbortSignal.timeout(20_000),
+        credentials: { HF_ENDPOINT: hub.endpoint },
+      }).then(
+        () => undefined,
+        (err: unknown) => err as DownloadError,
+      );
+      assert.equal(error?.code, 'UnsafeObjectName', `${bad}: ${error?.message}`);
+      assert.deepEqual(await readdir(dir), [], bad);
+    }
+  } finally {
+    await hub.close();
+  }
 });
