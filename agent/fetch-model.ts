@@ -1,5 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { uriSha256 } from '../disk/inventory.ts';
 import { safeJoin } from '../download/containment.ts';
 import { downloadModel } from '../download/fetch.ts';
 import type { HttpClient } from '../download/http-client.ts';
@@ -10,9 +11,13 @@ import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
 import { installFolder, STAGING, SUCCESS_PREFIX } from './folders.ts';
 import type { DesiredModel } from './plan.ts';
 
+/** An entry of the daemon's /v1/models. */
 interface CachedModel {
   key: string;
+  /** The source URI as the daemon shows it: without userinfo and query when it sends `uriSha256`. */
   uri: string;
+  /** sha256 (hex) of the exact source URI; an older daemon sends none, and then `uri` is the exact one. */
+  uriSha256?: string;
 }
 
 export interface FetchDeps {
@@ -26,13 +31,33 @@ export interface FetchDeps {
   http: HttpClient;
 }
 
-/** The cached model that serves a URI (KServe's subpath rule), and the path below it. */
+/**
+ * The cached model that serves a URI (KServe's subpath rule), and the path below it. A shown URI that
+ * is not the exact one (credentials or query taken out) is never compared as text: two revisions of a
+ * model differ only in their query. Such an entry serves the URI when its `uriSha256` is the hash of
+ * the URI or of a folder above it (with or without a trailing '/').
+ */
 export function cacheMatch(models: CachedModel[], uri: string): { model: CachedModel; subpath: string } | undefined {
+  const above = foldersAbove(uri);
   for (const model of models) {
-    const subpath = subpathUnder(uri, model.uri);
+    const hash = model.uriSha256;
+    const exact = hash === undefined || hash === uriSha256(model.uri);
+    const subpath = exact ? subpathUnder(uri, model.uri) : above.get(hash);
     if (subpath !== undefined) return { model, subpath };
   }
   return undefined;
+}
+
+/** sha256 of every URI whose cache serves `uri` by the subpath rule (itself, the folders above it) → the subpath. */
+function foldersAbove(uri: string): Map<string, string> {
+  const m = uri.replace(/\/+$/, '');
+  const out = new Map<string, string>([[uriSha256(uri), '']]);
+  for (let i = m.length; i > 0; i = m.lastIndexOf('/', i - 1)) {
+    const folder = m.slice(0, i);
+    const subpath = m.slice(i + 1);
+    for (const h of [uriSha256(folder), uriSha256(`${folder}/`)]) if (!out.has(h)) out.set(h, subpath);
+  }
+  return out;
 }
 
 async function getJson<T>(http: HttpClient, url: string, signal: AbortSignal): Promise<T> {

@@ -1,5 +1,5 @@
-// KServe's own resources that modelcache reads (InferenceService, ServingRuntime) and the
-// TrainedModel it serves. Only the fields modelcache uses are typed.
+// KServe's own resources that modelcache reads (InferenceService, LLMInferenceService, ServingRuntime)
+// and the TrainedModel it serves. Only the fields modelcache uses are typed.
 import type { Condition, KubeObject, ResourceType } from '../kube/types.ts';
 import { GROUP, VERSION } from './types.ts';
 
@@ -15,6 +15,14 @@ export const INFERENCE_SERVICES: ResourceType = {
   version: 'v1beta1',
   plural: 'inferenceservices',
   kind: 'InferenceService',
+  namespaced: true,
+};
+/** KServe's LLMInferenceService: one model at spec.model.uri, served by pods from spec.template. */
+export const LLM_INFERENCE_SERVICES: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'llminferenceservices',
+  kind: 'LLMInferenceService',
   namespaced: true,
 };
 export const SERVING_RUNTIMES: ResourceType = {
@@ -78,6 +86,10 @@ export interface PredictorImpl extends Container {
 export interface InferenceService extends KubeObject {
   spec: { predictor: Record<string, unknown> & { model?: PredictorImpl; containers?: Container[] } };
   status?: { url?: string; conditions?: Condition[] };
+}
+
+export interface LLMInferenceService extends KubeObject {
+  spec?: { model?: { uri?: string }; template?: Record<string, unknown>; [field: string]: unknown };
 }
 
 export interface SupportedModelFormat {

@@ -162,6 +162,11 @@ export const localModelCacheCrd = crd(
           type: 'array',
           items: { type: 'object', properties: { name: { type: 'string' }, namespace: { type: 'string' } } },
         },
+        llmInferenceServices: {
+          type: 'array',
+          description: 'the LLMInferenceServices (spec.model.uri) that use this cache',
+          items: { type: 'object', properties: { name: { type: 'string' }, namespace: { type: 'string' } } },
+        },
         progress: {
           type: 'string',
           description: 'bytes on disk across the nodes, as a percent of what they must hold',

@@ -72,6 +72,8 @@ export interface LocalModelCacheStatus {
   copies?: Copies;
   nodeStatus?: Record<string, NodeState>;
   inferenceServices?: Array<{ name: string; namespace: string }>;
+  /** KServe's: the LLMInferenceServices (spec.model.uri) that use this cache. */
+  llmInferenceServices?: Array<{ name: string; namespace: string }>;
   /** Bytes on disk across the cache's nodes, as a whole percent of what they must hold (for kubectl get). */
   progress?: string;
   conditions?: Condition[];

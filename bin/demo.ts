@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// npm run demo [-- --keep] [--dir DIR] [--size-mib N]: a local control plane, the controller, two
-// daemons as two simulated nodes, and a local origin; two caches until copies.available is 2.
+// npm run demo [-- --keep] [--dir DIR] [--size-mib N]: a local control plane with a real scheduler, the
+// controller (with its admission webhooks), two daemons as two simulated nodes, and a local origin; two
+// caches until copies.available is 2; then a pod that opts in to a cache is mounted, and the scheduler puts
+// it on a node that holds the bytes (never on the third node, which has room but no copy).
 import { parseArgs } from 'node:util';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { installCrds } from '../api/install.ts';
@@ -15,12 +17,15 @@ import {
   type LocalModelNode,
 } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
+import { MUTATING_WEBHOOK_CONFIGURATIONS, NAMESPACES, PODS, type Pod } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/types.ts';
+import { fromYamlAll } from '../kube/yaml.ts';
 import { ControlPlane } from '../test/helpers/control-plane.ts';
 import { ensureBinaries } from '../test/helpers/binaries.ts';
 import { createNode } from '../test/helpers/kube-fixtures.ts';
 import { Origin, generated, toBuffer } from '../test/helpers/origin.ts';
 import { makeTar } from '../test/helpers/archives.ts';
-import { Reaper } from '../test/helpers/processes.ts';
+import { Reaper, freePort } from '../test/helpers/processes.ts';
 import { startModelcache, type ModelcacheProcess } from '../test/helpers/modelcache-process.ts';
 
 const { values } = parseArgs({
@@ -36,6 +41,74 @@ if (values.help) {
     'usage: npm run demo [-- --keep] [--dir DIR] [--size-mib N]\n  --keep      leave the control plane, controller and daemons running (stop with npm run cluster -- stop --dir DIR)',
   );
   process.exit(0);
+
+  /** The shipped MutatingWebhookConfiguration with each webhook pointed at the controller on loopback. */
+  async function webhookConfiguration(port: number): Promise<KubeObject> {
+    const text = await readFile(new URL('../manifests/controller/webhooks.yaml', import.meta.url), 'utf8');
+    type Hook = { clientConfig: { service?: { path?: string }; url?: string } };
+    const config = (fromYamlAll(text) as Array<KubeObject & { webhooks?: Hook[] }>).find(
+      (d) => d.kind === 'MutatingWebhookConfiguration',
+    );
+    if (!config?.webhooks) throw new Error('manifests/controller/webhooks.yaml has no MutatingWebhookConfiguration');
+    for (const w of config.webhooks)
+      w.clientConfig = { url: `https://127.0.0.1:${port}${w.clientConfig.service?.path ?? '/'}` };
+    return config;
+  }
+
+  /**
+   * A third node with room and no copy, then a pod that opts in to llama-demo: the webhook mounts the cache
+   * and requires a node with a complete copy; the controller makes the namespace's PV and PVC; the scheduler
+   * binds the pod. Prints where it went and what it got.
+   */
+  async function servePod(client: KubeClient): Promise<void> {
+    await createNode(client, 'demo-node-3', { 'modelcache.io/demo': 'no-cache' });
+    await client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } });
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'chat', labels: { 'modelcache.io/cache': 'llama-demo' } },
+      spec: { containers: [{ name: 'vllm', image: 'vllm/vllm-openai:latest', args: ['--model', '/mnt/models'] }] },
+    };
+    // The namespace's default ServiceAccount comes from the controller-manager a moment after the namespace.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      try {
+        await client.create(PODS, pod, { namespace: 'demo' });
+        break;
+      } catch (err) {
+        if (Date.now() > deadline || !/serviceaccount/i.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    say('created pod demo/chat with label modelcache.io/cache=llama-demo (nothing else about the cache)');
+    let bound: Pod | undefined;
+    while (!bound) {
+      const p = await client.get<Pod>(PODS, 'chat', { namespace: 'demo' });
+      if (p?.spec?.nodeName) bound = p;
+      else if (Date.now() > deadline)
+        throw new Error('pod demo/chat was not scheduled in 2 minutes; logs are in ' + dir);
+      else await new Promise((r) => setTimeout(r, 250));
+    }
+    const spec = bound.spec as {
+      nodeName?: string;
+      containers: Array<{
+        volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string; readOnly?: boolean }>;
+      }>;
+      volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }>;
+      affinity?: unknown;
+    };
+    const mount = spec.containers[0]?.volumeMounts?.[0];
+    const claim = spec.volumes?.find((v) => v.persistentVolumeClaim)?.persistentVolumeClaim?.claimName;
+    const term = JSON.stringify(
+      (spec.affinity as { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: unknown } })?.nodeAffinity
+        ?.requiredDuringSchedulingIgnoredDuringExecution,
+    );
+    say(`the scheduler bound demo/chat to ${spec.nodeName} (demo-node-3 has room but no copy)`);
+    say(
+      `  mount:    ${mount?.mountPath} ← PVC ${claim}, subPath ${mount?.subPath ?? '-'}, read-only ${String(mount?.readOnly === true)}`,
+    );
+    say(`  affinity: ${term}\n`);
+  }
 }
 const sizeMiB = Number(values['size-mib']);
 if (!Number.isFinite(sizeMiB) || sizeMiB <= 0)
@@ -50,7 +123,12 @@ try {
   say(`modelcache demo in ${dir}`);
   const binaries = await ensureBinaries({ log: (l) => say(`  ${l}`) });
   const t0 = Date.now();
-  const cp = await ControlPlane.start({ dir: join(dir, 'control-plane'), binaries, detached: values.keep });
+  const cp = await ControlPlane.start({
+    dir: join(dir, 'control-plane'),
+    binaries,
+    detached: values.keep,
+    scheduler: true,
+  });
   if (!values.keep) cleanups.push(() => cp.stop());
   say(`control plane ready at ${cp.server} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   const client = KubeClient.fromKubeconfig({ kubeconfig: cp.kubeconfig });
@@ -83,7 +161,15 @@ try {
     if (!values.keep) cleanups.unshift(() => p.stop());
     return p;
   };
-  await start('controller', ['controller', '--kubeconfig', cp.kubeconfig, '--metrics-addr', '127.0.0.1:0']);
+  // The controller serves its admission webhooks on loopback; the shipped configuration points there.
+  const webhookPort = await freePort();
+  await client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'modelcache-system' } });
+  await client.create(MUTATING_WEBHOOK_CONFIGURATIONS, await webhookConfiguration(webhookPort));
+  await start('controller', [
+    'controller',
+    ...['--kubeconfig', cp.kubeconfig, '--metrics-addr', '127.0.0.1:0'],
+    ...['--webhook-listen', `127.0.0.1:${webhookPort}`],
+  ]);
   for (const n of NODES) {
     await createNode(client, n, { 'modelcache.io/demo': 'true' });
     await start(`daemon-${n}`, [
@@ -155,9 +241,10 @@ try {
   say(
     `every cache has copies.available = ${NODES.length}: all bytes on disk, verified, marker written (${((Date.now() - t0) / 1000).toFixed(1)} s in all)\n`,
   );
+  await servePod(client);
   const kc = `kubectl --kubeconfig ${cp.kubeconfig}`;
   say(
-    `try:\n  ${kc} get localmodelcaches\n  ${kc} get localmodelnodegroups\n  ${kc} get localmodelnodes\n  ${kc} describe localmodelcache llama-demo\n  ls ${join(dir, 'nodes', NODES[0] as string)}`,
+    `try:\n  ${kc} get localmodelcaches\n  ${kc} get localmodelnodegroups\n  ${kc} get localmodelnodes\n  ${kc} describe localmodelcache llama-demo\n  ${kc} -n demo get pod chat -o wide\n  ls ${join(dir, 'nodes', NODES[0] as string)}`,
   );
   if (values.keep) {
     const state = {
@@ -172,3 +259,71 @@ try {
   if (!values.keep && !values.dir) await rm(dir, { recursive: true, force: true });
 }
 process.exit(0);
+
+/** The shipped MutatingWebhookConfiguration with each webhook pointed at the controller on loopback. */
+async function webhookConfiguration(port: number): Promise<KubeObject> {
+  const text = await readFile(new URL('../manifests/controller/webhooks.yaml', import.meta.url), 'utf8');
+  type Hook = { clientConfig: { service?: { path?: string }; url?: string } };
+  const config = (fromYamlAll(text) as Array<KubeObject & { webhooks?: Hook[] }>).find(
+    (d) => d.kind === 'MutatingWebhookConfiguration',
+  );
+  if (!config?.webhooks) throw new Error('manifests/controller/webhooks.yaml has no MutatingWebhookConfiguration');
+  for (const w of config.webhooks)
+    w.clientConfig = { url: `https://127.0.0.1:${port}${w.clientConfig.service?.path ?? '/'}` };
+  return config;
+}
+
+/**
+ * A third node with room and no copy, then a pod that opts in to llama-demo: the webhook mounts the cache
+ * and requires a node with a complete copy; the controller makes the namespace's PV and PVC; the scheduler
+ * binds the pod. Prints where it went and what it got.
+ */
+async function servePod(client: KubeClient): Promise<void> {
+  await createNode(client, 'demo-node-3', { 'modelcache.io/demo': 'no-cache' });
+  await client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } });
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'chat', labels: { 'modelcache.io/cache': 'llama-demo' } },
+    spec: { containers: [{ name: 'vllm', image: 'vllm/vllm-openai:latest', args: ['--model', '/mnt/models'] }] },
+  };
+  // The namespace's default ServiceAccount comes from the controller-manager a moment after the namespace.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await client.create(PODS, pod, { namespace: 'demo' });
+      break;
+    } catch (err) {
+      if (Date.now() > deadline || !/serviceaccount/i.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  say('created pod demo/chat with label modelcache.io/cache=llama-demo (nothing else about the cache)');
+  let bound: Pod | undefined;
+  while (!bound) {
+    const p = await client.get<Pod>(PODS, 'chat', { namespace: 'demo' });
+    if (p?.spec?.nodeName) bound = p;
+    else if (Date.now() > deadline) throw new Error('pod demo/chat was not scheduled in 2 minutes; logs are in ' + dir);
+    else await new Promise((r) => setTimeout(r, 250));
+  }
+  const spec = bound.spec as {
+    nodeName?: string;
+    containers: Array<{
+      volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string; readOnly?: boolean }>;
+    }>;
+    volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }>;
+    affinity?: unknown;
+  };
+  const volume = spec.volumes?.find((v) => v.persistentVolumeClaim);
+  const claim = volume?.persistentVolumeClaim?.claimName;
+  const mount = spec.containers[0]?.volumeMounts?.find((m) => m.name === volume?.name);
+  const term = JSON.stringify(
+    (spec.affinity as { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: unknown } })?.nodeAffinity
+      ?.requiredDuringSchedulingIgnoredDuringExecution,
+  );
+  say(`the scheduler bound demo/chat to ${spec.nodeName} (demo-node-3 has room but no copy)`);
+  say(
+    `  mount:    ${mount?.mountPath} ← PVC ${claim}, subPath ${mount?.subPath ?? '-'}, read-only ${String(mount?.readOnly === true)}`,
+  );
+  say(`  affinity: ${term}\n`);
+}

@@ -6,6 +6,8 @@ import { WorkQueue } from '../kube/workqueue.ts';
 import { rfc3339Now } from '../kube/types.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { Reconcilers } from './reconcile.ts';
+import { ServingVolumes } from './serving-volumes/reconcile.ts';
+import { VOLUMES_KIND } from './serving-volumes/watches.ts';
 import { enqueueAll, registerWatches } from './watches.ts';
 import { World } from './world.ts';
 
@@ -17,6 +19,8 @@ export interface ControllerOptions {
   resyncMs?: number;
   /** How often to look again for KServe's CRDs while they are not installed. */
   crdPollMs?: number;
+  /** How long a namespace without consumers keeps a cache's PV and PVC (default 10 minutes). */
+  volumeGraceMs?: number;
 }
 
 /**
@@ -30,19 +34,29 @@ export class CacheController {
   readonly metrics: ControllerMetrics;
   readonly #opts: ControllerOptions;
   readonly #reconcilers: Reconcilers;
+  readonly #volumes: ServingVolumes;
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
     this.world = new World(opts.client, opts.log, { ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}) });
     this.#queue = new WorkQueue();
     this.metrics = new ControllerMetrics(() => this.#queue.length);
+    const events = new EventRecorder(opts.client, 'modelcache-controller', opts.log);
     this.#reconcilers = new Reconcilers({
       client: opts.client,
       world: this.world,
-      events: new EventRecorder(opts.client, 'modelcache-controller', opts.log),
+      events,
       metrics: this.metrics,
       log: opts.log,
       now: rfc3339Now,
+    });
+    this.#volumes = new ServingVolumes({
+      client: opts.client,
+      world: this.world,
+      events,
+      metrics: this.metrics,
+      log: opts.log.child({ part: 'serving-volumes' }),
+      graceMs: opts.volumeGraceMs ?? 600_000,
     });
     registerWatches(this.world, (key) => this.#queue.add(key));
   }
@@ -70,7 +84,10 @@ export class CacheController {
     try {
       await runReconciler({
         queue,
-        reconcile: (key, s) => this.#reconcilers.reconcile(key, s),
+        reconcile: (key, s) =>
+          key.startsWith(`${VOLUMES_KIND}:`)
+            ? this.#volumes.reconcile(key.slice(VOLUMES_KIND.length + 1), s)
+            : this.#reconcilers.reconcile(key, s),
         workers: this.#opts.workers ?? 4,
         signal,
         observe: (key, outcome, ms, err) => {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { KubeClient } from '../kube/client.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { createLogger } from '../ops/logger.ts';
-import { wholeNumberFlag } from '../ops/flags.ts';
+import { durationFlag, wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { CacheController } from './controller.ts';
 import { RegistrationController } from './trained-model/controller.ts';
@@ -16,6 +16,8 @@ export const controllerUsage = `usage: modelcache controller [flags]
   --leader-election-namespace namespace of the Lease (default: $POD_NAMESPACE or modelcache-system)
   --workers N                 concurrent reconciles (default 4)
   --resync-seconds N          reconcile everything this often as a safety net (default 300)
+  --volume-grace-seconds N    a namespace whose last consumer of a cache left keeps the cache's PV and PVC
+                              this long, so a consumer coming back finds them (default 600; never while mounted)
   --log-level LEVEL           debug, info, warn, error (default info)
   --webhook-listen ADDR       serve the admission webhooks (HTTPS) here, e.g. :9443 (default: no webhooks)
   --webhook-service NAME      the webhooks' Service in $POD_NAMESPACE, named in a generated certificate
@@ -35,6 +37,7 @@ export async function runController(args: string[]): Promise<number> {
       'leader-election-namespace': { type: 'string' },
       workers: { type: 'string', default: '4' },
       'resync-seconds': { type: 'string', default: '300' },
+      'volume-grace-seconds': { type: 'string', default: '600' },
       'log-level': { type: 'string', default: 'info' },
       'webhook-listen': { type: 'string' },
       'webhook-service': { type: 'string', default: 'modelcache-webhook' },
@@ -57,7 +60,8 @@ export async function runController(args: string[]): Promise<number> {
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
-  const controller = new CacheController({ client, log, workers, resyncMs: resync * 1000 });
+  const volumeGraceMs = durationFlag('volume-grace-seconds', values['volume-grace-seconds'], 's', { min: 0 });
+  const controller = new CacheController({ client, log, workers, resyncMs: resync * 1000, volumeGraceMs });
   // Caches and TrainedModel registration run side by side while leading; each fails on its own.
   const runAll = async (signal: AbortSignal): Promise<void> => {
     const registration = new RegistrationController({ client, log: log.child({ part: 'registration' }) });

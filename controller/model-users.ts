@@ -1,15 +1,17 @@
 import type { Logger } from 'pino';
 import {
   INFERENCE_SERVICES,
+  LLM_INFERENCE_SERVICES,
   TRAINED_MODELS,
   type InferenceService,
+  type LLMInferenceService,
   type PredictorImpl,
   type TrainedModel,
 } from '../api/kserve.ts';
 import { sleep } from '../kube/backoff.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
-import { CRDS } from '../kube/resources.ts';
+import { CRDS, type Pod } from '../kube/resources.ts';
 import { subpathUnder } from '../serving/cache-uri.ts';
 import { predictorOf } from '../serving/isvc.ts';
 
@@ -28,10 +30,24 @@ export function isvcUris(isvc: InferenceService, models: TrainedModel[]): string
   return [...own, ...tms];
 }
 
+/** The model URI of an LLMInferenceService, when it names one. */
+export function llmUri(llm: LLMInferenceService): string | undefined {
+  const uri = llm.spec?.model?.uri;
+  return typeof uri === 'string' ? uri : undefined;
+}
+
+const byRef = (a: IsvcRef, b: IsvcRef): number => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1);
+
+/** A pod still runs (or may still start): it holds what it mounts. */
+export function podActive(pod: Pod): boolean {
+  return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+}
+
 /**
- * Which InferenceServices use which model URIs, for LocalModelCache.status.inferenceServices and to
- * hold deletion of a cache in use. Watches InferenceServices once KServe's CRD exists (looked for
- * again every crdPollMs) and TrainedModels.
+ * Which InferenceServices and LLMInferenceServices use which model URIs (LocalModelCache.status, and to
+ * hold deletion of a cache in use), and which pods name a cache by label. Watches InferenceServices and
+ * LLMInferenceServices once KServe's CRDs exist (looked for again every crdPollMs) and TrainedModels; pods
+ * come from the World's informer.
  */
 export class ModelUsers {
   readonly #client: KubeClient;
@@ -40,12 +56,15 @@ export class ModelUsers {
   readonly #listeners: Array<() => void> = [];
   #isvcs?: Informer<InferenceService>;
   #models?: Informer<TrainedModel>;
+  #llms?: Informer<LLMInferenceService>;
+  readonly #pods?: Informer<Pod>;
   /** True once we know whether the InferenceService CRD exists. */
   #checked = false;
 
-  constructor(client: KubeClient, opts: { log?: Logger; crdPollMs?: number } = {}) {
+  constructor(client: KubeClient, opts: { log?: Logger; crdPollMs?: number; pods?: Informer<Pod> } = {}) {
     this.#client = client;
     this.#log = opts.log;
+    this.#pods = opts.pods;
     this.#pollMs = opts.crdPollMs ?? 30_000;
   }
 
@@ -60,12 +79,12 @@ export class ModelUsers {
   /** Known: either KServe is not installed (checked), or the informers have synced. */
   get ready(): boolean {
     if (!this.#checked) return false;
-    return (!this.#isvcs || this.#isvcs.hasSynced) && (!this.#models || this.#models.hasSynced);
+    return [this.#isvcs, this.#models, this.#llms].every((i) => !i || i.hasSynced);
   }
 
-  /** Looks for the CRDs until both informers run; returns when the signal aborts. */
+  /** Looks for the CRDs until every informer runs; returns when the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted && !(this.#isvcs && this.#models)) {
+    while (!signal.aborted && !(this.#isvcs && this.#models && this.#llms)) {
       try {
         for (const [rt, make] of [
           [
@@ -76,10 +95,17 @@ export class ModelUsers {
             TRAINED_MODELS,
             () => (this.#models = new Informer<TrainedModel>(this.#client, TRAINED_MODELS, { log: this.#log })),
           ],
+          [
+            LLM_INFERENCE_SERVICES,
+            () =>
+              (this.#llms = new Informer<LLMInferenceService>(this.#client, LLM_INFERENCE_SERVICES, {
+                log: this.#log,
+              })),
+          ],
         ] as const) {
-          const have = rt === INFERENCE_SERVICES ? this.#isvcs : this.#models;
+          const have = rt === INFERENCE_SERVICES ? this.#isvcs : rt === TRAINED_MODELS ? this.#models : this.#llms;
           if (have || !(await this.#client.get(CRDS, `${rt.plural}.${rt.group}`, { signal }))) continue;
-          const inf = make() as Informer<InferenceService | TrainedModel>;
+          const inf = make() as Informer<InferenceService | TrainedModel | LLMInferenceService>;
           inf.on({ add: this.#changed, update: this.#changed, delete: this.#changed });
           void inf.start(signal);
         }
@@ -104,6 +130,47 @@ export class ModelUsers {
       if (isvcUris(isvc, models).some((u) => subpathUnder(u, cacheUri) !== undefined))
         out.push({ name: isvc.metadata.name ?? '', namespace: isvc.metadata.namespace ?? '' });
     }
-    return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+    return out.sort(byRef);
+  }
+
+  /** LLMInferenceServices whose spec.model.uri is a cache's URI or below it, sorted. */
+  llmUsersOf(cacheUri: string): IsvcRef[] {
+    return this.llmInferenceServices()
+      .filter((l) => subpathUnder(llmUri(l) ?? '', cacheUri) !== undefined)
+      .map((l) => ({ name: l.metadata.name ?? '', namespace: l.metadata.namespace ?? '' }))
+      .sort(byRef);
+  }
+
+  /** InferenceServices not being deleted. */
+  inferenceServices(): InferenceService[] {
+    return (this.#isvcs?.list() ?? []).filter((o) => !o.metadata.deletionTimestamp);
+  }
+
+  /** LLMInferenceServices not being deleted. */
+  llmInferenceServices(): LLMInferenceService[] {
+    return (this.#llms?.list() ?? []).filter((o) => !o.metadata.deletionTimestamp);
+  }
+
+  /** Pods that name a cache by one of `labels` (opt-in, KServe's predictor label), still active and not deleted. */
+  podsNamingCaches(labels: readonly string[]): Pod[] {
+    return (this.#pods?.list() ?? []).filter(
+      (p) => !p.metadata.deletionTimestamp && podActive(p) && labels.some((l) => p.metadata.labels?.[l] !== undefined),
+    );
+  }
+
+  /** `namespace/claim` of every PVC an active pod mounts (deleting pods too: they may still run). */
+  claimsInUse(): Set<string> {
+    const out = new Set<string>();
+    for (const p of this.#pods?.list() ?? []) {
+      if (!podActive(p)) continue;
+      for (const v of p.spec?.volumes ?? [])
+        if (v.persistentVolumeClaim?.claimName) out.add(`${p.metadata.namespace}/${v.persistentVolumeClaim.claimName}`);
+    }
+    return out;
+  }
+
+  /** Whether pods are known (their informer has listed once). */
+  get podsKnown(): boolean {
+    return this.#pods?.hasSynced ?? false;
   }
 }

@@ -3,11 +3,13 @@ import { CACHE_FINALIZER, LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MOD
 import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { createMergePatch } from '../kube/merge-patch.ts';
+import { NODES } from '../kube/resources.ts';
 import type { KubeObject, ResourceType } from '../kube/types.ts';
 import type { ReconcileResult } from '../kube/reconciler.ts';
 import { planCache, type PlannedEvent } from './local-model-cache/plan.ts';
 import { planGroup } from './local-model-node-group/plan.ts';
 import { planLocalModelNode } from './local-model-node/plan.ts';
+import { reconcileNodeLabels } from './node-labels/reconcile.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import type { World } from './world.ts';
 
@@ -79,6 +81,7 @@ export class Reconcilers {
       nodes: world.nodesByName(),
       localModelNodes: world.localModelNodesByName(),
       users: world.users.usersOf(cache.spec.sourceModelUri),
+      llmUsers: world.users.llmUsersOf(cache.spec.sourceModelUri),
       usersKnown: world.users.ready,
       now: this.#d.now(),
     });
@@ -114,6 +117,9 @@ export class Reconcilers {
   async node(name: string, signal: AbortSignal): Promise<void> {
     const { world, client, log } = this.#d;
     const desired = world.placement().nodeModels.get(name) ?? [];
+    // Labels first: a copy no longer wanted loses its node label before the daemon is told to remove its files.
+    const observed = { node: world.nodes.get(name), wanted: desired, localModelNode: world.localModelNodes.get(name) };
+    if (await reconcileNodeLabels(this.#d, name, observed, signal)) this.#count(NODES, 'label');
     const plan = planLocalModelNode(name, world.nodes.get(name), desired, world.localModelNodes.get(name));
     if (plan.action === 'create' || plan.action === 'update') {
       // A merge patch replaces the whole list (server-side apply would drop an emptied list and with it spec).

@@ -1,5 +1,7 @@
 import { sameJson } from './conditions.ts';
 import { isNodeReady } from './placement/node-ready.ts';
+import { labelsBesidesModels, modelLabels } from './node-labels/plan.ts';
+import { enqueueAllVolumes, registerServingVolumeWatches } from './serving-volumes/watches.ts';
 import type { World } from './world.ts';
 import type { KubeObject, Node } from '../kube/types.ts';
 import type { LocalModelNode } from '../api/types.ts';
@@ -14,6 +16,7 @@ export function enqueueAll(world: World, add: Enqueue): void {
   for (const g of world.groups.list()) add(groupKey(g.metadata.name ?? ''));
   for (const n of world.nodes.list()) add(nodeKey(n.metadata.name ?? ''));
   for (const n of world.localModelNodes.list()) add(nodeKey(n.metadata.name ?? ''));
+  enqueueAllVolumes(world, add);
 }
 
 export type Enqueue = (key: string) => void;
@@ -28,9 +31,10 @@ function specChanged(a: KubeObject & { spec?: unknown }, b: KubeObject & { spec?
   );
 }
 
+/** What moves placement; the controller's own model labels do not (they follow from it). */
 function nodeChanged(a: Node, b: Node): boolean {
   return (
-    !sameJson(a.metadata.labels, b.metadata.labels) ||
+    !sameJson(labelsBesidesModels(a.metadata.labels), labelsBesidesModels(b.metadata.labels)) ||
     isNodeReady(a) !== isNodeReady(b) ||
     a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp
   );
@@ -46,6 +50,7 @@ function modelsOf(lmn: LocalModelNode): string[] {
  */
 export function registerWatches(world: World, add: Enqueue): void {
   const all = (): void => enqueueAll(world, add);
+  registerServingVolumeWatches(world, add);
   // Who uses a cache moves placement of caches being deleted (held or not): everything.
   world.users.onChange(all);
   world.caches.on({
@@ -63,6 +68,9 @@ export function registerWatches(world: World, add: Enqueue): void {
     delete: all,
     update: (a, b) => {
       if (nodeChanged(a, b)) all();
+      // Someone else changed a model label: that node's labels are reconciled back.
+      else if (!sameJson(modelLabels(a.metadata.labels), modelLabels(b.metadata.labels)))
+        add(nodeKey(b.metadata.name ?? ''));
     },
   });
   const fromLmn = (lmn: LocalModelNode): void => {

@@ -9,8 +9,16 @@ import {
 } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
-import { NODES } from '../kube/resources.ts';
-import type { Node } from '../kube/types.ts';
+import {
+  NODES,
+  PERSISTENT_VOLUME_CLAIMS,
+  PERSISTENT_VOLUMES,
+  PODS,
+  type PersistentVolume,
+  type PersistentVolumeClaim,
+  type Pod,
+} from '../kube/resources.ts';
+import type { KubeObject, Node } from '../kube/types.ts';
 import { ModelUsers } from './model-users.ts';
 import { computePlacement, type Placement } from './placement/plan.ts';
 
@@ -23,7 +31,11 @@ export class World {
   readonly groups: Informer<LocalModelNodeGroup>;
   readonly nodes: Informer<Node>;
   readonly localModelNodes: Informer<LocalModelNode>;
-  /** InferenceServices (and their TrainedModels) by the model URIs they use: a cache in use is not deleted. */
+  /** Pods (opted-in consumers, and what mounts a cache's claim), PVs and PVCs: the serving volumes. */
+  readonly pods: Informer<Pod>;
+  readonly persistentVolumes: Informer<PersistentVolume>;
+  readonly persistentVolumeClaims: Informer<PersistentVolumeClaim>;
+  /** InferenceServices (and their TrainedModels), LLMInferenceServices and opted-in pods: who uses which cache. */
   readonly users: ModelUsers;
   #version = 0;
   #placement?: { version: number; value: Placement };
@@ -33,6 +45,9 @@ export class World {
     this.groups = new Informer(client, LOCAL_MODEL_NODE_GROUPS, { log });
     this.nodes = new Informer(client, NODES, { log });
     this.localModelNodes = new Informer(client, LOCAL_MODEL_NODES, { log });
+    this.pods = new Informer(client, PODS, { log });
+    this.persistentVolumes = new Informer(client, PERSISTENT_VOLUMES, { log });
+    this.persistentVolumeClaims = new Informer(client, PERSISTENT_VOLUME_CLAIMS, { log });
     const bump = { add: () => this.#version++, update: () => this.#version++, delete: () => this.#version++ };
     this.caches.on(bump);
     this.groups.on(bump);
@@ -41,12 +56,21 @@ export class World {
     this.users = new ModelUsers(client, {
       ...(log ? { log } : {}),
       ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}),
+      pods: this.pods,
     });
     this.users.onChange(() => this.#version++);
   }
 
-  #all(): Array<Informer<LocalModelCache> | Informer<LocalModelNodeGroup> | Informer<Node> | Informer<LocalModelNode>> {
-    return [this.caches, this.groups, this.nodes, this.localModelNodes];
+  #all(): Array<Pick<Informer<KubeObject>, 'start' | 'hasSynced' | 'waitForSync'>> {
+    return [
+      this.caches,
+      this.groups,
+      this.nodes,
+      this.localModelNodes,
+      this.pods,
+      this.persistentVolumes,
+      this.persistentVolumeClaims,
+    ];
   }
 
   start(signal: AbortSignal): void {
@@ -83,7 +107,9 @@ export class World {
     const out = new Set<string>();
     for (const c of this.caches.list()) {
       if (!c.metadata.deletionTimestamp) continue;
-      if (!this.users.ready || this.users.usersOf(c.spec.sourceModelUri).length > 0) out.add(c.metadata.name ?? '');
+      const uri = c.spec.sourceModelUri;
+      if (!this.users.ready || this.users.usersOf(uri).length > 0 || this.users.llmUsersOf(uri).length > 0)
+        out.add(c.metadata.name ?? '');
     }
     return out;
   }

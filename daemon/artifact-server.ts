@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, sep } from 'node:path';
 
 import { readMarker } from '../disk/inventory.ts';
-import { MARKER_FILE } from '../disk/layout.ts';
+import { isValidKey, MARKER_FILE, modelPaths, modelsRoot } from '../disk/layout.ts';
 import { shownUri } from './source-uri.ts';
 
 export interface ModelEntry {
@@ -19,8 +19,6 @@ export interface ModelEntry {
   /** Absolute path of the model's directory on this node. */
   path: string;
 }
-
-const KEY = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 /**
  * Serves complete cached models to co-located consumers (the model agent, the registration
@@ -42,7 +40,7 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
     }
     if (parts.length === 0 || (parts.length === 1 && parts[0] === '')) return send(res, 200, await listModels(root));
     const key = parts[0] ?? '';
-    if (!KEY.test(key)) return send(res, 400, { error: `invalid model key '${key}'` });
+    if (!isValidKey(key)) return send(res, 400, { error: `invalid model key '${key}'` });
     const model = await readModel(root, key);
     if (!model) return send(res, 404, { error: `model ${key} is not complete on this node` });
     if (parts.length === 1) return send(res, 200, model);
@@ -70,17 +68,17 @@ async function readModel(root: string, key: string): Promise<ModelEntry | undefi
       bytes: m.bytes,
       files: m.files,
       completedAt: m.completedAt,
-      path: join(root, key),
+      path: modelPaths(root, key).final,
     }
   );
 }
 
-/** Complete models under root (those with a marker). */
+/** Complete models under the root's `models/` (those with a marker). */
 export async function listModels(root: string): Promise<ModelEntry[]> {
-  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
+  const entries = await readdir(modelsRoot(root), { withFileTypes: true }).catch(() => []);
   const out: ModelEntry[] = [];
   for (const e of entries) {
-    if (!e.isDirectory() || e.name.startsWith('.') || !KEY.test(e.name)) continue;
+    if (!e.isDirectory() || !isValidKey(e.name)) continue;
     const m = await readModel(root, e.name);
     if (m) out.push(m);
   }

@@ -2,7 +2,8 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
 import { rfc3339Now } from '../kube/types.ts';
-import { commitModel, removeModel } from '../disk/atomic.ts';
+import { lstat } from 'node:fs/promises';
+import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
@@ -16,6 +17,7 @@ import {
 } from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
 import type { SourceCredentials } from '../download/types.ts';
+import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight } from './node-cache/plan.ts';
 import { checkSourceUri, scrubUri, shownUri } from './source-uri.ts';
@@ -159,9 +161,10 @@ export class DownloadManager {
       this.#notify();
       metrics.inFlight.inc();
       running = true;
+      if (await this.#adopted(model, entry.abort.signal)) return;
       const already = await bytesWritten(staging);
       const kept = this.#downloaded.get(key);
-      let result: { bytes: number; files: number };
+      let result: { bytes: number; files: number; skipped?: string[] };
       if (kept?.uriSha256 === uriSha256(uri) && already > 0) {
         log.info({ model: model.modelName, storageKey: key }, 'download complete in staging; committing it again');
         result = kept;
@@ -192,6 +195,7 @@ export class DownloadManager {
           },
         });
         metrics.bytes.inc({ scheme, outcome: 'success' }, Math.max(0, result.bytes - already));
+        logSkipped(log, model.modelName, key, result);
       }
       await this.#commit(key, uri, result);
       this.failures.delete(key);
@@ -225,6 +229,45 @@ export class DownloadManager {
         metrics.inFlight.dec();
       }
     }
+  }
+
+  /**
+   * A folder at the model's place without a marker (KServe's own agent downloaded it) is adopted when
+   * it verifies against the source (see daemon/adopt.ts): the marker is written, nothing is fetched.
+   * Otherwise the download goes ahead into staging and the commit replaces the folder.
+   */
+  async #adopted(model: LocalModelInfo, signal: AbortSignal): Promise<boolean> {
+    const { root, log } = this.#o;
+    const key = model.storageKey;
+    const dir = modelPaths(root, key).final;
+    const found = await lstat(dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
+    if (!found) return false;
+    let reason: string;
+    try {
+      const verdict = await verifyFolder(dir, await expectationFor(model.sourceModelUri, signal), signal);
+      if (verdict.verified) {
+        const uri = model.sourceModelUri;
+        const { bytes, files } = verdict;
+        await adoptModel(root, key, { uri: shownUri(uri), uriSha256: uriSha256(uri), bytes, files });
+        log.info(
+          { model: model.modelName, storageKey: key, bytes: verdict.bytes, files: verdict.files },
+          'model folder found without a marker verified against its source: adopted, not downloaded',
+        );
+        return true;
+      }
+      reason = verdict.reason;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      reason = `it could not be checked: ${scrubUri((err as Error)?.message ?? String(err), model.sourceModelUri)}`;
+    }
+    log.info(
+      { model: model.modelName, storageKey: key, folder: dir, reason },
+      'model folder found without a marker does not verify against its source: downloading it again',
+    );
+    return false;
   }
 
   /**
@@ -287,6 +330,24 @@ export class DownloadManager {
       plan.retryAt === undefined ? 'download failed; not retried until the spec changes' : 'download failed',
     );
   }
+}
+
+/** Most names of skipped archive entries one log line shows. */
+const SKIPPED_SHOWN = 20;
+
+/** One line per model naming the archive entries extraction skipped on purpose (devices, FIFOs), if any. */
+function logSkipped(log: Logger, modelName: string, storageKey: string, result: { skipped?: string[] }): void {
+  const skipped = result.skipped ?? [];
+  if (skipped.length === 0) return;
+  log.warn(
+    {
+      model: modelName,
+      storageKey,
+      skipped: skipped.slice(0, SKIPPED_SHOWN).map((n) => n.slice(0, 200)),
+      skippedCount: skipped.length,
+    },
+    'archive entries that are devices or FIFOs were skipped: a model never holds them',
+  );
 }
 
 /** The staging folder of a key; a key the spec should never have allowed is a bug, not a disk error. */

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { isAbsolute, posix, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
@@ -10,6 +10,7 @@ import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { CapacityLedger } from '../disk/capacity.ts';
 import { emptyTrash } from '../disk/inventory.ts';
+import { migrateLegacyLayout } from '../disk/legacy-layout.ts';
 import { createLogger } from '../ops/logger.ts';
 import { durationFlag, quantityFlag, wholeNumberFlag } from '../ops/flags.ts';
 import { startOpsServer } from '../ops/server.ts';
@@ -25,7 +26,9 @@ export const daemonUsage = `usage: modelcache daemon --node-name N --root DIR [f
 
   --kubeconfig FILE        kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
   --node-name N            this node (default: $NODE_NAME, from the downward API)
-  --root DIR               cache directory on the node (the group's storagePath, mounted)
+  --root DIR               cache directory on the node (the group's storagePath, mounted); models in DIR/models/<key>
+  --host-root PATH         the host directory --root is mounted from (the DaemonSet's hostPath): models of
+                           groups whose storage path is another one are reported (StoragePathMismatch), not cached
   --listen ADDR            /metrics, /healthz, /readyz, and the artifact server unless --artifact-socket (default 127.0.0.1:8081)
   --artifact-socket PATH   serve cached models on this Unix socket only (consumers mount its directory), not on --listen
   --max-concurrent N       downloads at once, 1-64 (default 2)
@@ -56,6 +59,7 @@ export async function runDaemon(args: string[]): Promise<number> {
       kubeconfig: { type: 'string' },
       'node-name': { type: 'string' },
       root: { type: 'string' },
+      'host-root': { type: 'string' },
       listen: { type: 'string', default: '127.0.0.1:8081' },
       'artifact-socket': { type: 'string' },
       'max-concurrent': { type: 'string', default: '2' },
@@ -81,6 +85,12 @@ export async function runDaemon(args: string[]): Promise<number> {
     throw new Error('--node-name (or $NODE_NAME from the downward API) is required: the daemon serves one node');
   if (!values.root) throw new Error("--root DIR is required: the directory that holds this node's cached models");
   const root = resolve(values.root);
+  const hostRootFlag = values['host-root'];
+  if (hostRootFlag !== undefined && (!isAbsolute(hostRootFlag) || hostRootFlag.includes('\0')))
+    throw new Error(
+      `--host-root ${JSON.stringify(hostRootFlag)}: must be an absolute host path, the hostPath the DaemonSet mounts as --root`,
+    );
+  const hostRoot = hostRootFlag === undefined ? undefined : posix.normalize(hostRootFlag);
   // Every flag is checked before anything starts: a bad value is one clear error, never a half-started daemon.
   const flags = {
     margin: quantityFlag('safety-margin', values['safety-margin'], { min: 0 }),
@@ -104,10 +114,19 @@ export async function runDaemon(args: string[]): Promise<number> {
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
+  // The earlier layout (models at <root>/<key>) moves by rename before anything reads the disk.
+  const migrated = await migrateLegacyLayout(root, (marker, reason) =>
+    log.warn({ marker, reason }, 'completion marker is not valid: that folder stays where it is'),
+  );
+  if (migrated.moved.length || migrated.staged.length || migrated.kept.length)
+    log.info(migrated, 'moved models of the earlier layout under models/');
   await emptyTrash(root);
   const memory: NodeCacheMemory = { invalidMarkers: new Map() };
   const inv = await inventoryWithWarnings(root, log, memory.invalidMarkers ?? new Map());
-  log.info({ root, complete: inv.complete.size, partial: inv.partial.size, unknown: inv.unknown }, 'inventory taken');
+  log.info(
+    { root, hostRoot, complete: inv.complete.size, partial: inv.partial.size, unknown: inv.unknown },
+    'inventory taken',
+  );
   const metrics = new DaemonMetrics();
   const ledger = new CapacityLedger(root, flags.margin);
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
@@ -184,7 +203,19 @@ export async function runDaemon(args: string[]): Promise<number> {
     workers: 1,
     signal: shutdown.signal,
     reconcile: () =>
-      reconcileNode({ nodeName, root, informer, nodes, memory, orphanGraceMs, downloads, status, metrics, log }),
+      reconcileNode({
+        nodeName,
+        root,
+        hostRoot,
+        informer,
+        nodes,
+        memory,
+        orphanGraceMs,
+        downloads,
+        status,
+        metrics,
+        log,
+      }),
     observe: (_k, outcome, _ms, err) => {
       if (outcome === 'error')
         log.warn({ err: String((err as Error)?.message ?? err) }, 'reconcile failed; will retry');

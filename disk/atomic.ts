@@ -66,8 +66,25 @@ export async function commitModel(
   await writeNew(join(p.staging, `${MARKER_FILE}.tmp`), join(p.staging, MARKER_FILE), `${JSON.stringify(full)}\n`);
   await fsyncPath(p.staging);
   await discard(root, p.final); // a stale, incomplete folder from an older run
+  await mkdir(dirname(p.final), { recursive: true });
   await rename(p.staging, p.final);
-  await fsyncPath(root);
+  await fsyncPath(dirname(p.final));
+  return full;
+}
+
+/**
+ * Marks a folder already at its final place complete (one verified against its source, see
+ * daemon/adopt.ts): the marker is written as in a commit (temp file, fsync, rename), nothing moves.
+ */
+export async function adoptModel(
+  root: string,
+  key: string,
+  marker: Omit<Marker, 'storageKey' | 'completedAt'>,
+): Promise<Marker> {
+  const p = modelPaths(root, key);
+  const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
+  await writeNew(join(p.final, `${MARKER_FILE}.tmp`), p.marker, `${JSON.stringify(full)}\n`);
+  await fsyncPath(p.final);
   return full;
 }
 

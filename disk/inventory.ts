@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isReservedName, MARKER_FILE, stagingRoot, trashRoot, type Marker } from './layout.ts';
+import {
+  isValidKey,
+  legacyPaths,
+  MARKER_FILE,
+  modelPaths,
+  modelsRoot,
+  stagingRoot,
+  trashRoot,
+  type Marker,
+} from './layout.ts';
 
 /**
  * A completion marker as read back. `uri` is what may be shown (credentials and query removed);
@@ -18,7 +27,10 @@ export interface Inventory {
   complete: Map<string, CheckedMarker>;
   /** Keys with partial data in staging (resumable). */
   partial: Set<string>;
-  /** Folders under the root that are neither complete models nor ours (a crash mid-commit, or foreign). */
+  /**
+   * Folders under `models/` without a valid marker: foreign (KServe's own agent downloaded them), or
+   * a marker that does not parse. A desired one is verified against its source before it is adopted.
+   */
   unknown: string[];
 }
 
@@ -65,7 +77,17 @@ export async function readMarker(
   key: string,
   onInvalid?: OnInvalidMarker,
 ): Promise<CheckedMarker | undefined> {
-  const path = join(root, key, MARKER_FILE);
+  if (!isValidKey(key)) return undefined;
+  return readMarkerIn(modelPaths(root, key).final, key, onInvalid);
+}
+
+/** The completion marker in folder `dir` of model `key` (any layout), as readMarker reads it. */
+export async function readMarkerIn(
+  dir: string,
+  key: string,
+  onInvalid?: OnInvalidMarker,
+): Promise<CheckedMarker | undefined> {
+  const path = join(dir, MARKER_FILE);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -89,11 +111,11 @@ export async function readMarker(
   return checked;
 }
 
-/** What is on disk under a cache root. Read-only: safe to call while removals are under way. */
+/** What is on disk under a cache root (`models/` and staging). Read-only: safe to call while removals are under way. */
 export async function takeInventory(root: string, onInvalid?: OnInvalidMarker): Promise<Inventory> {
   const inv: Inventory = { complete: new Map(), partial: new Set(), unknown: [] };
-  for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
-    if (isReservedName(e.name) || !e.isDirectory()) continue;
+  for (const e of await readdir(modelsRoot(root), { withFileTypes: true }).catch(() => [])) {
+    if (!e.isDirectory() || !isValidKey(e.name)) continue;
     const marker = await readMarker(root, e.name, onInvalid);
     if (marker) inv.complete.set(e.name, marker);
     else inv.unknown.push(e.name);
@@ -107,4 +129,5 @@ export async function takeInventory(root: string, onInvalid?: OnInvalidMarker): 
 /** Deletes what a removal interrupted by a crash left in the trash: call once at start-up, before any removal. */
 export async function emptyTrash(root: string): Promise<void> {
   await rm(trashRoot(root), { recursive: true, force: true });
+  await rm(legacyPaths(root).trash, { recursive: true, force: true });
 }

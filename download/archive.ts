@@ -8,6 +8,7 @@ import { DownloadError, diskError } from './errors.ts';
 import type { ByteBudget, ExtractResult } from './extract-fs.ts';
 import { tarExtractor } from './extract-tar.ts';
 import { extractZip } from './extract-zip.ts';
+import type { DownloadResult } from './types.ts';
 
 export type { ByteBudget, ExtractResult } from './extract-fs.ts';
 export { tarExtractor, type Extractor } from './extract-tar.ts';
@@ -68,6 +69,11 @@ export function sizeBudget(limit: number): ByteBudget {
         );
     },
   };
+}
+
+/** A download's result: the bytes fetched and what placing them made (`skipped` only when entries were). */
+export function placedResult(bytes: number, placed: ExtractResult): DownloadResult {
+  return { bytes, files: placed.files, ...(placed.skipped.length > 0 ? { skipped: placed.skipped } : {}) };
 }
 
 /** Removes what an earlier, interrupted extraction left in workDir (everything but the download folder). */

@@ -1,4 +1,4 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { diskError } from './errors.ts';
 
 /** Bytes gathered before one write: fewer, larger writes than one per socket chunk. */
@@ -65,21 +65,4 @@ export class BatchWriter {
     w.catch(() => undefined); // awaited by the next issue or by drain
     this.#writing = w;
   }
-}
-
-/**
- * Replaces a small state file (resume state) atomically: temp + fsync + rename, so a crash leaves
- * the old state or the new one, never a torn file. Errors are raw fs errors (callers classify).
- */
-export async function writeStateFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await rm(tmp, { force: true });
-  const fh = await open(tmp, 'wx');
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
 }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { extractOrPlace, sizeBudget } from './archive.ts';
+import { DOWNLOAD_DIR } from '../disk/layout.ts';
+import { extractOrPlace, placedResult, sizeBudget } from './archive.ts';
 import { entryParts, reservedComponent, safeJoin } from './containment.ts';
 import { DownloadError } from './errors.ts';
 import { CONTENT_FAULTS, fsFault } from './http-status.ts';
@@ -132,7 +133,7 @@ async function pruneStale(workDir: string, wanted: Map<string, ListedObject>): P
   for (const e of await readdir(workDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     const abs = join(e.parentPath, e.name);
     const rel = relative(workDir, abs).split(sep).join('/');
-    if (rel === '.download' || rel.startsWith('.download/') || !e.isFile()) continue;
+    if (rel === DOWNLOAD_DIR || rel.startsWith(`${DOWNLOAD_DIR}/`) || !e.isFile()) continue;
     const obj = wanted.get(rel);
     const size = await stat(abs).then(
       (s) => s.size,
@@ -168,7 +169,7 @@ export async function downloadObjects(
     );
   const bytesTotal = objects.every((x) => x.size !== undefined) ? listed : undefined;
 
-  const dl = join(req.workDir, '.download');
+  const dl = join(req.workDir, DOWNLOAD_DIR);
   await mkdir(dl, { recursive: true });
   const wanted = new Map(objects.map((x) => [x.path, x]));
   const kept = single ? new Set<string>() : await pruneStale(req.workDir, wanted);
@@ -192,11 +193,11 @@ export async function downloadObjects(
     const partial = partialOf(obj);
     const bytes = await fetchObject(obj, partial, { ...ctx, signal: req.signal });
     try {
-      const { files } = await extractOrPlace(partial, req.workDir, obj.path, sizeBudget(limit), {
+      const placed = await extractOrPlace(partial, req.workDir, obj.path, sizeBudget(limit), {
         signal: req.signal,
       });
       await rm(dl, { recursive: true, force: true });
-      return { bytes, files };
+      return placedResult(bytes, placed);
     } catch (err) {
       const e = fsFault(err, `storing '${obj.path.slice(0, 200)}'`, 'UnsafeObjectName');
       // An object that cannot be extracted is fetched again next time, never extracted again blindly.

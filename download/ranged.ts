@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { BatchWriter, writeStateFile } from './batch-writer.ts';
+import { BatchWriter } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
 import { discard, header, type HttpClient } from './http-client.ts';
 import { classify, contentRange, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
 import type { Authorize } from './request.ts';
+import { loadPartState, partLength, partStateSaver, type PartState, type StateSaver } from './resume-state.ts';
 import type { DownloadOptions } from './types.ts';
 
 /** One object in a store, as a listing describes it. */
@@ -33,67 +34,11 @@ export interface FetchContext {
   limit: number;
 }
 
-/** What survives a crash: which bytes of which version are already in the partial file. */
-interface PartState {
-  url: string;
-  etag?: string;
-  size?: number;
-  partSize: number;
-  done: number[];
-}
-
-const STATE_EVERY_MS = 500;
-
 function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
   const size = obj.size;
   if (size === undefined || o.partParallelism <= 1 || size < 2 * o.partSizeBytes)
     return { partSize: size ?? 0, count: 1 };
   return { partSize: o.partSizeBytes, count: Math.ceil(size / o.partSizeBytes) };
-}
-
-/** The saved state, or undefined when absent, torn or of another shape (then the object starts from zero). */
-async function readState(path: string): Promise<PartState | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const s = v as Record<string, unknown>;
-  const count = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
-  if (
-    typeof s.url !== 'string' ||
-    (s.etag !== undefined && typeof s.etag !== 'string') ||
-    (s.size !== undefined && !count(s.size)) ||
-    !count(s.partSize) ||
-    !Array.isArray(s.done) ||
-    !s.done.every(count)
-  )
-    return undefined;
-  return v as PartState;
-}
-
-async function loadState(
-  path: string,
-  obj: RemoteObject,
-  partSize: number,
-  count: number,
-): Promise<PartState | undefined> {
-  const s = await readState(path);
-  if (
-    !s ||
-    s.url !== obj.url ||
-    s.etag !== obj.etag ||
-    s.size !== obj.size ||
-    s.partSize !== partSize ||
-    s.done.length !== count ||
-    s.done.some((d, i) => d > partLength(s, i))
-  )
-    return undefined;
-  return s;
 }
 
 /**
@@ -110,7 +55,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     );
   const { partSize, count } = planParts(obj, o);
   const statePath = `${partial}.state.json`;
-  const state = (await loadState(statePath, obj, partSize, count)) ?? {
+  const state = (await loadPartState(statePath, obj, partSize, count)) ?? {
     url: obj.url,
     etag: obj.etag,
     size: obj.size,
@@ -126,7 +71,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
   } catch (err) {
     throw diskError(err, `creating ${partial}`);
   }
-  const saver = stateSaver(statePath, state);
+  const saver = partStateSaver(statePath, state);
   let worthless = false;
   try {
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
@@ -156,11 +101,6 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
 
 function partComplete(s: PartState, i: number): boolean {
   return s.size !== undefined && s.done[i] === partLength(s, i);
-}
-
-function partLength(s: PartState, i: number): number {
-  const size = s.size ?? Infinity;
-  return Math.min(s.partSize || size, size - i * s.partSize);
 }
 
 /** One attempt at one part: from its first missing byte to its end. */
@@ -282,39 +222,6 @@ function changed(obj: RemoteObject, why: string): DownloadError {
     'IntegrityMismatch',
     `${redactUrl(obj.url)} changed while it was being downloaded (${why}); its parts are never spliced`,
   );
-}
-
-interface StateSaver {
-  /** Schedules a save (at once with `now`), at most one every STATE_EVERY_MS otherwise. */
-  touch(now?: boolean): void;
-  flush(): Promise<void>;
-}
-
-/** Writes the part state beside the file (temp + rename), never two writes at once. */
-function stateSaver(path: string, state: PartState): StateSaver {
-  let chain: Promise<void> = Promise.resolve();
-  let last = 0;
-  let queued = false;
-  const save = (): void => {
-    if (queued) return;
-    queued = true;
-    chain = chain
-      .then(async () => {
-        queued = false;
-        last = Date.now();
-        await writeStateFile(path, JSON.stringify(state));
-      })
-      .catch(() => undefined);
-  };
-  return {
-    touch(now = false) {
-      if (now || Date.now() - last >= STATE_EVERY_MS) save();
-    },
-    async flush() {
-      save();
-      await chain;
-    },
-  };
 }
 
 async function verifyDigest(file: string, digest: NonNullable<RemoteObject['digest']>, url: string): Promise<void> {

@@ -60,4 +60,6 @@ export interface DownloadRequest {
 export interface DownloadResult {
   bytes: number;
   files: number;
+  /** Archive entries skipped on purpose (devices, FIFOs), by name in the archive; absent when none were. */
+  skipped?: string[];
 }

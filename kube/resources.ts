@@ -1,4 +1,4 @@
-import type { ResourceType } from './types.ts';
+import type { KubeObject, ResourceType } from './types.ts';
 
 /** Built-in resource types the controllers touch. */
 export const NODES: ResourceType = { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false };
@@ -39,6 +39,13 @@ export const CRDS: ResourceType = {
   kind: 'CustomResourceDefinition',
   namespaced: false,
 };
+export const MUTATING_WEBHOOK_CONFIGURATIONS: ResourceType = {
+  group: 'admissionregistration.k8s.io',
+  version: 'v1',
+  plural: 'mutatingwebhookconfigurations',
+  kind: 'MutatingWebhookConfiguration',
+  namespaced: false,
+};
 export const CLUSTER_ROLES: ResourceType = {
   group: 'rbac.authorization.k8s.io',
   version: 'v1',
@@ -67,3 +74,45 @@ export const ROLE_BINDINGS: ResourceType = {
   kind: 'RoleBinding',
   namespaced: true,
 };
+export const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
+export const PERSISTENT_VOLUMES: ResourceType = {
+  group: '',
+  version: 'v1',
+  plural: 'persistentvolumes',
+  kind: 'PersistentVolume',
+  namespaced: false,
+};
+export const PERSISTENT_VOLUME_CLAIMS: ResourceType = {
+  group: '',
+  version: 'v1',
+  plural: 'persistentvolumeclaims',
+  kind: 'PersistentVolumeClaim',
+  namespaced: true,
+};
+
+/** The parts of a core/v1 Pod the controllers read. */
+export interface Pod extends KubeObject {
+  spec?: {
+    nodeName?: string;
+    nodeSelector?: Record<string, string>;
+    affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: unknown } };
+    volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName?: string; readOnly?: boolean } }>;
+    [field: string]: unknown;
+  };
+  status?: { phase?: string; [field: string]: unknown };
+}
+
+/** A core/v1 PersistentVolume: the spec as written (typed where read), the binder's phase. */
+export interface PersistentVolume extends KubeObject {
+  spec?: {
+    claimRef?: { namespace?: string; name?: string; uid?: string; [field: string]: unknown };
+    [field: string]: unknown;
+  };
+  status?: { phase?: string; [field: string]: unknown };
+}
+
+/** A core/v1 PersistentVolumeClaim: the spec as written (typed where read), the binder's phase. */
+export interface PersistentVolumeClaim extends KubeObject {
+  spec?: { volumeName?: string; [field: string]: unknown };
+  status?: { phase?: string; [field: string]: unknown };
+}

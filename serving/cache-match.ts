@@ -2,7 +2,14 @@
 // KServe's rule for the cache; a better one than KServe's for the group: the predictor's own node constraints
 // are honoured before falling back to the cache's first group.
 import { storageKeyFor } from '../api/storage-key.ts';
-import type { LabelSelector, LocalModelCache, LocalModelNodeGroup } from '../api/types.ts';
+import type {
+  LabelSelector,
+  LocalModelCache,
+  LocalModelNodeGroup,
+  NodeSelector,
+  NodeSelectorRequirement,
+  NodeSelectorTerm,
+} from '../api/types.ts';
 import { subpathUnder } from './cache-uri.ts';
 
 /** KServe: names the node group an InferenceService's cache copy is taken from. */
@@ -20,24 +27,6 @@ export function modelNodeLabel(storageKey: string): string {
 /** KServe's name of a cache's PVC in a consumer's namespace (and, with `-<namespace>`, of its PV). */
 export function cachePvcName(cache: string, group: string): string {
   return `${cache}-${group}`;
-}
-
-/** One requirement of a node selector term (core/v1 NodeSelectorRequirement). */
-export interface NodeSelectorRequirement {
-  key: string;
-  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt';
-  values?: string[];
-}
-
-/** Expressions ANDed; `matchFields` knows only `metadata.name`. */
-export interface NodeSelectorTerm {
-  matchExpressions?: NodeSelectorRequirement[];
-  matchFields?: NodeSelectorRequirement[];
-}
-
-/** Terms ORed (core/v1 NodeSelector). */
-export interface NodeSelector {
-  nodeSelectorTerms: NodeSelectorTerm[];
 }
 
 /** Where a workload asks to run: a pod spec's `nodeSelector` and required node affinity. */
@@ -191,10 +180,9 @@ function consumerAlternatives(c: NodeConstraints | undefined): Conjunction[] {
 
 /** A group's nodes: its label selector AND its PV's required node affinity (KServe's membership). */
 export function groupAlternatives(group: LocalModelNodeGroup): Conjunction[] {
-  const pv = group.spec.persistentVolumeSpec as { nodeAffinity?: { required?: NodeSelector } } | undefined;
   return andSelector(
-    selectorConjunction(group.spec.nodeSelector as LabelSelector | undefined),
-    pv?.nodeAffinity?.required,
+    selectorConjunction(group.spec.nodeSelector),
+    group.spec.persistentVolumeSpec?.nodeAffinity?.required,
   );
 }
 

@@ -20,6 +20,8 @@ export interface CacheObservation {
   localModelNodes: ReadonlyMap<string, LocalModelNode>;
   /** InferenceServices that use the cache's URI (KServe's subpath rule). */
   users?: Array<{ name: string; namespace: string }>;
+  /** LLMInferenceServices whose spec.model.uri uses it (the same rule). */
+  llmUsers?: Array<{ name: string; namespace: string }>;
   /** False while it is not yet known which InferenceServices exist. */
   usersKnown?: boolean;
   now: string;
@@ -111,7 +113,7 @@ export function planCache(o: CacheObservation): CachePlan {
         };
   const conditions = [scheduled, readyCondition(name, nodeStatus, scheduled, o), sizeCondition(name, nodeStatus, o)];
   if (placement.held) {
-    const users = (o.users ?? []).map((u) => `${u.namespace}/${u.name}`);
+    const users = [...(o.users ?? []), ...(o.llmUsers ?? [])].map((u) => `${u.namespace}/${u.name}`);
     conditions.push({
       type: 'DeletionHeld',
       status: 'True',
@@ -119,7 +121,7 @@ export function planCache(o: CacheObservation): CachePlan {
       message:
         o.usersKnown === false
           ? 'deletion waits until the InferenceServices that may use this model are known'
-          : `deletion waits until no InferenceService uses this model: ${users.slice(0, 10).join(', ')}`,
+          : `deletion waits until no InferenceService or LLMInferenceService uses this model: ${users.slice(0, 10).join(', ')}`,
     });
   }
   const status = buildStatus(o, nodeStatus, conditions, cacheProgress(name, nodeStatus, o));
@@ -284,6 +286,7 @@ function buildStatus(
     },
     nodeStatus,
     ...(o.users?.length ? { inferenceServices: o.users } : {}),
+    ...(o.llmUsers?.length ? { llmInferenceServices: o.llmUsers } : {}),
     ...(progress !== undefined ? { progress } : {}),
     conditions: mergeConditions(old.conditions, conditions, o.now),
     ...(o.cache.metadata.generation !== undefined ? { observedGeneration: o.cache.metadata.generation } : {}),

@@ -3,17 +3,12 @@
 import type { Logger } from 'pino';
 import type { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
-import type { KubeObject, ResourceType } from '../../kube/types.ts';
+import { MUTATING_WEBHOOK_CONFIGURATIONS } from '../../kube/resources.ts';
+import type { KubeObject } from '../../kube/types.ts';
 import type { JsonPatchOp } from './admission.ts';
 import { SerialPasses } from './serial.ts';
 
-export const MUTATING_WEBHOOK_CONFIGURATIONS: ResourceType = {
-  group: 'admissionregistration.k8s.io',
-  version: 'v1',
-  plural: 'mutatingwebhookconfigurations',
-  kind: 'MutatingWebhookConfiguration',
-  namespaced: false,
-};
+// Defined in kube/resources.ts; re-exported only until test/integration/webhooks.test.ts imports it from there.
 
 export interface WebhookConfiguration extends KubeObject {
   webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }>;

@@ -3,18 +3,16 @@
 // use a cache get the affinity (their mount is KServe's pod mutator's job). Any pod naming what does not exist
 // is refused with the way out, so an opted-in pod is never admitted without its mount.
 import { storageKeyFor } from '../../api/storage-key.ts';
-import type { LocalModelCache, LocalModelNodeGroup } from '../../api/types.ts';
-import {
-  matchConsumer,
-  modelNodeLabel,
-  type NodeSelector,
-  type NodeSelectorRequirement,
-} from '../../serving/cache-match.ts';
+import type { LocalModelCache, LocalModelNodeGroup, NodeSelector, NodeSelectorRequirement } from '../../api/types.ts';
+import { matchConsumer, modelNodeLabel } from '../../serving/cache-match.ts';
 import type { Decision, JsonPatchOp } from './admission.ts';
-import { LOCAL_MODEL_LABEL, LOCAL_MODEL_NAMESPACE_LABEL, podConstraints } from './isvc-defaulter.ts';
+import {
+  CACHE_LABEL,
+  LOCAL_MODEL_LABEL,
+  LOCAL_MODEL_NAMESPACE_LABEL,
+  podConstraints,
+} from '../../serving/local-model.ts';
 
-/** Opt-in: the LocalModelCache whose model the pod reads. */
-export const CACHE_LABEL = 'modelcache.io/cache';
 /** Where the model appears in the containers (default /mnt/models). */
 export const MOUNT_PATH_ANNOTATION = 'modelcache.io/mount-path';
 /** Comma-separated names of the containers (or init containers) that get the mount (default: every container). */

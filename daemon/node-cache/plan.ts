@@ -1,6 +1,22 @@
+import { posix } from 'node:path';
 import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
 import { progressPart, totalProgress } from '../../api/progress.ts';
 import { markerIsFor } from '../../disk/inventory.ts';
+
+/** A host path compared as a path: `/models/` and `/models` are one directory. */
+function samePath(a: string, b: string): boolean {
+  const norm = (p: string): string => posix.normalize(p).replace(/(.)\/+$/, '$1');
+  return norm(a) === norm(b);
+}
+
+/** Why a model is not cached on this node when its group's path is not where the daemon's root comes from. */
+export function storagePathMismatch(m: LocalModelInfo, hostRoot: string): string {
+  return (
+    `node group ${m.nodeGroup ?? '(unnamed)'} keeps its models in ${m.storagePath} on the host, but this daemon's ` +
+    `--root is mounted from ${hostRoot} (--host-root): pods would not find the model where it would be cached. ` +
+    `Mount ${m.storagePath} as the daemon's root (and set --host-root to it), or set the group's storage path to ${hostRoot}`
+  );
+}
 
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
@@ -48,6 +64,11 @@ export interface NodeObservation {
    */
   specMissingSince?: number;
   orphanGraceMs?: number;
+  /**
+   * The host directory this daemon's root is mounted from (--host-root), when known. A model whose
+   * group keeps its models in another host directory is not cached here: no pod would look there.
+   */
+  hostRoot?: string;
 }
 
 export type NodeAction =
@@ -76,6 +97,15 @@ export function planNode(o: NodeObservation): NodePlan {
 
   for (const m of o.desired) {
     const key = m.storageKey;
+    if (o.hostRoot !== undefined && !samePath(m.storagePath, o.hostRoot)) {
+      modelStatus[m.modelName] = 'ModelDownloadError';
+      models[m.modelName] = {
+        storageKey: key,
+        reason: 'StoragePathMismatch',
+        message: storagePathMismatch(m, o.hostRoot),
+      };
+      continue;
+    }
     const done = o.disk.complete.get(key);
     const running = o.inFlight.get(key);
     const failed = o.failures.get(key);

@@ -38,6 +38,8 @@ export async function inventoryWithWarnings(
 export interface NodeCacheDeps {
   nodeName: string;
   root: string;
+  /** The host directory `root` is mounted from (--host-root), when the daemon was told. */
+  hostRoot?: string | undefined;
   informer: Informer<LocalModelNode>;
   nodes: Informer<Node>;
   memory: NodeCacheMemory;
@@ -102,6 +104,7 @@ export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult |
       ...(paused ? { paused } : {}),
       ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
       orphanGraceMs: d.orphanGraceMs,
+      ...(d.hostRoot !== undefined ? { hostRoot: d.hostRoot } : {}),
     });
   const plan = observe(inFlight);
   if (lmn) d.downloads.forgetFailuresExcept(new Set((lmn.spec?.localModels ?? []).map((m) => m.storageKey)));

@@ -4,7 +4,7 @@ import { basename, join, relative } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { clearExtracted, extractOrPlace, sizeBudget, type ByteBudget } from '../archive.ts';
+import { clearExtracted, extractOrPlace, placedResult, sizeBudget, type ByteBudget } from '../archive.ts';
 import { isInside } from '../containment.ts';
 import { DownloadError } from '../errors.ts';
 import { fsFault } from '../http-status.ts';
@@ -55,12 +55,12 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
           `${path} is ${st.size} bytes, more than modelSize allows (${limit} bytes)`,
         );
       // Archives are extracted straight from the host file; anything else is copied.
-      const { files } = await extractOrPlace(real, req.workDir, basename(real), budget, {
+      const placed = await extractOrPlace(real, req.workDir, basename(real), budget, {
         copy: true,
         signal: req.signal,
       });
       progress(st.size);
-      return { bytes: st.size, files };
+      return placedResult(st.size, placed);
     }
     let files = 0;
     for (const e of await readdir(real, { withFileTypes: true, recursive: true })) {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BatchWriter, writeStateFile } from '../batch-writer.ts';
+import { DOWNLOAD_DIR } from '../../disk/layout.ts';
+import { BatchWriter } from '../batch-writer.ts';
 import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
 import { CONTENT_FAULTS, classify, contentRange, fsFault, statusError } from '../http-status.ts';
 import { backoffDelay, sleep } from '../../kube/backoff.ts';
@@ -9,21 +10,15 @@ import {
   clearExtracted,
   archiveKindFor,
   extractOrPlace,
+  placedResult,
   sizeBudget,
   tarExtractor,
   type ByteBudget,
   type Extractor,
 } from '../archive.ts';
 import { DownloadError, redactUrl } from '../errors.ts';
+import { resumeMismatch, resumePoint, saveResumeMeta, type ResumeMeta } from '../resume-state.ts';
 import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
-
-/** What the first answer said about the object whose bytes are in the partial file. */
-interface ResumeMeta {
-  url: string;
-  etag?: string;
-  lastModified?: string;
-  total?: number;
-}
 
 /** Longest file name most filesystems store (bytes). */
 const NAME_MAX = 255;
@@ -62,7 +57,7 @@ export async function downloadHttp(
   const { uri: url, workDir, signal } = req;
   const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
   const name = fileNameFromUrl(url);
-  const dl = join(workDir, '.download');
+  const dl = join(workDir, DOWNLOAD_DIR);
   await mkdir(dl, { recursive: true }).catch((err: unknown) => {
     throw fsFault(err, `creating ${dl}`, 'InvalidUri');
   });
@@ -103,15 +98,7 @@ export async function downloadHttp(
         );
       const etag = header(res.headers, 'etag');
       const lastModified = header(res.headers, 'last-modified');
-      await writeStateFile(
-        metaPath,
-        JSON.stringify({
-          url,
-          ...(etag !== undefined ? { etag } : {}),
-          ...(lastModified !== undefined ? { lastModified } : {}),
-          ...(total !== undefined ? { total } : {}),
-        } satisfies ResumeMeta),
-      );
+      await saveResumeMeta(metaPath, { url, etag, lastModified, total });
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
       let lastProgress = 0;
@@ -215,46 +202,6 @@ export async function downloadHttp(
   return finish({ workDir, dl, partial, name, signal }, streamed, sizeBudget(limit));
 }
 
-/** The resume state, or undefined when absent, torn or of another shape: then the download starts from zero. */
-async function readMeta(path: string): Promise<ResumeMeta | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const { url, etag, lastModified, total } = v as Record<string, unknown>;
-  const optString = (x: unknown): boolean => x === undefined || typeof x === 'string';
-  if (typeof url !== 'string' || !optString(etag) || !optString(lastModified)) return undefined;
-  if (total !== undefined && !(typeof total === 'number' && Number.isSafeInteger(total) && total >= 0))
-    return undefined;
-  return v as ResumeMeta;
-}
-
-/**
- * Where this attempt starts: after the bytes on disk only when they are of this URL and the first
- * answer gave a validator (ETag or Last-Modified) to resume against; otherwise from the first byte.
- */
-async function resumePoint(
-  partial: string,
-  metaPath: string,
-  url: string,
-): Promise<{ offset: number; meta?: ResumeMeta; complete: boolean }> {
-  const meta = await readMeta(metaPath);
-  const size = await stat(partial).then(
-    (s) => s.size,
-    () => 0,
-  );
-  if (size === 0 || meta?.url !== url) return { offset: 0, complete: false };
-  if (meta.total !== undefined && size === meta.total) return { offset: size, meta, complete: true };
-  if (meta.total !== undefined && size > meta.total) return { offset: 0, complete: false };
-  if (meta.etag === undefined && meta.lastModified === undefined) return { offset: 0, complete: false };
-  return { offset: size, meta, complete: false };
-}
-
 /**
  * The answer's status and size: where its bytes start and the object's total. A resumed answer of
  * another object (another total, ETag or Last-Modified than the first answer's, or a 416) removes
@@ -280,14 +227,9 @@ async function checkAnswer(
   if (res.statusCode === 200) return { offset: 0, total: sizeHeader(header(res.headers, 'content-length')) };
   const { total } = contentRange(res, offset);
   if (offset > 0 && meta) {
-    const etag = header(res.headers, 'etag');
-    const lastModified = header(res.headers, 'last-modified');
-    if (meta.total !== undefined && total !== undefined && total !== meta.total)
-      return changed(`${total} bytes now, ${meta.total} before`);
-    if (meta.etag !== undefined && etag !== undefined && etag !== meta.etag)
-      return changed(`ETag ${etag} now, ${meta.etag} before`);
-    if (meta.lastModified !== undefined && lastModified !== undefined && lastModified !== meta.lastModified)
-      return changed(`Last-Modified ${lastModified} now, ${meta.lastModified} before`);
+    const now = { total, etag: header(res.headers, 'etag'), lastModified: header(res.headers, 'last-modified') };
+    const why = resumeMismatch(meta, now);
+    if (why) return changed(why);
   }
   return { offset, ...(total !== undefined ? { total } : {}) };
 }
@@ -308,10 +250,10 @@ async function finish(
   at.signal.addEventListener('abort', stop, { once: true });
   try {
     const bytes = (await stat(at.partial)).size;
-    const { files } = await (streamed?.done ??
+    const placed = await (streamed?.done ??
       extractOrPlace(at.partial, at.workDir, at.name, budget, { signal: at.signal }));
     await rm(at.dl, { recursive: true, force: true });
-    return { bytes, files };
+    return placedResult(bytes, placed);
   } catch (err) {
     const e = fsFault(err, `placing ${at.name}`, 'InvalidUri');
     // A complete partial that cannot be extracted is never extracted again on the next attempt.

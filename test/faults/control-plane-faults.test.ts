@@ -105,7 +105,11 @@ test('the apiserver restarts while daemons download and report progress: informe
   const want = createHash('sha256').update(toBuffer(body)).digest('hex');
   for (const n of nodes) {
     const got = createHash('sha256')
-      .update(await readFile(join(work, n, storageKeyFor(origin.url('/f/during-restart.bin')), 'during-restart.bin')))
+      .update(
+        await readFile(
+          join(work, n, 'models', storageKeyFor(origin.url('/f/during-restart.bin')), 'during-restart.bin'),
+        ),
+      )
       .digest('hex');
     assert.equal(got, want, `${n} bytes`);
   }

@@ -109,7 +109,7 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
     for (const [name, state] of Object.entries(lmn?.status?.modelStatus ?? {})) {
       if (state !== 'ModelDownloaded' || verified.has(name)) continue;
       const w = want.get(name);
-      const bytes = await readFile(join(root, w?.key ?? '', 'weights.bin')).catch(() => Buffer.alloc(0));
+      const bytes = await readFile(join(root, 'models', w?.key ?? '', 'weights.bin')).catch(() => Buffer.alloc(0));
       if (createHash('sha256').update(bytes).digest('hex') !== w?.sha) earlyDownloaded++;
       else verified.add(name);
     }
@@ -139,7 +139,7 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
     }
   }
   for (const [name, w] of want) {
-    const bytes = await readFile(join(root, w.key, 'weights.bin'));
+    const bytes = await readFile(join(root, 'models', w.key, 'weights.bin'));
     assert.equal(createHash('sha256').update(bytes).digest('hex'), w.sha, `${name} bytes`);
   }
   const resumed = origin.requests.filter((r) => r.range && r.status === 206).length;

@@ -1,16 +1,14 @@
 import { installCrds } from '../../api/install.ts';
-import { CLUSTER_SERVING_RUNTIMES, INFERENCE_SERVICES, SERVING_RUNTIMES } from '../../api/kserve.ts';
+import {
+  CLUSTER_SERVING_RUNTIMES,
+  INFERENCE_SERVICES,
+  LLM_INFERENCE_SERVICES,
+  SERVING_RUNTIMES,
+} from '../../api/kserve.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import type { KubeObject, ResourceType } from '../../kube/types.ts';
 
-/** KServe's LLMInferenceService (spec.model.uri), for tests of what reads its model from a cache. */
-export const LLM_INFERENCE_SERVICES: ResourceType = {
-  group: 'serving.kserve.io',
-  version: 'v1alpha1',
-  plural: 'llminferenceservices',
-  kind: 'LLMInferenceService',
-  namespaced: true,
-};
+// Defined in api/kserve.ts; re-exported only until test/integration/webhooks.test.ts imports it from there.
 
 /** A minimal CRD for one of KServe's kinds: any fields accepted, a status subresource. */
 function looseCrd(rt: ResourceType): KubeObject {

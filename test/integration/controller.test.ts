@@ -284,7 +284,9 @@ test('InferenceServices using a cache are listed in its status; deleting a cache
     assert.equal(held?.reason, 'InUse');
     assert.match(
       held?.message ?? '',
-      new RegExp(`deletion waits until no InferenceService uses this model: ${s}/direct, ${s}/shared`),
+      new RegExp(
+        `deletion waits until no InferenceService or LLMInferenceService uses this model: ${s}/direct, ${s}/shared`,
+      ),
     );
   });
   assert.deepEqual(await modelsOn(n1), [name], 'still on its nodes while in use');
@@ -343,13 +345,18 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
   });
   assert.equal(edited.spec.modelSize, '2Gi');
   assert.deepEqual(edited.spec.nodeGroups, ['h']);
+  // The controller has acted on the edit before the next test looks for a steady state.
+  await eventually(async () => {
+    const c = await getCache(`${s}-ok`);
+    assert.equal(c?.status?.observedGeneration, c?.metadata.generation);
+  });
 });
 
 test('steady state makes no writes: a full resync leaves every resourceVersion as it was', async () => {
   await eventually(() => assert.equal(controller.pending, 0), { timeoutMs: 60_000 });
   const snapshot = async () => {
     const out: Record<string, string | undefined> = {};
-    for (const rt of [LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES]) {
+    for (const rt of [LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, LOCAL_MODEL_NODES, NODES]) {
       for (const o of (await cluster.client.list(rt)).items)
         out[`${rt.plural}/${o.metadata.name}`] = o.metadata.resourceVersion;
     }

@@ -143,9 +143,13 @@ test("a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on dis
   await waitDownloaded('archive');
   for (const n of nodes) {
     const key = storageKeyFor(origin.url('/models/plain/model.safetensors'));
-    assert.equal(sha(await readFile(join(rootOf(n), key, 'model.safetensors'))), sha(toBuffer(weights)));
+    assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'model.safetensors'))), sha(toBuffer(weights)));
     const akey = storageKeyFor(origin.url('/models/archive/model.tar.gz'));
-    assert.deepEqual((await readdir(join(rootOf(n), akey))).sort(), ['.modelcache.json', 'config.json', 'weights']);
+    assert.deepEqual((await readdir(join(rootOf(n), 'models', akey))).sort(), [
+      '.modelcache.json',
+      'config.json',
+      'weights',
+    ]);
     const served = Buffer.from(
       await (await fetch(`${daemons.get(n)?.opsUrl}/v1/models/${key}/files/model.safetensors`)).arrayBuffer(),
     );
@@ -188,7 +192,7 @@ test('kill -9 mid-download, restart: resumed with a Range request, bytes identic
   await createCache('big', origin.url('/models/big/model.bin'), '64Mi');
   const key = storageKeyFor(origin.url('/models/big/model.bin'));
   const [n1] = nodes as [string];
-  const partial = join(rootOf(n1), '.staging', key, '.download', 'model.bin.partial');
+  const partial = join(rootOf(n1), '.modelcache', 'staging', key, '.download', 'model.bin.partial');
   await eventually(async () => assert.ok((await stat(partial)).size >= 15_000_000));
   const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
   assert.notEqual(lmn?.status?.modelStatus?.big, 'ModelDownloaded');
@@ -197,7 +201,8 @@ test('kill -9 mid-download, restart: resumed with a Range request, bytes identic
   await waitDownloaded('big', 90_000);
   const resumed = origin.requestsFor('/models/big/model.bin').filter((r) => r.range === 'bytes=15000000-');
   assert.ok(resumed.length >= 1, JSON.stringify(origin.requestsFor('/models/big/model.bin')));
-  for (const n of nodes) assert.equal(sha(await readFile(join(rootOf(n), key, 'model.bin'))), sha(toBuffer(body)));
+  for (const n of nodes)
+    assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'model.bin'))), sha(toBuffer(body)));
 });
 
 test('origin 503 ×3 then OK is retried; 404 is NodeDownloadError with reason SourceNotFound and no retry storm', async () => {
@@ -238,7 +243,7 @@ test("restart with complete models: zero origin requests; a deleted cache's file
   await cluster.client.delete(LOCAL_MODEL_CACHES, 'plain');
   await eventually(async () => assert.equal(await getCache('plain'), undefined));
   for (const n of nodes) {
-    assert.equal(await stat(join(rootOf(n), key)).catch(() => 'gone'), 'gone');
+    assert.equal(await stat(join(rootOf(n), 'models', key)).catch(() => 'gone'), 'gone');
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
     assert.equal(lmn?.status?.modelStatus?.plain, undefined);
   }
@@ -253,7 +258,8 @@ test('file:// from an allowed host directory reaches NodeDownloaded; outside it 
   await createCache('not-allowed', pathToFileURL(join(work, 'daemon-' + nodes[0] + '.log')).href, '1Mi');
   await waitDownloaded('from-host');
   const key = storageKeyFor(pathToFileURL(src).href);
-  for (const n of nodes) assert.equal(await readFile(join(rootOf(n), key, 'tokenizer', 'vocab.txt'), 'utf8'), 'a\nb\n');
+  for (const n of nodes)
+    assert.equal(await readFile(join(rootOf(n), 'models', key, 'tokenizer', 'vocab.txt'), 'utf8'), 'a\nb\n');
   await eventually(async () => {
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
     assert.equal(lmn?.status?.models?.['not-allowed']?.reason, 'AccessDenied');
@@ -342,7 +348,7 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
     );
   });
   const key = storageKeyFor(origin.url('/models/leaving/m.bin'));
-  for (const where of [join(rootOf(n2), key), join(rootOf(n2), '.staging', key)])
+  for (const where of [join(rootOf(n2), 'models', key), join(rootOf(n2), '.modelcache', 'staging', key)])
     assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
   assert.ok(
     !(await daemons.get(n2)!.logs()).some(
@@ -377,7 +383,7 @@ test('a LocalModelNode deleted by hand is recreated by the controller and nothin
   });
   assert.equal(origin.requestsFor('/models/kept/m.bin').length, fetched, 'not fetched again');
   const key = storageKeyFor(origin.url('/models/kept/m.bin'));
-  assert.equal((await stat(join(rootOf(n1), key, 'm.bin'))).size, 1_500_000);
+  assert.equal((await stat(join(rootOf(n1), 'models', key, 'm.bin'))).size, 1_500_000);
 });
 
 test('/readyz says so when --node-name names no Node, and turns ready once that Node exists', async (t) => {
@@ -432,7 +438,7 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await createCache('s3-wrong', 's3://models/llama/weights', '10Mi', [`${group}-wrong`]);
   await waitDownloaded('s3-llama');
   for (const n of nodes) {
-    const dir = join(rootOf(n), storageKeyFor('s3://models/llama'));
+    const dir = join(rootOf(n), 'models', storageKeyFor('s3://models/llama'));
     try {
       assert.equal(sha(await readFile(join(dir, 'weights', 'w.bin'))), sha(weights));
       assert.equal(await readFile(join(dir, 'config.json'), 'utf8'), '{"l":1}');
@@ -495,7 +501,7 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await waitDownloaded('s3-sa');
   for (const n of nodes)
     assert.equal(
-      sha(await readFile(join(rootOf(n), storageKeyFor('s3://models/llama/weights/w.bin'), 'w.bin'))),
+      sha(await readFile(join(rootOf(n), 'models', storageKeyFor('s3://models/llama/weights/w.bin'), 'w.bin'))),
       sha(weights),
     );
   await eventually(
@@ -544,7 +550,7 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await waitDownloaded('s3-storage');
   for (const n of nodes)
     assert.equal(
-      await readFile(join(rootOf(n), storageKeyFor('s3://models/tokenizers/t.json'), 't.json'), 'utf8'),
+      await readFile(join(rootOf(n), 'models', storageKeyFor('s3://models/tokenizers/t.json'), 't.json'), 'utf8'),
       '{"t":1}',
     );
   await eventually(
@@ -600,7 +606,11 @@ test('disk full on a small tmpfs: InsufficientCapacity with the numbers, nothing
     assert.equal(lmn?.status?.modelStatus?.fits, 'ModelDownloaded');
   });
   const key = storageKeyFor(origin.url('/models/huge/m.bin'));
-  assert.equal(await stat(join(root, '.staging', key)).catch(() => 'absent'), 'absent', 'nothing partial left behind');
-  assert.equal(await stat(join(root, key)).catch(() => 'absent'), 'absent');
+  assert.equal(
+    await stat(join(root, '.modelcache', 'staging', key)).catch(() => 'absent'),
+    'absent',
+    'nothing partial left behind',
+  );
+  assert.equal(await stat(join(root, 'models', key)).catch(() => 'absent'), 'absent');
   assert.equal(origin.requestsFor('/models/huge/m.bin').length, 0, 'refused before any byte was fetched');
 });

@@ -54,10 +54,10 @@ const cluster = useControlPlane({
     await mkdir(hostFiles(), { recursive: true });
     // Corrupt markers on disk before the daemon starts: one in a folder no cache wants, one where a
     // wanted model goes. Neither may stop the start, a reconcile, or that model's download.
-    await mkdir(join(root(), 'abandoned-model'), { recursive: true });
-    await writeFile(join(root(), 'abandoned-model', '.modelcache.json'), '{"uri": "not json');
-    await mkdir(join(root(), storageKeyFor(dotUri())), { recursive: true });
-    await writeFile(join(root(), storageKeyFor(dotUri()), '.modelcache.json'), '[1, 2');
+    await mkdir(join(root(), 'models', 'abandoned-model'), { recursive: true });
+    await writeFile(join(root(), 'models', 'abandoned-model', '.modelcache.json'), '{"uri": "not json');
+    await mkdir(join(root(), 'models', storageKeyFor(dotUri())), { recursive: true });
+    await writeFile(join(root(), 'models', storageKeyFor(dotUri()), '.modelcache.json'), '[1, 2');
     const quiet = new Writable({ write: (_c, _e, cb) => cb() });
     const controller = new CacheController({ client: c.client, log: createLogger('controller', 'warn', quiet) });
     controller.start(stop.signal);
@@ -124,7 +124,7 @@ test('a daemon fed every hostile archive stays up, reports each one, and nothing
     timeoutMs: 60_000,
   });
   const victimKey = storageKeyFor(victimUri);
-  const victimFile = join(root(), victimKey, 'weights.bin');
+  const victimFile = join(root(), 'models', victimKey, 'weights.bin');
 
   // `tar -C model -czf dot.tar.gz .`: the most common archive of all, its first entry './'.
   const dotEntries: TarEntry[] = [
@@ -226,7 +226,7 @@ test('a daemon fed every hostile archive stays up, reports each one, and nothing
     );
   }
   await eventually(async () => assert.equal((await modelState('dot')).state, 'ModelDownloaded'), { timeoutMs: 60_000 });
-  const dotDir = join(root(), storageKeyFor(dotUri()));
+  const dotDir = join(root(), 'models', storageKeyFor(dotUri()));
   assert.equal(await readFile(join(dotDir, 'config.json'), 'utf8'), '{"ok":true}');
   assert.equal(sha(await readFile(join(dotDir, 'sub', 'w.bin'))), sha(victimWeights));
 

@@ -7,7 +7,8 @@ import { LOCAL_MODEL_NODES, type LocalModelNode } from '../../api/types.ts';
 import { controllerUsage } from '../../controller/main.ts';
 import { daemonUsage } from '../../daemon/main.ts';
 import { KubeClient } from '../../kube/client.ts';
-import type { KubeObject } from '../../kube/types.ts';
+import { NODES } from '../../kube/resources.ts';
+import type { KubeObject, Node } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { useControlPlane } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -150,5 +151,42 @@ test("the admission policy: a daemon's pod-bound token may write its own node's 
     );
   } finally {
     await daemon.close();
+  }
+});
+
+test("the admission policy: the controller's ServiceAccount may change a node's models.modelcache.io/ labels and nothing else of it", async () => {
+  const c = cluster.client;
+  const node = 'policy-labels';
+  await createNode(c, node, { zone: 'a' });
+  // The shipped ClusterRoleBinding (the policy's parameter) names the ServiceAccount: its token is the identity.
+  const tr = await c.request<{ status: { token: string } }>(
+    'POST',
+    `/api/v1/namespaces/${NS}/serviceaccounts/modelcache-controller/token`,
+    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } } },
+  );
+  const controller = KubeClient.fromKubeconfig({
+    kubeconfig: await cluster.cp.kubeconfigFor({ name: 'controller-sa', token: tr.status.token }),
+  });
+  const label = 'models.modelcache.io/0011223344556677';
+  try {
+    await eventually(async () => {
+      await assert.rejects(
+        controller.mergePatch(NODES, node, { metadata: { labels: { zone: `z${Date.now()}` } } }),
+        (e: { message?: string }) => /may change only node labels under models\.modelcache\.io\//.test(e.message ?? ''),
+      );
+    });
+    await assert.rejects(
+      controller.mergePatch(NODES, node, { spec: { unschedulable: true } }),
+      (e: { message?: string }) => /may not change a node's spec/.test(e.message ?? ''),
+    );
+    const added = await controller.mergePatch<Node>(NODES, node, { metadata: { labels: { [label]: 'true' } } });
+    assert.equal(added.metadata.labels?.[label], 'true');
+    const removed = await controller.mergePatch<Node>(NODES, node, { metadata: { labels: { [label]: null } } });
+    assert.equal(removed.metadata.labels?.[label], undefined);
+    const now = await c.get<Node>(NODES, node);
+    assert.equal(now?.metadata.labels?.zone, 'a');
+    assert.equal(now?.spec?.unschedulable, undefined);
+  } finally {
+    await controller.close();
   }
 });

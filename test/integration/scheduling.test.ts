@@ -4,27 +4,17 @@
 // spec.nodeName and the PodScheduled condition the scheduler writes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NAMESPACES, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
-import type { KubeObject, ResourceType } from '../../kube/types.ts';
+import {
+  NAMESPACES,
+  PERSISTENT_VOLUME_CLAIMS,
+  PERSISTENT_VOLUMES,
+  PODS,
+  SERVICE_ACCOUNTS,
+} from '../../kube/resources.ts';
+import type { KubeObject } from '../../kube/types.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
-
-const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
-const PVS: ResourceType = {
-  group: '',
-  version: 'v1',
-  plural: 'persistentvolumes',
-  kind: 'PersistentVolume',
-  namespaced: false,
-};
-const PVCS: ResourceType = {
-  group: '',
-  version: 'v1',
-  plural: 'persistentvolumeclaims',
-  kind: 'PersistentVolumeClaim',
-  namespaced: true,
-};
 
 interface Pod extends KubeObject {
   spec: { nodeName?: string; serviceAccountName?: string; [field: string]: unknown };
@@ -118,7 +108,7 @@ test("a new namespace gets its 'default' ServiceAccount by itself, and a pod in 
 /** A `local` PV at /models on one node and a claim `models` in `namespace` naming it; resolves once both are Bound. */
 async function localVolume(namespace: string, pv: string, node: string): Promise<void> {
   const hostname = { key: 'kubernetes.io/hostname', operator: 'In', values: [node] };
-  await cluster.client.create(PVS, {
+  await cluster.client.create(PERSISTENT_VOLUMES, {
     apiVersion: 'v1',
     kind: 'PersistentVolume',
     metadata: { name: pv },
@@ -142,11 +132,14 @@ async function localVolume(namespace: string, pv: string, node: string): Promise
       volumeName: pv,
     },
   };
-  await cluster.client.create(PVCS, claim, { namespace });
+  await cluster.client.create(PERSISTENT_VOLUME_CLAIMS, claim, { namespace });
   await eventually(
     async () => {
-      assert.equal((await cluster.client.get<Claim>(PVCS, 'models', { namespace }))?.status?.phase, 'Bound');
-      assert.equal((await cluster.client.get<Volume>(PVS, pv))?.status?.phase, 'Bound');
+      assert.equal(
+        (await cluster.client.get<Claim>(PERSISTENT_VOLUME_CLAIMS, 'models', { namespace }))?.status?.phase,
+        'Bound',
+      );
+      assert.equal((await cluster.client.get<Volume>(PERSISTENT_VOLUMES, pv))?.status?.phase, 'Bound');
     },
     { timeoutMs: 60_000 },
   );
@@ -174,8 +167,8 @@ test('a deleted claim stays (Terminating) while a scheduled pod uses it, and goe
   await localVolume(ns, pv, nodeA);
   await cluster.client.create(PODS, pod('user', VOLUMES, MOUNTS), { namespace: ns });
   assert.equal(await scheduledNode(ns, 'user'), nodeA);
-  await cluster.client.delete(PVCS, 'models', { namespace: ns });
-  const held = await cluster.client.get<Claim>(PVCS, 'models', { namespace: ns });
+  await cluster.client.delete(PERSISTENT_VOLUME_CLAIMS, 'models', { namespace: ns });
+  const held = await cluster.client.get<Claim>(PERSISTENT_VOLUME_CLAIMS, 'models', { namespace: ns });
   assert.ok(held?.metadata.deletionTimestamp, 'the claim is being deleted');
   assert.ok(held.metadata.finalizers?.includes('kubernetes.io/pvc-protection'), 'and protected while in use');
   // No kubelet will finish a graceful deletion of a pod bound to a simulated node: delete it at once.
@@ -184,8 +177,8 @@ test('a deleted claim stays (Terminating) while a scheduled pod uses it, and goe
   });
   await eventually(
     async () => {
-      assert.equal(await cluster.client.get(PVCS, 'models', { namespace: ns }), undefined);
-      assert.equal((await cluster.client.get<Volume>(PVS, pv))?.status?.phase, 'Released');
+      assert.equal(await cluster.client.get(PERSISTENT_VOLUME_CLAIMS, 'models', { namespace: ns }), undefined);
+      assert.equal((await cluster.client.get<Volume>(PERSISTENT_VOLUMES, pv))?.status?.phase, 'Released');
     },
     { timeoutMs: 60_000 },
   );

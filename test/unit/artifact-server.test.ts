@@ -40,14 +40,14 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
     Promise.all([rm(root, { recursive: true, force: true }), rm(outside, { recursive: true, force: true })]),
   );
   const content = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
-  await mkdir(join(root, 'abc123', 'sub'), { recursive: true });
-  await writeFile(join(root, 'abc123', 'weights.bin'), content);
-  await writeFile(join(root, 'abc123', 'sub', 'config.json'), '{"a":1}');
+  await mkdir(join(root, 'models', 'abc123', 'sub'), { recursive: true });
+  await writeFile(join(root, 'models', 'abc123', 'weights.bin'), content);
+  await writeFile(join(root, 'models', 'abc123', 'sub', 'config.json'), '{"a":1}');
   await writeFile(join(outside, 'secret'), 'top secret');
-  await symlink(join(outside, 'secret'), join(root, 'abc123', 'escape'));
-  await symlink('weights.bin', join(root, 'abc123', 'alias'));
+  await symlink(join(outside, 'secret'), join(root, 'models', 'abc123', 'escape'));
+  await symlink('weights.bin', join(root, 'models', 'abc123', 'alias'));
   await writeFile(
-    join(root, 'abc123', MARKER_FILE),
+    join(root, 'models', 'abc123', MARKER_FILE),
     JSON.stringify({
       uri: 's3://b/m',
       storageKey: 'abc123',
@@ -56,8 +56,8 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
       completedAt: '2026-11-22T00:00:00Z',
     }),
   );
-  await mkdir(join(root, 'partial1'));
-  await writeFile(join(root, 'partial1', 'half.bin'), 'xx');
+  await mkdir(join(root, 'models', 'partial1'));
+  await writeFile(join(root, 'models', 'partial1', 'half.bin'), 'xx');
 
   const srv = await startOpsServer({
     addr: '127.0.0.1:0',
@@ -74,7 +74,7 @@ test('artifact server: lists complete models only, serves files with Range/ETag,
   }>;
   assert.deepEqual(
     list.map((m) => [m.key, m.uri, m.path]),
-    [['abc123', 's3://b/m', join(root, 'abc123')]],
+    [['abc123', 's3://b/m', join(root, 'models', 'abc123')]],
   );
   assert.equal((await rawGet(srv.url, '/v1/models/partial1')).status, 404, 'incomplete model is 404');
   assert.equal((await rawGet(srv.url, '/v1/models/partial1/files/half.bin')).status, 404);
@@ -132,10 +132,10 @@ test('artifact socket: models are read through a Unix socket (a stale socket is 
   const dir = await mkdtemp(join(tmpdir(), 'modelcache-sock-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const root = join(dir, 'root');
-  await mkdir(join(root, 'k1'), { recursive: true });
-  await writeFile(join(root, 'k1', 'w.bin'), 'WEIGHTS');
+  await mkdir(join(root, 'models', 'k1'), { recursive: true });
+  await writeFile(join(root, 'models', 'k1', 'w.bin'), 'WEIGHTS');
   await writeFile(
-    join(root, 'k1', MARKER_FILE),
+    join(root, 'models', 'k1', MARKER_FILE),
     JSON.stringify({ uri: 's3://b/m', storageKey: 'k1', bytes: 7, files: 1, completedAt: '2026-11-23T00:00:00Z' }),
   );
   const sock = join(dir, 'run', 'artifacts.sock');
@@ -164,4 +164,23 @@ test('artifact socket: models are read through a Unix socket (a stale socket is 
   assert.deepEqual(cacheEndpoint('http://10.0.0.1:8081/'), { url: 'http://10.0.0.1:8081' });
   assert.throws(() => cacheEndpoint('unix://run/x.sock'), /absolute path/);
   assert.throws(() => cacheEndpoint('10.0.0.1:8081'), /use http:\/\/HOST:PORT or unix:\/\/\/PATH/);
+});
+
+test('artifact socket: a path it cannot create or listen on rejects as an error of the flag, naming the path', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'modelcache-sockerr-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const routes = artifactRoutes(join(dir, 'root'));
+  await writeFile(join(dir, 'a-file'), 'not a directory');
+  const underFile = join(dir, 'a-file', 'run', 'artifacts.sock');
+  const tooLong = join(dir, 'x'.repeat(120), 'artifacts.sock');
+  for (const [path, why] of [
+    [underFile, /ENOTDIR/],
+    [tooLong, /more than the 107/],
+  ] as const) {
+    await assert.rejects(serveOnSocket(path, routes), (err: Error) => {
+      assert.ok(err.message.startsWith(`--artifact-socket ${path}:`), err.message);
+      assert.match(err.message, why);
+      return true;
+    });
+  }
 });

@@ -81,7 +81,7 @@ test('daemon: --artifact-socket on a regular file exits non-zero, naming --artif
   await writeFile(file, 'keep me');
   const { code, stderr } = await run(t, daemonArgs(w, ['--artifact-socket', file]));
   assert.notEqual(code, 0);
-  assert.match(stderr, /--artifact-socket .*not-a-socket exists and is not a socket/);
+  assert.match(stderr, /--artifact-socket .*not-a-socket:? exists and is not a socket/);
 });
 
 test('daemon: --artifact-socket in a folder that cannot exist exits non-zero, naming the path', TIMEOUT, async (t) => {

@@ -45,19 +45,19 @@ test('a download asked for again after it completed (a plan from an older look a
   await eventually(async () =>
     assert.ok(
       !dm.inFlight.has(model.storageKey) &&
-        (await stat(join(root, model.storageKey, '.modelcache.json')).catch(() => undefined)),
+        (await stat(join(root, 'models', model.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
-  const folder = await stat(join(root, model.storageKey));
+  const folder = await stat(join(root, 'models', model.storageKey));
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
   dm.start(model);
   await eventually(async () => assert.ok(!dm.inFlight.has(model.storageKey)));
   assert.equal(origin.requestsFor('/m.bin').length, 1, 'not fetched again');
   assert.equal(
-    (await stat(join(root, model.storageKey))).ino,
+    (await stat(join(root, 'models', model.storageKey))).ino,
     folder.ino,
     'the same folder: never swapped under readers',
   );
-  assert.deepEqual(await readFile(join(root, model.storageKey, 'm.bin')), body);
+  assert.deepEqual(await readFile(join(root, 'models', model.storageKey, 'm.bin')), body);
 });

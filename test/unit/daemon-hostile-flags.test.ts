@@ -19,6 +19,7 @@ test('daemon flags out of range are refused before anything starts, each naming 
     ['--parallel-files', '65', /--parallel-files/],
     ['--progress-interval-ms', '1e12', /--progress-interval-ms/],
     ['--orphan-grace-seconds', '-1', /--orphan-grace-seconds/],
+    ['--host-root', 'var/lib/modelcache', /--host-root .*absolute host path/],
   ];
   for (const [flag, value, message] of cases)
     await assert.rejects(runDaemon([...base, flag, value]), message, `${flag} ${value}`);

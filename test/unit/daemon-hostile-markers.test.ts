@@ -17,9 +17,9 @@ const GOOD = { uri: 's3://b/good', bytes: 3, files: 1, completedAt: '2026-11-22T
 async function rootWithCorruptMarkers(): Promise<{ root: string; corrupt: string[] }> {
   const root = await mkdtemp(join(tmpdir(), 'modelcache-markers-'));
   const write = async (key: string, marker: string): Promise<void> => {
-    await mkdir(join(root, key), { recursive: true });
-    await writeFile(join(root, key, 'w.bin'), 'abc');
-    await writeFile(join(root, key, MARKER_FILE), marker);
+    await mkdir(join(root, 'models', key), { recursive: true });
+    await writeFile(join(root, 'models', key, 'w.bin'), 'abc');
+    await writeFile(join(root, 'models', key, MARKER_FILE), marker);
   };
   await write('good', JSON.stringify({ ...GOOD, storageKey: 'good' }));
   const corrupt: Record<string, string> = {
@@ -42,7 +42,7 @@ test('a corrupt .modelcache.json means "not complete" with a warning naming it; 
   assert.deepEqual([...inv.complete.keys()], ['good']);
   assert.equal(inv.complete.get('good')?.uri, 's3://b/good');
   assert.deepEqual([...inv.unknown].sort(), corrupt);
-  assert.deepEqual(invalid.sort(), corrupt.map((k) => join(root, k, MARKER_FILE)).sort());
+  assert.deepEqual(invalid.sort(), corrupt.map((k) => join(root, 'models', k, MARKER_FILE)).sort());
 });
 
 test('the reconcile warns once per corrupt marker, not on every pass', async (t) => {
@@ -66,7 +66,7 @@ test('the reconcile warns once per corrupt marker, not on every pass', async (t)
   assert.equal(lines.length, corrupt.length, 'one warning per marker');
   for (const key of corrupt)
     assert.ok(
-      lines.some((l) => l.includes(join(root, key, MARKER_FILE))),
+      lines.some((l) => l.includes(join(root, 'models', key, MARKER_FILE))),
       key,
     );
 });

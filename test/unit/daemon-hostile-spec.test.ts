@@ -161,24 +161,26 @@ test('a commit that fails keeps the downloaded bytes: the next attempt publishes
   origin.set('/m.bin', body);
   const m = modelFor(root, origin.url('/m.bin'));
   // Publishing moves a stale folder aside into the trash first: a file where the trash goes makes that fail.
-  await writeFile(join(root, m.storageKey), 'a stale file where the model folder goes');
-  await writeFile(join(root, '.trash'), 'in the way');
+  await mkdir(join(root, 'models'), { recursive: true });
+  await mkdir(join(root, '.modelcache'), { recursive: true });
+  await writeFile(join(root, 'models', m.storageKey), 'a stale file where the model folder goes');
+  await writeFile(join(root, '.modelcache', 'trash'), 'in the way');
   dm.start(m);
   await eventually(() => assert.ok(dm.failures.has(m.storageKey) && !dm.inFlight.has(m.storageKey)));
   const first = dm.failures.get(m.storageKey);
   assert.equal(first?.reason, 'DiskError');
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
-  await rm(join(root, '.trash'));
+  await rm(join(root, '.modelcache', 'trash'));
   dm.start(m);
   await eventually(async () =>
     assert.ok(
       !dm.inFlight.has(m.storageKey) &&
-        (await stat(join(root, m.storageKey, '.modelcache.json')).catch(() => undefined)),
+        (await stat(join(root, 'models', m.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
   assert.equal(origin.requestsFor('/m.bin').length, 1, 'the bytes were not downloaded a second time');
-  assert.deepEqual(await readFile(join(root, m.storageKey, 'm.bin')), body);
+  assert.deepEqual(await readFile(join(root, 'models', m.storageKey, 'm.bin')), body);
   assert.equal(dm.failures.has(m.storageKey), false);
   assert.match(first?.message ?? '', /could not be published.*kept/);
 });
@@ -193,10 +195,10 @@ test('credentials and signed queries of a source URI never reach the marker, /v1
   await eventually(async () =>
     assert.ok(
       !dm.inFlight.has(m.storageKey) &&
-        (await stat(join(root, m.storageKey, '.modelcache.json')).catch(() => undefined)),
+        (await stat(join(root, 'models', m.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
-  const marker = await readFile(join(root, m.storageKey, '.modelcache.json'), 'utf8');
+  const marker = await readFile(join(root, 'models', m.storageKey, '.modelcache.json'), 'utf8');
   assert.doesNotMatch(marker, /s3cr3tpw|abcdef123/);
   assert.equal((JSON.parse(marker) as { uri: string }).uri, origin.url('/m.bin'));
 

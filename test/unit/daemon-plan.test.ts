@@ -188,3 +188,23 @@ test('daemon plan: a failure not retried until the spec changes stays an error a
   assert.equal(plan.status.models?.a?.reason, 'InvalidUri');
   assert.equal(plan.nextRetryAt, undefined);
 });
+
+test('daemon plan: a model whose group path is not the host path of --root is reported StoragePathMismatch, not downloaded', () => {
+  const elsewhere = { ...model('a'), storagePath: '/mnt/other', nodeGroup: 'gpus' };
+  const here = { ...model('b'), storagePath: '/var/lib/modelcache/' };
+  const plan = planNode({
+    desired: [elsewhere, here],
+    disk: disk(),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    hostRoot: '/var/lib/modelcache',
+  });
+  assert.deepEqual(plan.actions, [{ kind: 'download', model: here }], 'a trailing slash is the same directory');
+  assert.equal(plan.status.modelStatus?.a, 'ModelDownloadError');
+  const detail = plan.status.models?.a;
+  assert.equal(detail?.reason, 'StoragePathMismatch');
+  assert.match(detail?.message ?? '', /\/mnt\/other.*\/var\/lib\/modelcache/);
+  assert.equal(plan.status.summary?.failed, 1);
+});

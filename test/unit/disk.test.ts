@@ -18,23 +18,29 @@ test('commit publishes staging with its marker; inventory sees complete, partial
   const staging = await resetStaging(root, 'k1');
   await writeFile(join(staging, 'w.bin'), 'abc');
   const marker = await commitModel(root, 'k1', { uri: 's3://b/m', bytes: 3, files: 1 });
-  assert.equal(JSON.parse(await readFile(join(root, 'k1', MARKER_FILE), 'utf8')).uri, 's3://b/m');
+  assert.equal(JSON.parse(await readFile(join(root, 'models', 'k1', MARKER_FILE), 'utf8')).uri, 's3://b/m');
   assert.equal(marker.storageKey, 'k1');
+  assert.deepEqual((await readdir(root)).sort(), ['.modelcache', 'models'], 'staging and trash stay out of models/');
   await resetStaging(root, 'k2');
-  await mkdir(join(root, 'crashed-mid-commit'));
+  await mkdir(join(root, 'models', 'crashed-mid-commit'));
   const inv = await takeInventory(root);
   assert.deepEqual([...inv.complete.keys()], ['k1']);
   assert.deepEqual([...inv.partial], ['k2']);
   assert.deepEqual(inv.unknown, ['crashed-mid-commit']);
   await removeModel(root, 'k1');
   await removeModel(root, 'k2');
-  assert.deepEqual((await readdir(root)).filter((n) => n !== '.trash' && n !== '.staging').sort(), [
-    'crashed-mid-commit',
-  ]);
+  assert.deepEqual(await readdir(join(root, 'models')), ['crashed-mid-commit']);
+  assert.deepEqual(await readdir(join(root, '.modelcache', 'staging')), []);
   assert.throws(() => modelPaths(root, '../evil'), /invalid storage key/);
-  await mkdir(join(root, '.trash', 'interrupted-removal'), { recursive: true });
+  await mkdir(join(root, '.modelcache', 'trash', 'interrupted-removal'), { recursive: true });
+  await mkdir(join(root, '.trash', 'left-by-the-earlier-layout'), { recursive: true });
   await emptyTrash(root);
-  assert.ok(!(await readdir(root)).includes('.trash'), 'start-up empties what a crash left in the trash');
+  assert.deepEqual(
+    await readdir(join(root, '.modelcache')),
+    ['staging'],
+    'start-up empties what a crash left in the trash',
+  );
+  assert.ok(!(await readdir(root)).includes('.trash'), "and the earlier layout's trash");
 });
 
 test('capacity: reservations of downloads in flight and the margin count against free space; the message has the numbers', async () => {

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { downloadModel } from '../../download/fetch.ts';
 import type { SourceCredentials } from '../../download/types.ts';
-import { makeTar } from '../helpers/archives.ts';
+import { makeTar, makeZip } from '../helpers/archives.ts';
 import { downloadFailure } from '../helpers/download-errors.ts';
 import { HfHub } from '../helpers/hf-hub.ts';
 
@@ -137,6 +137,39 @@ test('s3:// and gs:// single objects: a corrupt or truncated archive is BadRespo
     assert.equal(await exists(join(gs.workDir, '.download')), false, `gs ${name}: partial removed`);
   }
   assert.deepEqual(unhandled, []);
+});
+
+test('a FIFO or device entry is skipped and named in the result: http (tar streamed, zip), file://, s3 and gs objects', async () => {
+  const tar = await makeTar([
+    { name: 'w.bin', content: 'W' },
+    { name: 'pipe', type: 'fifo' },
+    { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 },
+  ]);
+  const zip = makeZip([
+    { name: 'w.bin', content: 'W' },
+    { name: 'pipe', mode: 0o10644 },
+  ]);
+  store.objects.set('skip/m.tar', tar);
+  store.objects.set('skip/m.zip', zip);
+  const root = join(base, 'skip-host');
+  await mkdir(root, { recursive: true });
+  await writeFile(join(root, 'm.tar'), tar);
+  const cases: Array<[string, () => ReturnType<typeof run>, string[]]> = [
+    ['http tar', () => run(`${store.endpoint}/bkt/skip/m.tar`), ['pipe', 'dev/null']],
+    ['http zip', () => run(`${store.endpoint}/bkt/skip/m.zip`), ['pipe']],
+    ['file', () => run(pathToFileURL(join(root, 'm.tar')).href, {}, [root]), ['pipe', 'dev/null']],
+    ['s3', () => run('s3://bkt/skip/m.tar', { AWS_ENDPOINT_URL: store.endpoint }), ['pipe', 'dev/null']],
+    ['gs', () => run('gs://bkt/skip/m.tar', { STORAGE_EMULATOR_HOST: store.endpoint }), ['pipe', 'dev/null']],
+  ];
+  for (const [what, start, skipped] of cases) {
+    const { workDir, result } = start();
+    assert.deepEqual(await result, { bytes: what === 'http zip' ? zip.length : tar.length, files: 1, skipped }, what);
+    assert.deepEqual(await readdir(workDir), ['w.bin'], `${what}: nothing made for the skipped entries`);
+  }
+  // No entry skipped: no `skipped` field (what callers log only when there is something to say).
+  const plain = await makeTar([{ name: 'w.bin', content: 'W' }]);
+  store.objects.set('skip/plain.tar', plain);
+  assert.deepEqual(await run(`${store.endpoint}/bkt/skip/plain.tar`).result, { bytes: plain.length, files: 1 });
 });
 
 test('an object name too long for the node is UnsafeObjectName, not a disk error', async () => {
