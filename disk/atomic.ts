@@ -62,9 +62,7 @@ export async function commitModel(
   marker: Omit<Marker, 'storageKey' | 'completedAt'>,
 ): Promise<Marker> {
   const p = modelPaths(root, key);
-  const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
-  await writeNew(join(p.staging, `${MARKER_FILE}.tmp`), join(p.staging, MARKER_FILE), `${JSON.stringify(full)}\n`);
-  await fsyncPath(p.staging);
+  const full = await writeMarker(p.staging, key, marker);
   await discard(root, p.final); // a stale, incomplete folder from an older run
   await mkdir(dirname(p.final), { recursive: true });
   await rename(p.staging, p.final);
@@ -81,10 +79,18 @@ export async function adoptModel(
   key: string,
   marker: Omit<Marker, 'storageKey' | 'completedAt'>,
 ): Promise<Marker> {
-  const p = modelPaths(root, key);
+  return writeMarker(modelPaths(root, key).final, key, marker);
+}
+
+/** Writes a model folder's marker (temp file created exclusively, fsync, rename) and fsyncs the folder. */
+async function writeMarker(
+  dir: string,
+  key: string,
+  marker: Omit<Marker, 'storageKey' | 'completedAt'>,
+): Promise<Marker> {
   const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
-  await writeNew(join(p.final, `${MARKER_FILE}.tmp`), p.marker, `${JSON.stringify(full)}\n`);
-  await fsyncPath(p.final);
+  await writeNew(join(dir, `${MARKER_FILE}.tmp`), join(dir, MARKER_FILE), `${JSON.stringify(full)}\n`);
+  await fsyncPath(dir);
   return full;
 }
 
