@@ -7,7 +7,7 @@ import type { HttpClient } from '../download/http-client.ts';
 import { fetchObject } from '../download/ranged.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS } from '../download/types.ts';
 import { subpathUnder } from '../serving/cache-uri.ts';
-import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
+import type { AlternativeLocation, DownloadOptions, DownloadResult, SourceCredentials } from '../download/types.ts';
 import { installFolder, STAGING, SUCCESS_PREFIX } from './folders.ts';
 import type { DesiredModel } from './plan.ts';
 
@@ -85,7 +85,7 @@ async function copyFromCache(
   subpath: string,
   dest: string,
   signal: AbortSignal,
-): Promise<number> {
+): Promise<DownloadResult> {
   const base = `${cacheUrl}/v1/models/${encodeURIComponent(key)}/files`;
   const files = await getJson<Array<{ path: string; size: number }>>(http, base, signal);
   const wanted = files.filter((f) => !subpath || f.path === subpath || f.path.startsWith(`${subpath}/`));
@@ -105,7 +105,20 @@ async function copyFromCache(
       limit: f.size,
     });
   }
-  return wanted.length;
+  return { bytes: wanted.reduce((a, f) => a + f.size, 0), files: wanted.length };
+}
+
+/** The node daemon's cache as a nearer location of a source URI's bytes (no origin traffic when it holds them). */
+function nodeCache(http: HttpClient, cacheUrl: string, onHit: () => void): AlternativeLocation {
+  return {
+    fetch: async (req) => {
+      const hit = cacheMatch(await listCache(http, cacheUrl, req.signal), req.uri);
+      if (!hit) return undefined;
+      const result = await copyFromCache(http, cacheUrl, hit.model.key, hit.subpath, req.workDir, req.signal);
+      onHit();
+      return result;
+    },
+  };
 }
 
 /**
@@ -123,20 +136,15 @@ export async function fetchModel(
   await mkdir(staging, { recursive: true });
   try {
     let from: 'cache' | 'source' = 'source';
-    const hit = d.cacheUrl ? cacheMatch(await listCache(d.http, d.cacheUrl, signal), m.spec.storageUri) : undefined;
-    if (hit && d.cacheUrl) {
-      await copyFromCache(d.http, d.cacheUrl, hit.model.key, hit.subpath, staging, signal);
-      from = 'cache';
-    } else {
-      await downloadModel({
-        uri: m.spec.storageUri,
-        workDir: staging,
-        maxBytes: d.maxModelBytes,
-        signal,
-        credentials: d.credentials,
-        ...(d.download ? { options: d.download } : {}),
-      });
-    }
+    await downloadModel({
+      uri: m.spec.storageUri,
+      workDir: staging,
+      maxBytes: d.maxModelBytes,
+      signal,
+      credentials: d.credentials,
+      ...(d.download ? { options: d.download } : {}),
+      alternatives: d.cacheUrl ? [nodeCache(d.http, d.cacheUrl, () => (from = 'cache'))] : [],
+    });
     // Created exclusively: a marker-named entry from the model's content is never taken for the agent's own.
     await writeFile(join(staging, `${SUCCESS_PREFIX}${m.hash}`), '', { flag: 'wx' });
     await installFolder(d.modelDir, m.name, staging);

@@ -1,14 +1,13 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
 import { HttpClient } from '../download/http-client.ts';
 import { KubeClient } from '../kube/client.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { createLogger } from '../ops/logger.ts';
-import { durationFlag, quantityFlag, wholeNumberFlag } from '../ops/flags.ts';
-import { parseAddr, startOpsServer } from '../ops/server.ts';
+import { defineFlags, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
+import { startOpsServer } from '../ops/server.ts';
 import { ModelAgent } from './agent.ts';
 import { STAGING } from './folders.ts';
 import { configMapSource, fileSource } from './models-source.ts';
@@ -16,22 +15,83 @@ import { AgentMetrics } from './metrics.ts';
 import { ModelServer } from './model-server.ts';
 import { LoadReporter } from './status.ts';
 
-export const agentUsage = `usage: modelcache agent (--models-json FILE | --configmap NAME) --model-dir DIR --server URL [flags]
+/** The agent's flags, declared once: its parser, range checks and `--help` are made from this table. */
+export const agentFlags = defineFlags({
+  command: 'agent',
+  exactlyOne: [{ flags: ['models-json', 'configmap'], what: 'where the models.json of the InferenceService is' }],
+  flags: {
+    'models-json': {
+      kind: 'string',
+      arg: 'FILE',
+      help: 'the mounted models.json of the InferenceService (modelconfig-<isvc>-0)',
+      parse: (text) => (text ? resolve(text) : undefined),
+    },
+    configmap: {
+      kind: 'string',
+      arg: 'NAME',
+      help: 'or watch that ConfigMap (in --namespace) instead of a mounted file',
+    },
+    'model-dir': {
+      kind: 'string',
+      arg: 'DIR',
+      required: 'the agent puts the models there',
+      help: "where models go, one folder per model (the server's model repository)",
+      parse: (text) => resolve(text),
+    },
+    server: {
+      kind: 'string',
+      arg: 'URL',
+      required: 'the agent loads the models into that server',
+      help: "the model server's V2 repository API base, e.g. http://127.0.0.1:8080",
+      parse: serverFlag,
+    },
+    'cache-url': {
+      kind: 'string',
+      arg: 'URL',
+      help: "the node daemon's artifact server: http://HOST:PORT, or unix:///PATH for its --artifact-socket",
+      defaultText: 'none, always the source',
+      parse: (text) => (text ? { ...cacheEndpoint(text), text } : undefined),
+    },
+    namespace: {
+      kind: 'string',
+      arg: 'NS',
+      env: 'POD_NAMESPACE',
+      help: "TrainedModels' namespace, to report ModelLoaded",
+      note: 'none: no reports',
+    },
+    kubeconfig: {
+      kind: 'string',
+      arg: 'FILE',
+      help: 'kubeconfig for the reports',
+      defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
+    },
+    'max-concurrent': { kind: 'whole', default: 2, min: 1, max: 64, help: 'models fetched and loaded at once' },
+    'max-model-size': { kind: 'quantity', default: '1Ti', min: 1, help: 'largest model taken from a source' },
+    'poll-ms': {
+      kind: 'duration',
+      unit: 'ms',
+      default: 1000,
+      min: 50,
+      max: 3_600_000,
+      help: 'how often models.json is read',
+    },
+    listen: {
+      kind: 'string',
+      arg: 'ADDR',
+      default: '127.0.0.1:9091',
+      help: '/metrics, /healthz, /readyz',
+      parse: listenAddress,
+    },
+    'log-level': logLevelFlag,
+  },
+});
 
-  --models-json FILE     the mounted models.json of the InferenceService (modelconfig-<isvc>-0)
-  --configmap NAME       or watch that ConfigMap (in --namespace) instead of a mounted file
-  --model-dir DIR        where models go, one folder per model (the server's model repository)
-  --server URL           the model server's V2 repository API base, e.g. http://127.0.0.1:8080
-  --cache-url URL        the node daemon's artifact server: http://HOST:PORT, or unix:///PATH for its
-                         --artifact-socket (default: none, always the source)
-  --namespace NS         TrainedModels' namespace, to report ModelLoaded (default: $POD_NAMESPACE;
-                         none: no reports)
-  --kubeconfig FILE      kubeconfig for the reports (default: $KUBECONFIG, in-cluster, ~/.kube/config)
-  --max-concurrent N     models fetched and loaded at once, 1-64 (default 2)
-  --max-model-size Q     largest model taken from a source, a quantity ≥ 1 (default 1Ti)
-  --poll-ms N            how often models.json is read, 50-3600000 (default 1000)
-  --listen ADDR          /metrics, /healthz, /readyz (default 127.0.0.1:9091)
-  --log-level LEVEL      debug, info, warn, error (default info)`;
+/** --server: the model server's http(s) base URL. */
+function serverFlag(text: string): string {
+  if (!/^https?:\/\/[^/]/.test(text) || !URL.canParse(text))
+    throw new Error(`--server ${text}: give the model server's base URL, e.g. http://127.0.0.1:8080`);
+  return text;
+}
 
 /** --cache-url: an http(s) base URL, or unix:///path of the daemon's artifact socket (then requests go to it as http://localhost). */
 export function cacheEndpoint(raw: string): { url: string; socketPath?: string } {
@@ -50,66 +110,35 @@ export function cacheEndpoint(raw: string): { url: string; socketPath?: string }
 
 /** `modelcache agent`: runs beside a model server until SIGTERM/SIGINT. */
 export async function runAgent(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'models-json': { type: 'string' },
-      configmap: { type: 'string' },
-      'model-dir': { type: 'string' },
-      server: { type: 'string' },
-      'cache-url': { type: 'string' },
-      namespace: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'max-concurrent': { type: 'string', default: '2' },
-      'max-model-size': { type: 'string', default: '1Ti' },
-      'poll-ms': { type: 'string', default: '1000' },
-      listen: { type: 'string', default: '127.0.0.1:9091' },
-      'log-level': { type: 'string', default: 'info' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.log(agentUsage);
+  // Every flag is checked before anything is touched.
+  const parsed = parseFlags(agentFlags, args);
+  if (parsed.help) {
+    console.log(usage(agentFlags));
     return 0;
   }
-  for (const f of ['model-dir', 'server'] as const)
-    if (!values[f]) throw new Error(`--${f} is required (see modelcache agent --help)`);
-  if (Boolean(values['models-json']) === Boolean(values.configmap))
-    throw new Error(
-      'give one of --models-json FILE or --configmap NAME: where the models.json of the InferenceService is',
-    );
-  // Every flag is checked before anything is touched.
-  const maxConcurrent = wholeNumberFlag('max-concurrent', values['max-concurrent'], 1, 64);
-  const pollMs = durationFlag('poll-ms', values['poll-ms'], 'ms', { min: 50, max: 3_600_000 });
-  const maxModelBytes = quantityFlag('max-model-size', values['max-model-size'], { min: 1 });
-  parseAddr(values.listen ?? '127.0.0.1:9091', 'listen');
-  if (!/^https?:\/\/[^/]/.test(values.server!) || !URL.canParse(values.server!))
-    throw new Error(`--server ${values.server}: give the model server's base URL, e.g. http://127.0.0.1:8080`);
-  const cache = values['cache-url'] ? cacheEndpoint(values['cache-url']) : undefined;
-  const namespace = values.namespace ?? process.env.POD_NAMESPACE;
-  if (values.configmap && !namespace) throw new Error('--configmap needs --namespace (or $POD_NAMESPACE)');
-  const level = values['log-level'] ?? 'info';
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level))
-    throw new Error(`--log-level must be one of trace, debug, info, warn, error, fatal, silent (got '${level}')`);
-  const log = createLogger('agent', level);
-  const modelDir = resolve(values['model-dir']!);
+  const { flags } = parsed;
+  const cache = flags['cache-url'];
+  const namespace = flags.namespace;
+  if (flags.configmap && !namespace) throw new Error('--configmap needs --namespace (or $POD_NAMESPACE)');
+  const log = createLogger('agent', flags['log-level']);
+  const modelDir = flags['model-dir'];
   await mkdir(modelDir, { recursive: true });
   await rm(join(modelDir, STAGING), { recursive: true, force: true });
-  const client = namespace ? KubeClient.fromKubeconfig({ kubeconfig: values.kubeconfig }) : undefined;
+  const client = namespace ? KubeClient.fromKubeconfig({ kubeconfig: flags.kubeconfig }) : undefined;
   const shutdown = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => shutdown.abort(new Error(sig)));
 
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'agent';
-  const source = values.configmap
-    ? configMapSource(client!, namespace!, values.configmap, () => queue.add(KEY), log, shutdown.signal)
-    : fileSource(resolve(values['models-json']!));
+  const source = flags.configmap
+    ? configMapSource(client!, namespace!, flags.configmap, () => queue.add(KEY), log, shutdown.signal)
+    : fileSource(flags['models-json']!);
   const http = new HttpClient({
     connectTimeoutMs: 10_000,
     responseTimeoutMs: 30_000,
     ...(cache?.socketPath ? { socketPath: cache.socketPath } : {}),
   });
-  const server = new ModelServer(values.server!);
+  const server = new ModelServer(flags.server);
   const holder: { agent?: ModelAgent } = {};
   const metrics = new AgentMetrics(() => holder.agent?.loaded.size ?? 0);
   const agent = new ModelAgent({
@@ -118,18 +147,18 @@ export async function runAgent(args: string[]): Promise<number> {
     modelsSource: source.describe,
     modelDir,
     ...(cache ? { cacheUrl: cache.url } : {}),
-    maxModelBytes,
+    maxModelBytes: flags['max-model-size'],
     credentials: credentialsFromEnv(process.env),
     http,
     server,
     ...(client && namespace ? { reporter: new LoadReporter(client, namespace, log) } : {}),
     log,
-    maxConcurrent,
+    maxConcurrent: flags['max-concurrent'],
     onChange: () => queue.add(KEY),
   });
   holder.agent = agent;
   const ops = await startOpsServer({
-    addr: values.listen ?? '127.0.0.1:9091',
+    addr: flags.listen,
     registry: metrics.registry,
     unready: () => (source.ready() ? undefined : 'models.json not read yet'),
   });
@@ -138,12 +167,12 @@ export async function runAgent(args: string[]): Promise<number> {
       metrics: `${ops.url}/metrics`,
       models: source.describe,
       modelDir,
-      server: values.server,
-      cache: values['cache-url'] ?? null,
+      server: flags.server,
+      cache: cache?.text ?? null,
     },
     'agent started',
   );
-  const poll = setInterval(() => queue.add(KEY), pollMs);
+  const poll = setInterval(() => queue.add(KEY), flags['poll-ms']);
   queue.add(KEY);
   await runReconciler({
     queue,

@@ -1,7 +1,6 @@
 // OpenAPI v3 schemas, CEL rules and printer columns of our CRDs: the one source manifests are generated from.
 import { GROUP, VERSION, DEFAULT_STORAGE_PATH, type KubeObjectSchema } from './schema-types.ts';
-
-const SCHEMES = ['http', 'https', 's3', 'gs', 'hf', 'file'];
+import { SOURCE_SCHEMES, TRAINED_MODEL_SCHEMES } from './uri-schemes.ts';
 
 /** A resource.Quantity field: int or string, positive, with a message naming the field and an example. */
 function quantity(field: string, example: string): KubeObjectSchema {
@@ -58,13 +57,13 @@ const storage: KubeObjectSchema = {
 const sourceModelUri: KubeObjectSchema = {
   type: 'string',
   maxLength: 2048,
-  description: `Where the model comes from: ${SCHEMES.map((s) => `${s}://`).join(', ')}.`,
+  description: `Where the model comes from: ${SOURCE_SCHEMES.map((s) => `${s}://`).join(', ')}.`,
 };
 
 const uriRules = [
   {
-    rule: `self.matches('^(${SCHEMES.join('|')})://')`,
-    messageExpression: `'sourceModelUri ' + self + ' has an unsupported scheme: use one of ${SCHEMES.map((s) => `${s}://`).join(', ')}'`,
+    rule: `self.matches('^(${SOURCE_SCHEMES.join('|')})://')`,
+    messageExpression: `'sourceModelUri ' + self + ' has an unsupported scheme: use one of ${SOURCE_SCHEMES.map((s) => `${s}://`).join(', ')}'`,
   },
   {
     rule: "self.matches('^[a-z0-9]+://[^/]*/[^/].*$')",
@@ -496,8 +495,6 @@ export const localModelNodeCrd = crd(
   ],
 );
 
-const TM_SCHEMES = ['s3', 'gs', 'http', 'https', 'hf'];
-
 export const trainedModelCrd = crd(
   'TrainedModel',
   'trainedmodels',
@@ -523,11 +520,11 @@ export const trainedModelCrd = crd(
             storageUri: {
               type: 'string',
               maxLength: 2048,
-              description: `Where the model comes from: ${TM_SCHEMES.map((x) => `${x}://`).join(', ')}. Taken from the node cache when a LocalModelCache holds it.`,
+              description: `Where the model comes from: ${TRAINED_MODEL_SCHEMES.map((x) => `${x}://`).join(', ')}. Taken from the node cache when a LocalModelCache holds it.`,
               'x-kubernetes-validations': [
                 {
-                  rule: `self.matches('^(${TM_SCHEMES.join('|')})://[^/]*/[^/].*$')`,
-                  messageExpression: `'model.storageUri ' + self + ' is not supported: use ${TM_SCHEMES.map((x) => `${x}://`).join(', ')} with a path, e.g. s3://bucket/models/iris'`,
+                  rule: `self.matches('^(${TRAINED_MODEL_SCHEMES.join('|')})://[^/]*/[^/].*$')`,
+                  messageExpression: `'model.storageUri ' + self + ' is not supported: use ${TRAINED_MODEL_SCHEMES.map((x) => `${x}://`).join(', ')} with a path, e.g. s3://bucket/models/iris'`,
                 },
               ],
             },

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // modelcache: one executable, one subcommand per component.
+import { columns } from '../ops/flag-spec.ts';
 import { commands } from './commands.ts';
 
 const [name, ...args] = process.argv.slice(2);
@@ -8,9 +9,7 @@ const help = `modelcache — a node-level model cache for Kubernetes (KServe Loc
 usage: modelcache <command> [flags]
 
 commands:
-${Object.entries(commands)
-  .map(([n, c]) => `  ${n.padEnd(12)}${c.summary}`)
-  .join('\n')}
+${columns(Object.entries(commands).map(([n, c]) => [`  ${n}`, c.summary]))}
 
 Run 'modelcache <command> --help' for a command's flags.`;
 

@@ -5,7 +5,6 @@ import type { EventRecorder } from '../kube/events.ts';
 import { createMergePatch } from '../kube/merge-patch.ts';
 import { NODES } from '../kube/resources.ts';
 import type { KubeObject, ResourceType } from '../kube/types.ts';
-import type { ReconcileResult } from '../kube/reconciler.ts';
 import { planCache, type PlannedEvent } from './local-model-cache/plan.ts';
 import { planGroup } from './local-model-node-group/plan.ts';
 import { planLocalModelNode } from './local-model-node/plan.ts';
@@ -28,16 +27,6 @@ export class Reconcilers {
 
   constructor(deps: ReconcileDeps) {
     this.#d = deps;
-  }
-
-  /** Dispatches a queue key (`cache:`, `node:`, `group:`) to its reconcile. */
-  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void> {
-    const i = key.indexOf(':');
-    const kind = key.slice(0, i);
-    const name = key.slice(i + 1);
-    if (kind === 'cache') return this.cache(name, signal);
-    if (kind === 'node') return this.node(name, signal);
-    if (kind === 'group') return this.group(name, signal);
   }
 
   #count(rt: ResourceType, verb: string): void {

@@ -1,4 +1,3 @@
-import type { Logger } from 'pino';
 import {
   LOCAL_MODEL_CACHES,
   LOCAL_MODEL_NODE_GROUPS,
@@ -7,8 +6,8 @@ import {
   type LocalModelNode,
   type LocalModelNodeGroup,
 } from '../api/types.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { Informer } from '../kube/informer.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { Kinds } from '../kube/kinds.ts';
 import {
   NODES,
   PERSISTENT_VOLUME_CLAIMS,
@@ -23,8 +22,8 @@ import { ModelUsers } from './model-users.ts';
 import { computePlacement, type Placement } from './placement/plan.ts';
 
 /**
- * The controller's view of the cluster: one informer per resource type, and the placement computed
- * from them, memoised until any informer delivers a change.
+ * The cache controllers' view of the cluster: the process's shared informers they read, and the placement
+ * computed from them, memoised until any informer delivers a change.
  */
 export class World {
   readonly caches: Informer<LocalModelCache>;
@@ -40,28 +39,24 @@ export class World {
   #version = 0;
   #placement?: { version: number; value: Placement };
 
-  constructor(client: KubeClient, log?: Logger, opts: { crdPollMs?: number } = {}) {
-    this.caches = new Informer(client, LOCAL_MODEL_CACHES, { log });
-    this.groups = new Informer(client, LOCAL_MODEL_NODE_GROUPS, { log });
-    this.nodes = new Informer(client, NODES, { log });
-    this.localModelNodes = new Informer(client, LOCAL_MODEL_NODES, { log });
-    this.pods = new Informer(client, PODS, { log });
-    this.persistentVolumes = new Informer(client, PERSISTENT_VOLUMES, { log });
-    this.persistentVolumeClaims = new Informer(client, PERSISTENT_VOLUME_CLAIMS, { log });
+  constructor(kinds: Kinds) {
+    this.caches = kinds.informer(LOCAL_MODEL_CACHES);
+    this.groups = kinds.informer(LOCAL_MODEL_NODE_GROUPS);
+    this.nodes = kinds.informer(NODES);
+    this.localModelNodes = kinds.informer(LOCAL_MODEL_NODES);
+    this.pods = kinds.informer(PODS);
+    this.persistentVolumes = kinds.informer(PERSISTENT_VOLUMES);
+    this.persistentVolumeClaims = kinds.informer(PERSISTENT_VOLUME_CLAIMS);
     const bump = { add: () => this.#version++, update: () => this.#version++, delete: () => this.#version++ };
     this.caches.on(bump);
     this.groups.on(bump);
     this.nodes.on(bump);
     this.localModelNodes.on(bump);
-    this.users = new ModelUsers(client, {
-      ...(log ? { log } : {}),
-      ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}),
-      pods: this.pods,
-    });
-    this.users.onChange(() => this.#version++);
+    this.users = new ModelUsers(kinds, this.pods);
+    this.users.on(bump);
   }
 
-  #all(): Array<Pick<Informer<KubeObject>, 'start' | 'hasSynced' | 'waitForSync'>> {
+  #all(): Array<Pick<Informer<KubeObject>, 'hasSynced' | 'waitForSync'>> {
     return [
       this.caches,
       this.groups,
@@ -71,11 +66,6 @@ export class World {
       this.persistentVolumes,
       this.persistentVolumeClaims,
     ];
-  }
-
-  start(signal: AbortSignal): void {
-    for (const inf of this.#all()) void inf.start(signal);
-    void this.users.run(signal);
   }
 
   get hasSynced(): boolean {

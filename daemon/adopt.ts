@@ -5,7 +5,9 @@ import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DOWNLOAD_DIR, MARKER_FILE } from '../disk/layout.ts';
 import { redactUrl } from '../download/errors.ts';
+import { listModel, listsObjects } from '../download/fetch.ts';
 import { fileNameFromUrl } from '../download/sources/http.ts';
+import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
 
 /** A file the source says a model folder holds, with what can be checked about it. */
 export interface ExpectedFile {
@@ -25,6 +27,12 @@ export type Verdict = { verified: true; bytes: number; files: number } | { verif
 /** How long the source may take to describe the model before the folder counts as not verifiable. */
 const DESCRIBE_TIMEOUT_MS = 30_000;
 
+/** What describing a store's model needs: its credentials and the download options (timeouts, retries). */
+interface DescribeWith {
+  credentials?: SourceCredentials;
+  options?: Partial<DownloadOptions>;
+}
+
 /**
  * What a model folder downloaded by someone else (KServe's own agent: no `.modelcache.json`) must
  * hold to count as the source's model, per scheme:
@@ -32,19 +40,20 @@ const DESCRIBE_TIMEOUT_MS = 30_000;
  *   HEAD's Content-Length bytes and nothing else; when the HEAD carries a checksum (Content-MD5,
  *   Repr-Digest or Digest sha-256/md5, x-goog-hash md5) it must match too. An archive that was
  *   extracted leaves other files: not verified, downloaded again.
- * - s3, gs, hf: not verifiable by the daemon yet (the sources' listings, with sizes and ETags/md5/
- *   sha256, are internal to download/): downloaded again, and the folder replaced at commit.
+ * - s3, gs, hf, given the model's credentials: every object the source lists (download/fetch.ts
+ *   listModel: the listing only, no object's bytes), at its path and size, with the checksum the store
+ *   gives (S3 single-part ETag = MD5, GCS md5Hash, HF LFS sha256). As for http(s), a URI naming one
+ *   archive verifies only when the folder holds that file as it is.
  * - anything else (file://): downloaded again.
  */
-export async function expectationFor(uri: string, signal: AbortSignal): Promise<Expectation> {
+export async function expectationFor(uri: string, signal: AbortSignal, source?: DescribeWith): Promise<Expectation> {
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
     return { unverifiable: 'the source URI does not parse' };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    return { unverifiable: `${url.protocol}// folders are not checked against their source by this daemon` };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return listedExpectation(uri, signal, source);
   let res: Response;
   try {
     res = await fetch(uri, {
@@ -62,6 +71,35 @@ export async function expectationFor(uri: string, signal: AbortSignal): Promise<
     return { unverifiable: `HEAD ${redactUrl(uri)} gave no Content-Length` };
   const digest = headerDigest(res.headers);
   return { files: [{ path: fileNameFromUrl(uri), size: Number(length), ...(digest ? { digest } : {}) }] };
+}
+
+/** A store's listing as the files a folder must hold; a source that does not list cannot say. */
+async function listedExpectation(uri: string, signal: AbortSignal, source?: DescribeWith): Promise<Expectation> {
+  const scheme = new URL(uri).protocol;
+  if (!(await listsObjects(uri)))
+    return { unverifiable: `${scheme}// folders are not checked against their source by this daemon` };
+  // Without the model's credentials a listing would go out unsigned (or to the public endpoint) and fail slowly.
+  if (!source?.credentials)
+    return { unverifiable: `${scheme}// folders are checked only with the model's credentials` };
+  let listing: Awaited<ReturnType<typeof listModel>>;
+  try {
+    listing = await listModel({
+      uri,
+      signal: AbortSignal.any([signal, AbortSignal.timeout(DESCRIBE_TIMEOUT_MS)]),
+      credentials: source.credentials,
+      ...(source.options ? { options: source.options } : {}),
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return { unverifiable: `listing ${redactUrl(uri)} failed: ${(err as Error).message}` };
+  }
+  if (!listing || listing.objects.length === 0) return { unverifiable: `${redactUrl(uri)} lists no objects` };
+  const files: ExpectedFile[] = [];
+  for (const o of listing.objects) {
+    if (o.size === undefined) return { unverifiable: `the source does not give the size of ${o.path}` };
+    files.push({ path: o.path, size: o.size, ...(o.digest ? { digest: o.digest } : {}) });
+  }
+  return { files };
 }
 
 /** A checksum of the whole body from response headers, if the server gives one we can check. */

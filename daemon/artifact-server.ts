@@ -7,7 +7,8 @@ import { readMarker } from '../disk/inventory.ts';
 import { isValidKey, MARKER_FILE, modelPaths, modelsRoot } from '../disk/layout.ts';
 import { shownUri } from './source-uri.ts';
 
-export interface ModelEntry {
+/** A complete model in this node's cache, as /v1/models lists it. */
+export interface CachedModel {
   key: string;
   /** The source URI as it may be shown: no credentials, no query (see uriSha256 for the exact one). */
   uri: string;
@@ -24,9 +25,13 @@ export interface ModelEntry {
  * Serves complete cached models to co-located consumers (the model agent, the registration
  * controller): GET /v1/models, /v1/models/<key>, /v1/models/<key>/files, /v1/models/<key>/files/<path>
  * with Range, ETag and Content-Length. Incomplete models are 404; paths with '..', encoded or not,
- * and symlinks that leave the model directory are refused.
+ * and symlinks that leave the model directory are refused. `used` hears of each model asked for by its key
+ * (its metadata or its files): the node's last use of it.
  */
-export function artifactRoutes(root: string): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
+export function artifactRoutes(
+  root: string,
+  o: { used?: (storageKey: string) => void } = {},
+): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
   return async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://local');
     const raw = url.pathname.split('/').slice(1);
@@ -43,6 +48,7 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
     if (!isValidKey(key)) return send(res, 400, { error: `invalid model key '${key}'` });
     const model = await readModel(root, key);
     if (!model) return send(res, 404, { error: `model ${key} is not complete on this node` });
+    o.used?.(key);
     if (parts.length === 1) return send(res, 200, model);
     if (parts[1] !== 'files') return send(res, 404, { error: 'not found' });
     if (parts.length === 2 || (parts.length === 3 && parts[2] === ''))
@@ -58,7 +64,7 @@ export function artifactRoutes(root: string): (req: IncomingMessage, res: Server
   };
 }
 
-async function readModel(root: string, key: string): Promise<ModelEntry | undefined> {
+async function readModel(root: string, key: string): Promise<CachedModel | undefined> {
   const m = await readMarker(root, key);
   return (
     m && {
@@ -74,9 +80,9 @@ async function readModel(root: string, key: string): Promise<ModelEntry | undefi
 }
 
 /** Complete models under the root's `models/` (those with a marker). */
-export async function listModels(root: string): Promise<ModelEntry[]> {
+export async function listModels(root: string): Promise<CachedModel[]> {
   const entries = await readdir(modelsRoot(root), { withFileTypes: true }).catch(() => []);
-  const out: ModelEntry[] = [];
+  const out: CachedModel[] = [];
   for (const e of entries) {
     if (!e.isDirectory() || !isValidKey(e.name)) continue;
     const m = await readModel(root, e.name);

@@ -4,6 +4,7 @@ import { SECRETS, SERVICE_ACCOUNTS } from '../kube/resources.ts';
 import type { KubeObject, Secret } from '../kube/types.ts';
 import { DownloadError } from '../download/errors.ts';
 import { credentialsFromEnv } from '../download/env-credentials.ts';
+import { SOURCE_REGISTRY } from '../download/registry.ts';
 import type { SourceCredentials } from '../download/types.ts';
 import { STORAGE_CONFIG_SECRET, storageConfigKey, storageConfigValues } from './storage-config.ts';
 
@@ -11,17 +12,15 @@ interface ServiceAccount extends KubeObject {
   secrets?: Array<{ name?: string }>;
 }
 
-/** KServe's S3 Secret annotations, as the variables our S3 source reads. */
-const KSERVE_S3_ANNOTATIONS: Record<string, string> = {
-  'serving.kserve.io/s3-endpoint': 'S3_ENDPOINT',
-  'serving.kserve.io/s3-usehttps': 'S3_USE_HTTPS',
-  'serving.kserve.io/s3-region': 'AWS_REGION',
-};
+/** KServe's Secret annotations (its S3 Secrets' endpoint, region…), as the variables the sources read. */
+const KSERVE_ANNOTATIONS: ReadonlyArray<readonly [string, string]> = SOURCE_REGISTRY.flatMap((s) =>
+  Object.entries(s.secretAnnotations ?? {}),
+);
 
-/** A Secret's values (decoded) and, for KServe-style S3 Secrets, its annotations as variables. */
+/** A Secret's values (decoded) and, for KServe-style Secrets, its annotations as variables. */
 function secretValues(secret: Secret): SourceCredentials {
   const out: Record<string, string> = {};
-  for (const [annotation, name] of Object.entries(KSERVE_S3_ANNOTATIONS)) {
+  for (const [annotation, name] of KSERVE_ANNOTATIONS) {
     const v = secret.metadata.annotations?.[annotation];
     if (v !== undefined) out[name] = v;
   }

@@ -41,8 +41,8 @@ export interface DownloadManagerOptions {
  * into a staging directory that is committed atomically; failures are remembered with a retry time.
  */
 export class DownloadManager {
-  readonly inFlight = new Map<string, InFlight & { abort: AbortController }>();
-  readonly failures = new Map<string, Failure & { attempts: number }>();
+  readonly #inFlight = new Map<string, InFlight & { abort: AbortController }>();
+  readonly #failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
   /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
   readonly #jobs = new Set<Promise<void>>();
@@ -56,9 +56,22 @@ export class DownloadManager {
     this.#limiter = new Bottleneck({ maxConcurrent: o.maxConcurrent });
   }
 
+  /**
+   * What runs and what failed, as copies taken now: the plan reads them, and nothing outside changes them.
+   * Read it before the disk: a download that completes meanwhile is then in flight here or on disk there.
+   */
+  snapshot(): { inFlight: ReadonlyMap<string, InFlight>; failures: ReadonlyMap<string, Failure> } {
+    const inFlight = new Map<string, InFlight>();
+    for (const [key, { abort: _abort, ...e }] of this.#inFlight) inFlight.set(key, e);
+    const failures = new Map<string, Failure>();
+    for (const [key, { attempts: _attempts, ...f }] of this.#failures) failures.set(key, f);
+    return { inFlight, failures };
+  }
+
+  /** Starts (queues) a model's download unless one runs or its files are being removed. */
   start(model: LocalModelInfo): void {
     const key = model.storageKey;
-    if (this.inFlight.has(key) || this.#removing.has(key)) return;
+    if (this.#inFlight.has(key) || this.#removing.has(key)) return;
     const entry = {
       modelName: model.modelName,
       uri: model.sourceModelUri,
@@ -68,7 +81,7 @@ export class DownloadManager {
       startedAt: '',
       abort: new AbortController(),
     };
-    this.inFlight.set(key, entry);
+    this.#inFlight.set(key, entry);
     const job = this.#schedule(model, entry);
     this.#jobs.add(job);
     void job.finally(() => this.#jobs.delete(job));
@@ -90,7 +103,7 @@ export class DownloadManager {
       await run?.catch((err: unknown) =>
         this.#o.log.error({ model: model.modelName, storageKey: key, err: String(err) }, 'download run failed'),
       );
-      this.inFlight.delete(key);
+      this.#inFlight.delete(key);
       this.#notify();
     }
   }
@@ -106,17 +119,17 @@ export class DownloadManager {
 
   /** Forgets failures of models no longer asked for (they would be tried afresh if asked again). */
   forgetFailuresExcept(wanted: ReadonlySet<string>): void {
-    for (const key of this.failures.keys()) if (!wanted.has(key)) this.failures.delete(key);
+    for (const key of this.#failures.keys()) if (!wanted.has(key)) this.#failures.delete(key);
     for (const key of this.#downloaded.keys()) if (!wanted.has(key)) this.#downloaded.delete(key);
   }
 
   cancel(key: string): void {
-    this.inFlight.get(key)?.abort.abort(new Error('no longer wanted on this node'));
+    this.#inFlight.get(key)?.abort.abort(new Error('no longer wanted on this node'));
   }
 
   /** Removes a model's files (complete or partial); no-op while a removal of the key runs. */
   remove(key: string): void {
-    if (this.#removing.has(key) || this.inFlight.has(key)) return;
+    if (this.#removing.has(key) || this.#inFlight.has(key)) return;
     this.#removing.add(key);
     this.#downloaded.delete(key);
     void removeModel(this.#o.root, key)
@@ -124,14 +137,14 @@ export class DownloadManager {
       .catch((err: unknown) => this.#o.log.error({ storageKey: key, err: String(err) }, 'could not remove model files'))
       .finally(() => {
         this.#removing.delete(key);
-        this.failures.delete(key);
+        this.#failures.delete(key);
         this.#notify();
       });
   }
 
   /** Cancels every download (partial data stays for a resume) and waits for them to stop. */
   async stop(): Promise<void> {
-    for (const e of this.inFlight.values()) e.abort.abort(new Error('daemon shutting down'));
+    for (const e of this.#inFlight.values()) e.abort.abort(new Error('daemon shutting down'));
     await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
     await Promise.all([...this.#jobs]);
   }
@@ -198,7 +211,7 @@ export class DownloadManager {
         logSkipped(log, model.modelName, key, result);
       }
       await this.#commit(key, uri, result);
-      this.failures.delete(key);
+      this.#failures.delete(key);
       metrics.downloads.inc({ outcome: 'success', reason: '' });
       metrics.duration.observe({ outcome: 'success' }, (performance.now() - t0) / 1000);
       log.info(
@@ -247,7 +260,11 @@ export class DownloadManager {
     if (!found) return false;
     let reason: string;
     try {
-      const verdict = await verifyFolder(dir, await expectationFor(model.sourceModelUri, signal), signal);
+      const expected = await expectationFor(model.sourceModelUri, signal, {
+        credentials: (await this.#o.credentials?.(model, signal)) ?? {},
+        ...(this.#o.download ? { options: this.#o.download } : {}),
+      });
+      const verdict = await verifyFolder(dir, expected, signal);
       if (verdict.verified) {
         const uri = model.sourceModelUri;
         const { bytes, files } = verdict;
@@ -301,7 +318,7 @@ export class DownloadManager {
   ): Promise<void> {
     const { root, log, metrics } = this.#o;
     const key = model.storageKey;
-    const attempts = (this.failures.get(key)?.attempts ?? 0) + 1;
+    const attempts = (this.#failures.get(key)?.attempts ?? 0) + 1;
     const plan = retryPlan(e.code, attempts, this.#o.retry ?? DEFAULT_RETRY_DELAYS, Date.now());
     if (plan.discard) {
       await removeModel(root, key).catch((err: unknown) =>
@@ -309,7 +326,7 @@ export class DownloadManager {
       );
     }
     const message = scrubUri(e.message, model.sourceModelUri);
-    this.failures.set(key, {
+    this.#failures.set(key, {
       uri: model.sourceModelUri,
       reason: e.code,
       message,

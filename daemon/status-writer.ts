@@ -30,7 +30,6 @@ export class StatusWriter {
   #lastWriteAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
-  writes = 0;
 
   constructor(client: KubeClient, node: string, intervalMs: number, log: Logger) {
     this.#client = client;
@@ -80,7 +79,6 @@ export class StatusWriter {
         await this.#client.patchStatus(LOCAL_MODEL_NODES, this.#node, patch);
         this.#written = wanted;
         this.#lastWriteAt = Date.now();
-        this.writes++;
       } catch (err) {
         if (isStatus(err, 404)) return; // no LocalModelNode yet: nothing to report on
         this.#log.warn({ node: this.#node, err: String((err as Error).message) }, 'status write failed; will retry');

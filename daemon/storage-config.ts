@@ -1,4 +1,5 @@
 import { DownloadError } from '../download/errors.ts';
+import { SOURCE_REGISTRY, type StorageConfigMapping } from '../download/registry.ts';
 import type { SourceCredentials } from '../download/types.ts';
 import { checkSourceUri } from './source-uri.ts';
 
@@ -10,17 +11,14 @@ export function storageConfigKey(key: string | undefined, uri: string): string {
   return key || `default_${checkSourceUri(uri)}`;
 }
 
-/** S3 fields of an entry, as the variables our S3 source reads. */
-const S3_FIELDS: Record<string, string> = {
-  access_key_id: 'AWS_ACCESS_KEY_ID',
-  secret_access_key: 'AWS_SECRET_ACCESS_KEY',
-  endpoint_url: 'AWS_ENDPOINT_URL',
-  region: 'AWS_REGION',
-};
+/** The storage-config entry types the sources read (the registry's mappings), by `type`. */
+const MAPPINGS: ReadonlyMap<string, StorageConfigMapping> = new Map(
+  SOURCE_REGISTRY.flatMap((s) => (s.storageConfig ? [[s.storageConfig.type, s.storageConfig] as const] : [])),
+);
 
 /**
  * One storage-config entry (JSON) with spec.storage.parameters laid over it, as source variables.
- * Only `type: s3` entries exist for now; anything else is refused with what to use instead. Pure.
+ * Entry types no source maps (download/registry.ts) are refused with what to use instead. Pure.
  */
 export function storageConfigValues(
   entryJson: string,
@@ -36,19 +34,16 @@ export function storageConfigValues(
       `${where} is not JSON: write it as KServe does, e.g. {"type": "s3", "access_key_id": …, "secret_access_key": …, "endpoint_url": …}`,
     );
   }
-  if (entry.type !== 's3') {
+  const mapping = typeof entry.type === 'string' ? MAPPINGS.get(entry.type) : undefined;
+  if (!mapping) {
     throw new DownloadError(
       'AccessDenied',
-      `${where} has type '${String(entry.type)}': only s3 entries are read; for other sources attach a Secret to spec.serviceAccountName or name one in the node group`,
+      `${where} has type '${String(entry.type)}': only ${[...MAPPINGS.keys()].join(', ')} entries are read; for other sources attach a Secret to spec.serviceAccountName or name one in the node group`,
     );
   }
   const out: Record<string, string> = {};
-  for (const [field, name] of Object.entries(S3_FIELDS))
+  for (const [field, name] of Object.entries(mapping.fields))
     if (typeof entry[field] === 'string' && entry[field]) out[name] = entry[field];
-  if (String(entry.anonymous).toLowerCase() === 'true') {
-    out.AWS_ACCESS_KEY_ID = '';
-    out.AWS_SECRET_ACCESS_KEY = '';
-    out.AWS_SESSION_TOKEN = '';
-  }
+  if (String(entry.anonymous).toLowerCase() === 'true') for (const name of mapping.anonymous) out[name] = '';
   return out;
 }

@@ -1,15 +1,50 @@
-import checkDiskSpaceImport from 'check-disk-space';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { formatBytes } from '../api/quantity.ts';
 import { DownloadError } from '../download/errors.ts';
 
-// The package's types describe its CommonJS shape; under ESM its default export is the function itself.
-const checkDiskSpace = checkDiskSpaceImport as unknown as (path: string) => Promise<{ free: number; size: number }>;
+/** The free-space figures a download is measured against, read at one moment. */
+export interface CapacityView {
+  /** The cache root whose filesystem this is (named in messages). */
+  path: string;
+  /** Free bytes on the filesystem. */
+  freeBytes: number;
+  /** Bytes downloads in flight have reserved but may not have written yet. */
+  reservedBytes: number;
+  /** Free space always left on the disk. */
+  marginBytes: number;
+}
+
+/** Bytes a new download may still take: free, minus what is reserved, minus the margin (may be negative). */
+export function availableBytes(v: CapacityView): number {
+  return v.freeBytes - v.reservedBytes - v.marginBytes;
+}
+
+/** Why a download of `bytes` does not fit, with the numbers (status message and InsufficientCapacity error). */
+export function insufficientCapacityMessage(bytes: number, v: CapacityView): string {
+  return (
+    `needs ${formatBytes(bytes)} but only ${formatBytes(Math.max(0, availableBytes(v)))} is available on ${v.path} ` +
+    `(${formatBytes(v.freeBytes)} free, ${formatBytes(v.reservedBytes)} reserved by downloads in flight, ` +
+    `${formatBytes(v.marginBytes)} safety margin)`
+  );
+}
+
+/** Free bytes an unprivileged writer may use on the filesystem of `path` or its first existing parent (statfs). */
+async function freeBytesOf(path: string): Promise<number> {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      const s = await statfs(p);
+      return s.bavail * s.bsize;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(p) === p) throw err;
+    }
+  }
+}
 
 /**
  * Free space bookkeeping for one cache root: a download may start only if free space, minus what
  * downloads in flight have reserved but not yet written, minus a safety margin, covers its size.
+ * The node's plan decides with view(); reserve() is the safety net when the download really starts.
  */
 export class CapacityLedger {
   readonly #root: string;
@@ -20,7 +55,7 @@ export class CapacityLedger {
   constructor(root: string, marginBytes: number, free?: (path: string) => Promise<number>) {
     this.#root = root;
     this.#marginBytes = marginBytes;
-    this.#free = free ?? (async (p) => (await checkDiskSpace(p)).free);
+    this.#free = free ?? freeBytesOf;
   }
 
   get reservedBytes(): number {
@@ -34,21 +69,22 @@ export class CapacityLedger {
     return this.#free(this.#root);
   }
 
+  /** Free, reserved and margin bytes now: what the node's plan decides new downloads with. */
+  async view(): Promise<CapacityView> {
+    const freeBytes = await this.free();
+    return { path: this.#root, freeBytes, reservedBytes: this.reservedBytes, marginBytes: this.#marginBytes };
+  }
+
   /**
    * Reserves `bytes` (what is still to be written) for `key`, or throws InsufficientCapacity with the numbers.
    * Reservations of other keys count against free space; the key's own earlier reservation is replaced.
    */
   async reserve(key: string, bytes: number): Promise<void> {
-    const free = await this.free();
+    const freeBytes = await this.free();
     const others = this.reservedBytes - (this.#reserved.get(key) ?? 0);
-    const available = free - others - this.#marginBytes;
-    if (bytes > available) {
-      throw new DownloadError(
-        'InsufficientCapacity',
-        `needs ${formatBytes(bytes)} but only ${formatBytes(Math.max(0, available))} is available on ${this.#root} ` +
-          `(${formatBytes(free)} free, ${formatBytes(others)} reserved by downloads in flight, ${formatBytes(this.#marginBytes)} safety margin)`,
-      );
-    }
+    const view = { path: this.#root, freeBytes, reservedBytes: others, marginBytes: this.#marginBytes };
+    if (bytes > availableBytes(view))
+      throw new DownloadError('InsufficientCapacity', insufficientCapacityMessage(bytes, view));
     this.#reserved.set(key, bytes);
   }
 

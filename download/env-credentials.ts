@@ -1,8 +1,13 @@
+import { SOURCE_REGISTRY } from './registry.ts';
 import type { SourceCredentials } from './types.ts';
 
-/** Environment variables that configure sources (the stores' own tools read the same names). */
-const SOURCE_ENV =
-  /^(AWS_\w+|S3_\w+|HF_\w+|HUGGING_FACE_HUB_TOKEN|STORAGE_EMULATOR_HOST|GOOGLE_OAUTH_ACCESS_TOKEN|GCE_METADATA_HOST)$/;
+/** Variables some source reads (the stores' own tools read the same names), from the registry. */
+const SOURCE_ENV = new RegExp(
+  `^(${SOURCE_REGISTRY.flatMap((s) => [
+    ...(s.environment.prefixes ?? []).map((p) => `${p}\\w+`),
+    ...(s.environment.names ?? []),
+  ]).join('|')})$`,
+);
 
 /** The source settings found in a process environment (nothing else of it). */
 export function credentialsFromEnv(env: NodeJS.ProcessEnv): SourceCredentials {

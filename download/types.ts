@@ -55,6 +55,14 @@ export interface DownloadRequest {
   onProgress?: (p: Progress) => void;
   options?: Partial<DownloadOptions>;
   credentials?: SourceCredentials;
+  /** Nearer places holding the same bytes, tried in order before the source (the node cache; peers next). */
+  alternatives?: readonly AlternativeLocation[];
+}
+
+/** Another place that may hold the bytes of a source URI: the node cache for the agent today, peers next. */
+export interface AlternativeLocation {
+  /** Puts the model of req.uri into req.workDir, or answers undefined when it does not hold it (then the source). */
+  fetch(req: DownloadRequest): Promise<DownloadResult | undefined>;
 }
 
 export interface DownloadResult {

@@ -45,6 +45,11 @@ export class Informer<T extends KubeObject> {
     this.#opts = opts;
   }
 
+  /** The resource type this informer lists and watches. */
+  get resource(): ResourceType {
+    return this.#rt;
+  }
+
   /** Register handlers; call before start(). */
   on(handlers: InformerHandlers<T>): this {
     this.#handlers.push(handlers);

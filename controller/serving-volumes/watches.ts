@@ -1,28 +1,21 @@
-// What wakes the serving volumes of a cache: its PVs and PVCs (by owner), and pods that name it or mount
-// one of its claims. Caches, groups and serving objects enqueue every cache through enqueueAll.
-import type { KubeObject } from '../../kube/types.ts';
+// The serving volumes' controller and what wakes a cache's volumes: its PVs and PVCs (by owner), pods that
+// name it or mount one of its claims, and whatever moves placement.
+import {
+  ControllerBuilder,
+  refOf,
+  type Controller,
+  type ObjectRef,
+  type Reconcile,
+} from '../../kube/controller-builder.ts';
 import type { Pod } from '../../kube/resources.ts';
 import { cachePvcName } from '../../serving/cache-match.ts';
 import { podActive } from '../model-users.ts';
+import { specChanged, watchPlacement } from '../watches.ts';
 import type { World } from '../world.ts';
 import { CONSUMER_POD_LABELS } from './consumers.ts';
 
-export const VOLUMES_KIND = 'volumes';
-export const volumesKey = (cache: string): string => `${VOLUMES_KIND}:${cache}`;
-
-type Enqueue = (key: string) => void;
-
-/** Every cache's volumes (what a resync does). */
-export function enqueueAllVolumes(world: World, add: Enqueue): void {
-  for (const c of world.caches.list()) add(volumesKey(c.metadata.name ?? ''));
-}
-
-function owners(obj: KubeObject): string[] {
-  return (obj.metadata.ownerReferences ?? []).filter((o) => o.kind === 'LocalModelCache').map((o) => o.name);
-}
-
 /** The caches a pod names by label or whose claim it mounts. */
-function cachesOfPod(world: World, pod: Pod): string[] {
+function cachesOfPod(world: World, pod: Pod): ObjectRef[] {
   const labels = pod.metadata.labels ?? {};
   const out = new Set(CONSUMER_POD_LABELS.flatMap((l) => labels[l] ?? []));
   const claims = new Set((pod.spec?.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []));
@@ -31,7 +24,7 @@ function cachesOfPod(world: World, pod: Pod): string[] {
       const name = c.metadata.name ?? '';
       if ((c.spec.nodeGroups ?? []).some((g) => claims.has(cachePvcName(name, g)))) out.add(name);
     }
-  return [...out];
+  return [...out].map((name) => ({ name }));
 }
 
 /** A pod update that changes what it consumes or holds: labels, ending, deletion. Status heartbeats do not. */
@@ -43,22 +36,13 @@ function podChanged(a: Pod, b: Pod): boolean {
   );
 }
 
-export function registerServingVolumeWatches(world: World, add: Enqueue): void {
-  const fromOwner = (obj: KubeObject): void => {
-    for (const name of owners(obj)) add(volumesKey(name));
-  };
-  for (const inf of [world.persistentVolumes, world.persistentVolumeClaims] as const)
-    inf.on({ add: fromOwner, delete: fromOwner, update: (_a, b) => fromOwner(b) });
-  const fromPod = (pod: Pod): void => {
-    for (const name of cachesOfPod(world, pod)) add(volumesKey(name));
-  };
-  world.pods.on({
-    add: fromPod,
-    delete: fromPod,
-    update: (a, b) => {
-      if (!podChanged(a, b)) return;
-      fromPod(a);
-      fromPod(b);
-    },
-  });
+/** One key per LocalModelCache: its per-namespace PVs and PVCs. */
+export function servingVolumesController(world: World, reconcile: Reconcile): Controller {
+  const every = (): ObjectRef[] => world.caches.list().map(refOf);
+  const builder = new ControllerBuilder('volumes').for(world.caches, { update: specChanged });
+  return watchPlacement(builder, world, every)
+    .owns(world.persistentVolumes, 'LocalModelCache')
+    .owns(world.persistentVolumeClaims, 'LocalModelCache')
+    .watches(world.pods, (pod) => cachesOfPod(world, pod), { update: podChanged })
+    .complete(reconcile);
 }

@@ -8,14 +8,13 @@ import {
   type ServingRuntime,
   type TrainedModel,
 } from '../../api/kserve.ts';
-import { sleep } from '../../kube/backoff.ts';
 import { isStatus, type KubeClient } from '../../kube/client.ts';
-import { Informer } from '../../kube/informer.ts';
+import { ControllerBuilder, refOf, type Controller, type ObjectRef } from '../../kube/controller-builder.ts';
+import type { Informer } from '../../kube/informer.ts';
+import { Kinds } from '../../kube/kinds.ts';
 import { API_VERSION } from '../../api/types.ts';
-import { runReconciler } from '../../kube/reconciler.ts';
-import { CONFIGMAPS, CRDS } from '../../kube/resources.ts';
-import { rfc3339Now, type ConfigMap, type OwnerReference, type ResourceType } from '../../kube/types.ts';
-import { WorkQueue } from '../../kube/workqueue.ts';
+import { CONFIGMAPS } from '../../kube/resources.ts';
+import { rfc3339Now, type ConfigMap, type KubeObject, type OwnerReference } from '../../kube/types.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
 import {
@@ -32,15 +31,21 @@ export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
 export interface RegistrationOptions {
   client: KubeClient;
   log: Logger;
+  /** The process's shared informers; without it the controller keeps its own. */
+  kinds?: Kinds;
   workers?: number;
-  /** How often to look again for KServe's InferenceService CRD while it is not installed. */
+  /** How often to look again for KServe's CRDs while they are not installed (only without `kinds`). */
   crdPollMs?: number;
   now?: () => string;
 }
 
-const crdName = (rt: ResourceType): string => `${rt.plural}.${rt.group}`;
-const isvcKey = (ns: string | undefined, name: string): string => `${ns ?? ''}/${name}`;
 const MODELCONFIG = /^modelconfig-(.+)-0$/;
+
+/** The InferenceService a TrainedModel names. */
+const isvcOf = (m: TrainedModel): ObjectRef => ({
+  namespace: m.metadata.namespace ?? '',
+  name: m.spec?.inferenceService ?? '',
+});
 
 /**
  * Registers TrainedModels onto their multi-model InferenceService: keeps each ISVC's
@@ -50,149 +55,103 @@ const MODELCONFIG = /^modelconfig-(.+)-0$/;
  */
 export class RegistrationController {
   readonly #o: RegistrationOptions;
+  readonly #kinds: Kinds;
   readonly models: Informer<TrainedModel>;
   readonly isvcs: Informer<InferenceService>;
   readonly configMaps: Informer<ConfigMap>;
-  #runtimes?: Informer<ServingRuntime>;
-  #clusterRuntimes?: Informer<ServingRuntime>;
-  #queue = new WorkQueue();
+  readonly #runtimes: Informer<ServingRuntime>;
+  readonly #clusterRuntimes: Informer<ServingRuntime>;
+  readonly #controller: Controller;
 
   constructor(o: RegistrationOptions) {
     this.#o = o;
-    this.models = new Informer(o.client, TRAINED_MODELS, { log: o.log });
-    this.isvcs = new Informer(o.client, INFERENCE_SERVICES, { log: o.log });
-    this.configMaps = new Informer(o.client, CONFIGMAPS, {
-      labelSelector: 'app.kubernetes.io/managed-by=modelcache',
-      log: o.log,
-    });
-  }
-
-  #informers(): Array<{
-    hasSynced: boolean;
-    start(s: AbortSignal): Promise<void>;
-    waitForSync(s: AbortSignal): Promise<void>;
-  }> {
-    return [this.models, this.isvcs, this.configMaps, this.#runtimes, this.#clusterRuntimes].filter(
-      (i) => i !== undefined,
-    );
-  }
-
-  async #crdInstalled(rt: ResourceType, signal: AbortSignal): Promise<boolean> {
-    return (await this.#o.client.get(CRDS, crdName(rt), { signal })) !== undefined;
-  }
-
-  /** Resolves once KServe's InferenceService CRD exists (logging once while it does not). */
-  async #waitForIsvcCrd(signal: AbortSignal): Promise<void> {
-    let told = false;
-    for (;;) {
-      try {
-        if (await this.#crdInstalled(INFERENCE_SERVICES, signal)) return;
-        if (!told)
-          this.#o.log.info(
-            { crd: crdName(INFERENCE_SERVICES) },
-            'InferenceService CRD not installed; TrainedModel registration starts when it is',
-          );
-        told = true;
-      } catch (err) {
-        if (signal.aborted) throw err;
-        this.#o.log.warn({ err: String((err as Error).message) }, 'could not look up the InferenceService CRD');
-      }
-      await sleep(this.#o.crdPollMs ?? 30_000, signal);
-    }
-  }
-
-  #add = (key: string): void => this.#queue.add(key);
-
-  #enqueueAll(): void {
-    for (const i of this.isvcs.list()) this.#add(isvcKey(i.metadata.namespace, i.metadata.name ?? ''));
-    for (const m of this.models.list()) this.#add(isvcKey(m.metadata.namespace, m.spec?.inferenceService ?? ''));
-  }
-
-  #wire(): void {
-    const fromModel = (m: TrainedModel): void =>
-      this.#add(isvcKey(m.metadata.namespace, m.spec?.inferenceService ?? ''));
-    this.models.on({
-      add: fromModel,
-      delete: fromModel,
-      update: (a, b) => {
-        fromModel(a);
-        fromModel(b);
-      },
-    });
-    const fromIsvc = (i: InferenceService): void => this.#add(isvcKey(i.metadata.namespace, i.metadata.name ?? ''));
-    this.isvcs.on({ add: fromIsvc, delete: fromIsvc, update: (_a, b) => fromIsvc(b) });
-    const fromCm = (cm: ConfigMap): void => {
+    this.#kinds = o.kinds ?? new Kinds(o.client, { log: o.log, ...(o.crdPollMs ? { crdPollMs: o.crdPollMs } : {}) });
+    this.models = this.#kinds.optional(TRAINED_MODELS);
+    this.isvcs = this.#kinds.optional(INFERENCE_SERVICES);
+    this.configMaps = this.#kinds.informer(CONFIGMAPS, { labelSelector: 'app.kubernetes.io/managed-by=modelcache' });
+    // ServingRuntime CRDs installed later (KServe installed after modelcache) are picked up.
+    this.#runtimes = this.#kinds.optional(SERVING_RUNTIMES);
+    this.#clusterRuntimes = this.#kinds.optional(CLUSTER_SERVING_RUNTIMES);
+    const every = (): ObjectRef[] => [...this.isvcs.list().map(refOf), ...this.models.list().map(isvcOf)];
+    const ofConfigMap = (cm: ConfigMap): ObjectRef[] => {
       const m = MODELCONFIG.exec(cm.metadata.name ?? '');
-      if (m) this.#add(isvcKey(cm.metadata.namespace, m[1]!));
+      return m ? [{ namespace: cm.metadata.namespace ?? '', name: m[1]! }] : [];
     };
-    this.configMaps.on({ add: fromCm, delete: fromCm, update: (_a, b) => fromCm(b) });
+    this.#controller = new ControllerBuilder('registration')
+      .for(this.isvcs)
+      .watches(this.models, (m) => [isvcOf(m)])
+      .watches(this.configMaps, ofConfigMap)
+      .watches(this.#runtimes, every)
+      .watches(this.#clusterRuntimes, every)
+      .all(every)
+      .complete((key, s) => this.reconcile(key, s));
+  }
+
+  /** The informers registration reads: KServe's once their CRDs are installed, and its ConfigMaps. */
+  #informers(): Array<Pick<Informer<KubeObject>, 'hasSynced' | 'waitForSync'>> {
+    const kserve = [
+      [TRAINED_MODELS, this.models],
+      [INFERENCE_SERVICES, this.isvcs],
+      [SERVING_RUNTIMES, this.#runtimes],
+      [CLUSTER_SERVING_RUNTIMES, this.#clusterRuntimes],
+    ] as const;
+    return [this.configMaps, ...kserve.filter(([rt]) => this.#kinds.installed(rt)).map(([, inf]) => inf)];
+  }
+
+  /** Starts the informers (all replicas keep warm caches); does nothing more when the process started them. */
+  start(signal: AbortSignal): void {
+    this.#kinds.start(signal);
   }
 
   /** Queues every InferenceService now (what a periodic resync does). */
   resync(): void {
-    this.#enqueueAll();
+    this.#controller.resync();
   }
 
   /** Keys waiting or being processed: zero once converged. */
   get pending(): number {
-    return this.#queue.length + this.#queue.inFlight;
+    return this.#controller.pending;
   }
 
   get ready(): boolean {
     return this.#informers().every((i) => i.hasSynced);
   }
 
-  /** Waits for the CRD, starts the informers and reconciles until the signal aborts. */
+  /** Waits for KServe's InferenceService CRD and the informers' first lists, then reconciles until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    await this.#waitForIsvcCrd(signal);
-    this.#queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 120_000 }, signal });
-    this.#wire();
-    for (const inf of this.#informers()) void inf.start(signal);
-    await this.#watchRuntimeCrds(signal);
+    this.start(signal);
+    if (!this.#kinds.installed(INFERENCE_SERVICES))
+      this.#o.log.info(
+        { crd: `${INFERENCE_SERVICES.plural}.${INFERENCE_SERVICES.group}` },
+        'InferenceService CRD not installed; TrainedModel registration starts when it is',
+      );
+    await this.#kinds.waitForCrd(INFERENCE_SERVICES, signal);
     await Promise.all(this.#informers().map((i) => i.waitForSync(signal)));
     this.#o.log.info(
-      { runtimes: Boolean(this.#runtimes), clusterRuntimes: Boolean(this.#clusterRuntimes) },
+      {
+        runtimes: this.#kinds.installed(SERVING_RUNTIMES),
+        clusterRuntimes: this.#kinds.installed(CLUSTER_SERVING_RUNTIMES),
+      },
       'TrainedModel registration started',
     );
-    this.#enqueueAll();
-    // ServingRuntime CRDs installed later (KServe installed after modelcache) are picked up.
-    const poll = setInterval(
-      () => void this.#watchRuntimeCrds(signal).catch(() => undefined),
-      this.#o.crdPollMs ?? 30_000,
-    );
-    signal.addEventListener('abort', () => clearInterval(poll), { once: true });
-    await runReconciler({
-      queue: this.#queue,
+    await this.#controller.run(signal, {
       workers: this.#o.workers ?? 2,
-      signal,
-      reconcile: (key, s) => this.reconcile(key, s),
       observe: (key, outcome, _ms, err) => {
         if (outcome === 'error')
-          this.#o.log.warn({ key, err: String((err as Error)?.message ?? err) }, 'registration failed; will retry');
+          this.#o.log.warn(
+            { key: `${key.namespace}/${key.name}`, err: String((err as Error)?.message ?? err) },
+            'registration failed; will retry',
+          );
       },
     });
   }
 
-  /** Starts an informer for each ServingRuntime CRD that exists now and has none yet. */
-  async #watchRuntimeCrds(signal: AbortSignal): Promise<void> {
-    const all = (): void => this.#enqueueAll();
-    for (const rt of [SERVING_RUNTIMES, CLUSTER_SERVING_RUNTIMES]) {
-      const has = rt === SERVING_RUNTIMES ? this.#runtimes : this.#clusterRuntimes;
-      if (has || !(await this.#crdInstalled(rt, signal))) continue;
-      const inf = new Informer<ServingRuntime>(this.#o.client, rt, { log: this.#o.log });
-      inf.on({ add: all, delete: all, update: all });
-      if (rt === SERVING_RUNTIMES) this.#runtimes = inf;
-      else this.#clusterRuntimes = inf;
-      void inf.start(signal);
-      this.#o.log.info({ crd: crdName(rt) }, 'watching ServingRuntimes');
-    }
-  }
-
   #runtimesFor(ns: string): RuntimeCandidate[] {
-    const own = (this.#runtimes?.list() ?? [])
+    const own = this.#runtimes
+      .list()
       .filter((r) => r.metadata.namespace === ns)
       .map((r) => ({ name: r.metadata.name ?? '', namespaced: true, spec: r.spec ?? {} }));
-    const cluster = (this.#clusterRuntimes?.list() ?? []).map((r) => ({
+    const cluster = this.#clusterRuntimes.list().map((r) => ({
       name: r.metadata.name ?? '',
       namespaced: false,
       spec: r.spec ?? {},
@@ -201,10 +160,10 @@ export class RegistrationController {
   }
 
   /** One InferenceService (existing or not) and the TrainedModels that name it. */
-  async reconcile(key: string, signal: AbortSignal): Promise<void> {
-    const [ns = '', name = ''] = key.split('/');
+  async reconcile(key: ObjectRef, signal: AbortSignal): Promise<void> {
+    const { namespace: ns = '', name } = key;
     const { client, log } = this.#o;
-    const isvc = this.isvcs.get(key);
+    const isvc = this.isvcs.get(`${ns}/${name}`);
     const models = this.models.list().filter((m) => m.metadata.namespace === ns && m.spec?.inferenceService === name);
     const cmName = configMapName(name);
     const cm = this.configMaps.get(`${ns}/${cmName}`);

@@ -1,29 +1,19 @@
 import type { Logger } from 'pino';
-import type { LocalModelNode } from '../../api/types.ts';
+import type { LocalModelDetail, LocalModelNode } from '../../api/types.ts';
 import type { Informer } from '../../kube/informer.ts';
 import type { Node } from '../../kube/types.ts';
 import type { ReconcileResult } from '../../kube/reconciler.ts';
-import { takeInventory } from '../../disk/inventory.ts';
+import { bytesWritten, type CapacityLedger } from '../../disk/capacity.ts';
+import { takeInventory, type Inventory } from '../../disk/inventory.ts';
+import { modelPaths } from '../../disk/layout.ts';
 import type { DownloadManager } from '../downloads.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { StatusWriter } from '../status-writer.ts';
 import { nodeLeavingReason } from './node-leaving.ts';
-import { planNode, type InFlight } from './plan.ts';
-
-/** What one pass leaves for the next: since when the LocalModelNode is missing, and the last pause reason (to log changes once). */
-export interface NodeCacheMemory {
-  specMissingSince?: number | undefined;
-  paused?: string | undefined;
-  /** Markers found invalid, with the reason last logged: each is warned about once, not on every pass. */
-  invalidMarkers?: Map<string, string>;
-}
+import { planNode, startableKeys, type NodeObservation } from './plan.ts';
 
 /** Takes the inventory, warning once per marker that does not parse (that folder counts as not complete). */
-export async function inventoryWithWarnings(
-  root: string,
-  log: Logger,
-  seen: Map<string, string>,
-): Promise<Awaited<ReturnType<typeof takeInventory>>> {
+export async function inventoryWithWarnings(root: string, log: Logger, seen: Map<string, string>): Promise<Inventory> {
   const now = new Map<string, string>();
   const inv = await takeInventory(root, (path, reason) => {
     now.set(path, reason);
@@ -42,84 +32,141 @@ export interface NodeCacheDeps {
   hostRoot?: string | undefined;
   informer: Informer<LocalModelNode>;
   nodes: Informer<Node>;
-  memory: NodeCacheMemory;
   /** How long files stay on disk while this node's LocalModelNode is absent. */
   orphanGraceMs: number;
   downloads: DownloadManager;
+  /** Free and reserved bytes: the plan decides with them whether a download fits. */
+  ledger: CapacityLedger;
   status: StatusWriter;
   metrics: DaemonMetrics;
   log: Logger;
 }
 
 /**
- * One pass over this node: what the spec wants, what the disk holds, what is running → start,
- * cancel or remove, then report. Level-based: it reads the disk each time, so a restart or a
+ * The reconcile of this node's cache and the memory it keeps between passes. One pass: what the
+ * spec wants, what the disk holds, what runs, the free space → one plan → start, cancel or remove,
+ * then report the plan's status. Level-based: it reads the disk each time, so a restart or a
  * hand-deleted folder is simply the next observation.
  */
-export async function reconcileNode(d: NodeCacheDeps): Promise<ReconcileResult | void> {
-  const lmn = d.informer.get(d.nodeName);
-  const mem = d.memory;
-  if (lmn) mem.specMissingSince = undefined;
-  else if (mem.specMissingSince === undefined) {
-    mem.specMissingSince = Date.now();
-    d.log.info(
-      { localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 },
-      'LocalModelNode absent: cached files stay until it returns or the grace period ends',
+export class NodeCacheReconciler {
+  readonly #d: NodeCacheDeps;
+  /** When this node's LocalModelNode was first seen absent (ms), while it is. */
+  #specMissingSince: number | undefined;
+  /** The last pause reason, to log its changes once. */
+  #paused: string | undefined;
+  /** Markers found invalid, with the reason last logged: each is warned about once, not on every pass. */
+  readonly #invalidMarkers = new Map<string, string>();
+  /** Models the plan found no room for, by storage key: logged once when that starts. */
+  readonly #noRoom = new Set<string>();
+  /** When each model was last used (ms), by storage key: served by the artifact server, or wanted. */
+  readonly #lastUse = new Map<string, number>();
+
+  constructor(d: NodeCacheDeps) {
+    this.#d = d;
+  }
+
+  /** What is on disk now, warning once per marker that does not parse. */
+  inventory(): Promise<Inventory> {
+    return inventoryWithWarnings(this.#d.root, this.#d.log, this.#invalidMarkers);
+  }
+
+  /** Records that a complete model was used now (the artifact server served it). */
+  used(storageKey: string): void {
+    this.#lastUse.set(storageKey, Date.now());
+  }
+
+  /** One pass over this node. */
+  async reconcile(): Promise<ReconcileResult | void> {
+    const d = this.#d;
+    const lmn = d.informer.get(d.nodeName);
+    if (lmn) this.#specMissingSince = undefined;
+    else if (this.#specMissingSince === undefined) {
+      this.#specMissingSince = Date.now();
+      d.log.info(
+        { localModelNode: d.nodeName, graceSeconds: d.orphanGraceMs / 1000 },
+        'LocalModelNode absent: cached files stay until it returns or the grace period ends',
+      );
+    }
+    const specMissingSince = this.#specMissingSince;
+    d.metrics.removalsHeld.set(
+      specMissingSince !== undefined && Date.now() < specMissingSince + d.orphanGraceMs ? 1 : 0,
     );
-  }
-  d.metrics.removalsHeld.set(
-    mem.specMissingSince !== undefined && Date.now() < mem.specMissingSince + d.orphanGraceMs ? 1 : 0,
-  );
-  const paused = nodeLeavingReason(d.nodes.get(d.nodeName));
-  d.metrics.paused.set(paused ? 1 : 0);
-  if (paused !== mem.paused) {
-    d.log.info({ node: d.nodeName, paused: paused ?? null }, paused ? 'new downloads paused' : 'new downloads allowed');
-    mem.paused = paused;
-  }
-  // What is in flight is read before the disk: a download that completes meanwhile is then either
-  // still in flight here or already on disk there, never neither (which would start it again).
-  const inFlight = new Map(d.downloads.inFlight);
-  const failures = new Map(d.downloads.failures);
-  mem.invalidMarkers ??= new Map();
-  const inv = await inventoryWithWarnings(d.root, d.log, mem.invalidMarkers);
-  const reportedKeys = new Map<string, string>();
-  for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
-    if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
-  const observe = (running: ReadonlyMap<string, InFlight>) =>
-    planNode({
-      desired: lmn?.spec?.localModels ?? [],
-      disk: {
-        complete: new Map(
-          [...inv.complete].map(([k, m]) => [
-            k,
-            { uriSha256: m.uriSha256, bytes: m.bytes, completedAt: m.completedAt },
-          ]),
-        ),
-        partial: inv.partial,
-      },
-      inFlight: running,
+    const paused = nodeLeavingReason(d.nodes.get(d.nodeName));
+    d.metrics.paused.set(paused ? 1 : 0);
+    if (paused !== this.#paused) {
+      d.log.info(
+        { node: d.nodeName, paused: paused ?? null },
+        paused ? 'new downloads paused' : 'new downloads allowed',
+      );
+      this.#paused = paused;
+    }
+    // What is in flight is read before the disk: a download that completes meanwhile is then either
+    // still in flight here or already on disk there, never neither (which would start it again).
+    const { inFlight, failures } = d.downloads.snapshot();
+    const inv = await this.inventory();
+    const reportedKeys = new Map<string, string>();
+    for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
+      if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
+    const desired = lmn?.spec?.localModels ?? [];
+    const o: NodeObservation = {
+      desired,
+      disk: { complete: inv.complete, partial: inv.partial, unmarked: new Set(inv.unknown) },
+      inFlight,
       failures,
       reportedKeys,
       now: Date.now(),
       ...(paused ? { paused } : {}),
-      ...(mem.specMissingSince !== undefined ? { specMissingSince: mem.specMissingSince } : {}),
+      ...(specMissingSince !== undefined ? { specMissingSince } : {}),
       orphanGraceMs: d.orphanGraceMs,
       ...(d.hostRoot !== undefined ? { hostRoot: d.hostRoot } : {}),
-    });
-  const plan = observe(inFlight);
-  if (lmn) d.downloads.forgetFailuresExcept(new Set((lmn.spec?.localModels ?? []).map((m) => m.storageKey)));
-  for (const a of plan.actions) {
-    if (a.kind === 'download') d.downloads.start(a.model);
-    else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
-    else d.downloads.remove(a.storageKey);
+      lastUse: new Map(this.#lastUse),
+    };
+    // Free space and partial bytes are read only when a download may start: not on the passes in between.
+    const startable = paused ? [] : startableKeys(o);
+    if (startable.length) {
+      // Unreadable free space leaves the decision to the ledger's reservation, which reports it on the model.
+      const capacity = await d.ledger.view().catch(() => undefined);
+      if (capacity) o.capacity = capacity;
+      const partialBytes = new Map<string, number>();
+      for (const key of startable)
+        if (inv.partial.has(key)) partialBytes.set(key, await bytesWritten(modelPaths(d.root, key).staging));
+      o.disk = { ...o.disk, partialBytes };
+    }
+    const plan = planNode(o);
+
+    if (lmn) d.downloads.forgetFailuresExcept(new Set(desired.map((m) => m.storageKey)));
+    for (const a of plan.actions) {
+      if (a.kind === 'download') d.downloads.start(a.model);
+      else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
+      else d.downloads.remove(a.storageKey);
+    }
+    this.#keepLastUse(plan.lastUse, o.now);
+    this.#logNoRoom(o, plan.status.models ?? {});
+    d.metrics.cacheUsed.set([...inv.complete.values()].reduce((s, m) => s + m.bytes, 0));
+    if (lmn) {
+      d.status.observed(lmn.metadata.uid, lmn.status);
+      await d.status.set(plan.status);
+    }
+    if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
   }
-  d.metrics.cacheUsed.set([...inv.complete.values()].reduce((s, m) => s + m.bytes, 0));
-  if (lmn) {
-    d.status.observed(lmn.metadata.uid, lmn.status);
-    // Actions just taken change what is in flight: report from the state after them.
-    // (what ended since the disk was read still counts as in flight: the next pass reports it)
-    const after = plan.actions.length ? observe(new Map([...inFlight, ...d.downloads.inFlight])) : plan;
-    await d.status.set(after.status);
+
+  /** Takes the plan's last uses, keeping a use the artifact server recorded while the pass ran. */
+  #keepLastUse(planned: ReadonlyMap<string, number>, now: number): void {
+    for (const [key, at] of this.#lastUse) if (!planned.has(key) && at <= now) this.#lastUse.delete(key);
+    for (const [key, at] of planned) this.#lastUse.set(key, Math.max(at, this.#lastUse.get(key) ?? at));
   }
-  if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
+
+  /** Logs once per model when the plan starts refusing it for space (its status says so on every pass). */
+  #logNoRoom(o: NodeObservation, models: Record<string, LocalModelDetail>): void {
+    const now = new Set<string>();
+    for (const [name, detail] of Object.entries(models)) {
+      const key = detail.storageKey;
+      if (detail.reason !== 'InsufficientCapacity' || !key || o.failures.has(key)) continue;
+      now.add(key);
+      if (!this.#noRoom.has(key))
+        this.#d.log.warn({ model: name, storageKey: key, message: detail.message }, 'download not started: no room');
+    }
+    this.#noRoom.clear();
+    for (const key of now) this.#noRoom.add(key);
+  }
 }

@@ -1,8 +1,16 @@
 import { DownloadError } from '../errors.ts';
 import { discard, type HttpClient } from '../http-client.ts';
-import { downloadObjects, listingGuard, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
+import {
+  downloadObjects,
+  listingGuard,
+  underPrefix,
+  type ListedObject,
+  type ObjectListing,
+  type ObjectSource,
+} from '../objects.ts';
+import type { ListRequest, SourceModule } from '../registry.ts';
 import { getText, parseJson, type Authorize } from '../request.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
+import type { DownloadOptions, SourceCredentials } from '../types.ts';
 
 /** `gs://bucket/prefix` → bucket and object prefix ('' for the whole bucket). */
 export function parseGsUri(uri: string): { bucket: string; prefix: string } {
@@ -124,16 +132,17 @@ async function listGcs(
   return underPrefix(all, (x) => x.name, prefix, toObject);
 }
 
-/** Every object under a gs:// prefix (or the one object it names), through the JSON API. */
-export async function downloadGcs(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
+/** The bucket and prefix a URI names, with the API base and its tokens. */
+function openGcs(req: ListRequest, o: DownloadOptions, http: HttpClient): ObjectSource {
   const { bucket, prefix } = parseGsUri(req.uri);
   const c = req.credentials ?? {};
   const { base, emulator } = apiBase(c);
   const authorize = gcsAuthorize(c, emulator, o, http);
-  return downloadObjects(
-    req,
-    o,
-    { list: (signal) => listGcs(base, bucket, prefix, authorize, o, http, signal), authorize },
-    http,
-  );
+  return { list: (signal) => listGcs(base, bucket, prefix, authorize, o, http, signal), authorize };
 }
+
+/** Every object under a gs:// prefix (or the one object it names), through the JSON API. */
+export const gcsSource: SourceModule = {
+  download: async (req, o, http) => downloadObjects(req, o, openGcs(req, o, http), http),
+  list: async (req, o, http) => openGcs(req, o, http).list(req.signal),
+};

@@ -1,8 +1,9 @@
 import { DownloadError } from '../errors.ts';
 import type { HttpClient } from '../http-client.ts';
-import { downloadObjects, listingGuard, type ListedObject, type ObjectListing } from '../objects.ts';
+import { downloadObjects, listingGuard, type ListedObject, type ObjectListing, type ObjectSource } from '../objects.ts';
+import type { ListRequest, SourceModule } from '../registry.ts';
 import { getText, parseJson, type Authorize } from '../request.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
+import type { DownloadOptions, SourceCredentials } from '../types.ts';
 
 /** `hf://org/model[:revision]` → repository and revision ('main' when none is given). */
 export function parseHfUri(uri: string): { repo: string; revision: string } {
@@ -110,16 +111,17 @@ function hfAuthorize(endpoint: string, c: SourceCredentials): Authorize {
     token && new URL(url).origin === origin ? { ...headers, authorization: `Bearer ${token}` } : headers;
 }
 
-/** Every file of a Hugging Face model repository at a revision, through the hub's resolve endpoint. */
-export async function downloadHf(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
+/** The repository and revision a URI names, with the hub's address and its token. */
+function openHf(req: ListRequest, o: DownloadOptions, http: HttpClient): ObjectSource {
   const { repo, revision } = parseHfUri(req.uri);
   const c = req.credentials ?? {};
   const endpoint = (c.HF_ENDPOINT || 'https://huggingface.co').replace(/\/$/, '');
   const authorize = hfAuthorize(endpoint, c);
-  return downloadObjects(
-    req,
-    o,
-    { list: (signal) => listHf(endpoint, repo, revision, authorize, o, http, signal), authorize },
-    http,
-  );
+  return { list: (signal) => listHf(endpoint, repo, revision, authorize, o, http, signal), authorize };
 }
+
+/** Every file of a Hugging Face model repository at a revision, through the hub's resolve endpoint. */
+export const hfSource: SourceModule = {
+  download: async (req, o, http) => downloadObjects(req, o, openHf(req, o, http), http),
+  list: async (req, o, http) => openHf(req, o, http).list(req.signal),
+};

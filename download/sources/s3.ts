@@ -2,9 +2,17 @@ import aws4 from 'aws4';
 import { XMLParser } from 'fast-xml-parser';
 import { DownloadError } from '../errors.ts';
 import type { HttpClient } from '../http-client.ts';
-import { downloadObjects, listingGuard, underPrefix, type ListedObject, type ObjectListing } from '../objects.ts';
+import {
+  downloadObjects,
+  listingGuard,
+  underPrefix,
+  type ListedObject,
+  type ObjectListing,
+  type ObjectSource,
+} from '../objects.ts';
+import type { ListRequest, SourceModule } from '../registry.ts';
 import { getText, type Authorize } from '../request.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult, SourceCredentials } from '../types.ts';
+import type { DownloadOptions, SourceCredentials } from '../types.ts';
 
 /** Where and how to reach a bucket, from the credentials map (the AWS CLI's variable names). */
 export interface S3Config {
@@ -165,15 +173,31 @@ async function listS3(
   return underPrefix(all, (x) => x.key, key, toObject);
 }
 
-/** Every object under an s3:// prefix (or the one object it names), SigV4-signed. */
-export async function downloadS3(req: DownloadRequest, o: DownloadOptions, http: HttpClient): Promise<DownloadResult> {
+/** The bucket and prefix a URI names, with its endpoint, keys and signer. */
+function openS3(req: ListRequest, o: DownloadOptions, http: HttpClient): ObjectSource {
   const { bucket, key } = parseS3Uri(req.uri);
   const cfg = s3Config(req.credentials ?? {}, bucket);
   const authorize = s3Authorize(cfg);
-  return downloadObjects(
-    req,
-    o,
-    { list: (signal) => listS3(cfg, bucket, key, authorize, o, http, signal), authorize },
-    http,
-  );
+  return { list: (signal) => listS3(cfg, bucket, key, authorize, o, http, signal), authorize };
 }
+
+/**
+ * A single-part upload's ETag is the MD5 of its bytes; multipart ones ("…-N") name none, SSE-KMS ones
+ * another (the folder then does not verify). The quotes may come as XML character references.
+ */
+function etagDigest(obj: ListedObject): ListedObject {
+  const m = /^(?:"|&#34;|&quot;)?([0-9a-f]{32})(?:"|&#34;|&quot;)?$/i.exec(obj.etag ?? '');
+  return m ? { ...obj, digest: { algorithm: 'md5', hex: m[1]!.toLowerCase() } } : obj;
+}
+
+/**
+ * Every object under an s3:// prefix (or the one object it names), SigV4-signed. The listing names
+ * each single-part object's MD5 (its ETag) for checking a folder; downloads use the ETag as If-Match.
+ */
+export const s3Source: SourceModule = {
+  download: async (req, o, http) => downloadObjects(req, o, openS3(req, o, http), http),
+  list: async (req, o, http) => {
+    const listing = await openS3(req, o, http).list(req.signal);
+    return { ...listing, objects: listing.objects.map(etagDigest) };
+  },
+};

@@ -44,7 +44,7 @@ test('a download asked for again after it completed (a plan from an older look a
   dm.start(model);
   await eventually(async () =>
     assert.ok(
-      !dm.inFlight.has(model.storageKey) &&
+      !dm.snapshot().inFlight.has(model.storageKey) &&
         (await stat(join(root, 'models', model.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
@@ -52,7 +52,7 @@ test('a download asked for again after it completed (a plan from an older look a
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
   dm.start(model);
-  await eventually(async () => assert.ok(!dm.inFlight.has(model.storageKey)));
+  await eventually(async () => assert.ok(!dm.snapshot().inFlight.has(model.storageKey)));
   assert.equal(origin.requestsFor('/m.bin').length, 1, 'not fetched again');
   assert.equal(
     (await stat(join(root, 'models', model.storageKey))).ino,

@@ -81,11 +81,13 @@ test('a sourceModelUri the CRD let through but no URL parser takes ends as Inval
     modelFor(root, 'http://bad host/m.bin', 'space'),
   ];
   for (const m of bad) dm.start(m);
-  await eventually(() => assert.ok(bad.every((m) => dm.failures.has(m.storageKey) && !dm.inFlight.has(m.storageKey))));
+  await eventually(() =>
+    assert.ok(bad.every((m) => dm.snapshot().failures.has(m.storageKey) && !dm.snapshot().inFlight.has(m.storageKey))),
+  );
   await settle();
   assert.deepEqual(unhandled, [], 'no unhandled rejection');
   for (const m of bad) {
-    const f = dm.failures.get(m.storageKey);
+    const f = dm.snapshot().failures.get(m.storageKey);
     assert.equal(f?.reason, 'InvalidUri', m.sourceModelUri);
     assert.match(f?.message ?? '', /sourceModelUri/);
     assert.match(f?.message ?? '', /fix spec\.sourceModelUri/);
@@ -93,8 +95,7 @@ test('a sourceModelUri the CRD let through but no URL parser takes ends as Inval
   const plan = planNode({
     desired: bad,
     disk: { complete: new Map(), partial: new Set() },
-    inFlight: dm.inFlight,
-    failures: dm.failures,
+    ...dm.snapshot(),
     reportedKeys: new Map(),
     now: Date.now() + 365 * 86_400_000,
   });
@@ -112,12 +113,12 @@ test('stop() with a download running and one queued resolves, rejects nothing, a
   const next = modelFor(root, origin.url('/next.bin'), 'next');
   dm.start(slow);
   dm.start(next);
-  await eventually(() => assert.ok((dm.inFlight.get(slow.storageKey)?.bytesDone ?? 0) > 0));
-  assert.equal(dm.inFlight.get(next.storageKey)?.queued, true, 'the second waits for the only slot');
+  await eventually(() => assert.ok((dm.snapshot().inFlight.get(slow.storageKey)?.bytesDone ?? 0) > 0));
+  assert.equal(dm.snapshot().inFlight.get(next.storageKey)?.queued, true, 'the second waits for the only slot');
   await dm.stop();
   await settle();
   assert.deepEqual(unhandled, [], 'no unhandled rejection during the shutdown');
-  assert.equal(dm.inFlight.size, 0);
+  assert.equal(dm.snapshot().inFlight.size, 0);
   assert.equal(origin.requestsFor('/next.bin').length, 0, 'the queued one never started');
   const staging = modelPaths(root, slow.storageKey).staging;
   const kept = await readdir(staging, { recursive: true });
@@ -133,8 +134,10 @@ test('an error that is not a DownloadError is reported as Internal (a bug), not 
   await mkdir(staging, { recursive: true });
   await writeFile(join(staging, 'part'), 'bytes from an earlier attempt');
   dm.start(m);
-  await eventually(() => assert.ok(dm.failures.has(m.storageKey) && !dm.inFlight.has(m.storageKey)));
-  const f = dm.failures.get(m.storageKey);
+  await eventually(() =>
+    assert.ok(dm.snapshot().failures.has(m.storageKey) && !dm.snapshot().inFlight.has(m.storageKey)),
+  );
+  const f = dm.snapshot().failures.get(m.storageKey);
   assert.equal(f?.reason, 'Internal');
   assert.match(f?.message ?? '', /bug in modelcache.*boom: x is undefined/);
   assert.equal(await readFile(join(staging, 'part'), 'utf8'), 'bytes from an earlier attempt');
@@ -150,8 +153,10 @@ test('InsufficientCapacity keeps the bytes already downloaded: they are what a l
   await mkdir(join(staging, '.download'), { recursive: true });
   await writeFile(join(staging, '.download', 'm.bin.partial'), 'half');
   dm.start(m);
-  await eventually(() => assert.ok(dm.failures.has(m.storageKey) && !dm.inFlight.has(m.storageKey)));
-  assert.equal(dm.failures.get(m.storageKey)?.reason, 'InsufficientCapacity');
+  await eventually(() =>
+    assert.ok(dm.snapshot().failures.has(m.storageKey) && !dm.snapshot().inFlight.has(m.storageKey)),
+  );
+  assert.equal(dm.snapshot().failures.get(m.storageKey)?.reason, 'InsufficientCapacity');
   assert.equal(await readFile(join(staging, '.download', 'm.bin.partial'), 'utf8'), 'half');
 });
 
@@ -166,8 +171,10 @@ test('a commit that fails keeps the downloaded bytes: the next attempt publishes
   await writeFile(join(root, 'models', m.storageKey), 'a stale file where the model folder goes');
   await writeFile(join(root, '.modelcache', 'trash'), 'in the way');
   dm.start(m);
-  await eventually(() => assert.ok(dm.failures.has(m.storageKey) && !dm.inFlight.has(m.storageKey)));
-  const first = dm.failures.get(m.storageKey);
+  await eventually(() =>
+    assert.ok(dm.snapshot().failures.has(m.storageKey) && !dm.snapshot().inFlight.has(m.storageKey)),
+  );
+  const first = dm.snapshot().failures.get(m.storageKey);
   assert.equal(first?.reason, 'DiskError');
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
@@ -175,13 +182,13 @@ test('a commit that fails keeps the downloaded bytes: the next attempt publishes
   dm.start(m);
   await eventually(async () =>
     assert.ok(
-      !dm.inFlight.has(m.storageKey) &&
+      !dm.snapshot().inFlight.has(m.storageKey) &&
         (await stat(join(root, 'models', m.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
   assert.equal(origin.requestsFor('/m.bin').length, 1, 'the bytes were not downloaded a second time');
   assert.deepEqual(await readFile(join(root, 'models', m.storageKey, 'm.bin')), body);
-  assert.equal(dm.failures.has(m.storageKey), false);
+  assert.equal(dm.snapshot().failures.has(m.storageKey), false);
   assert.match(first?.message ?? '', /could not be published.*kept/);
 });
 
@@ -194,7 +201,7 @@ test('credentials and signed queries of a source URI never reach the marker, /v1
   dm.start(m);
   await eventually(async () =>
     assert.ok(
-      !dm.inFlight.has(m.storageKey) &&
+      !dm.snapshot().inFlight.has(m.storageKey) &&
         (await stat(join(root, 'models', m.storageKey, '.modelcache.json')).catch(() => undefined)),
     ),
   );
@@ -204,7 +211,7 @@ test('credentials and signed queries of a source URI never reach the marker, /v1
 
   // Complete for the exact URI: asked again, nothing is fetched.
   dm.start(m);
-  await eventually(() => assert.ok(!dm.inFlight.has(m.storageKey)));
+  await eventually(() => assert.ok(!dm.snapshot().inFlight.has(m.storageKey)));
   assert.equal(origin.requestsFor('/m.bin').length, 1);
 
   const srv = await startOpsServer({
@@ -223,8 +230,10 @@ test('credentials and signed queries of a source URI never reach the marker, /v1
   origin.fault('/gone.bin', { status: 403 });
   const gone = modelFor(root, origin.url('/gone.bin').replace('http://', 'http://user:s3cr3tpw@') + '?sig=abcdef123');
   dm.start(gone);
-  await eventually(() => assert.ok(dm.failures.has(gone.storageKey) && !dm.inFlight.has(gone.storageKey)));
-  assert.doesNotMatch(dm.failures.get(gone.storageKey)?.message ?? '', /s3cr3tpw|abcdef123/);
+  await eventually(() =>
+    assert.ok(dm.snapshot().failures.has(gone.storageKey) && !dm.snapshot().inFlight.has(gone.storageKey)),
+  );
+  assert.doesNotMatch(dm.snapshot().failures.get(gone.storageKey)?.message ?? '', /s3cr3tpw|abcdef123/);
   assert.match(logs(), /download started/);
   assert.doesNotMatch(logs(), /s3cr3tpw|abcdef123/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planNode, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
+import { planNode, startableKeys, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
 import type { LocalModelInfo } from '../../api/types.ts';
 import { uriSha256 } from '../../disk/inventory.ts';
 
@@ -31,7 +31,7 @@ test('daemon plan: downloads what is missing, reports complete ones Downloaded, 
     reportedKeys: new Map(),
     now: NOW,
   });
-  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('b') }]);
+  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('b'), from: 'origin' }]);
   assert.deepEqual(plan.status.modelStatus, { a: 'ModelDownloaded', b: 'ModelDownloadPending' });
   assert.deepEqual(plan.status.summary, { models: 2, downloaded: 1, failed: 0, progress: '50%' });
 });
@@ -48,7 +48,7 @@ test('daemon plan: a partial download is resumed (download action), one in fligh
     reportedKeys: new Map(),
     now: NOW,
   });
-  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a') }]);
+  assert.deepEqual(plan.actions, [{ kind: 'download', model: model('a'), from: 'origin' }]);
   assert.equal(plan.status.modelStatus?.b, 'ModelDownloading');
   assert.equal(plan.status.models?.b?.bytesDone, 40);
   assert.equal(plan.status.summary?.progress, '20%', '40 of the 200 bytes the two models need');
@@ -201,10 +201,129 @@ test('daemon plan: a model whose group path is not the host path of --root is re
     now: NOW,
     hostRoot: '/var/lib/modelcache',
   });
-  assert.deepEqual(plan.actions, [{ kind: 'download', model: here }], 'a trailing slash is the same directory');
+  assert.deepEqual(
+    plan.actions,
+    [{ kind: 'download', model: here, from: 'origin' }],
+    'a trailing slash is the same directory',
+  );
   assert.equal(plan.status.modelStatus?.a, 'ModelDownloadError');
   const detail = plan.status.models?.a;
   assert.equal(detail?.reason, 'StoragePathMismatch');
   assert.match(detail?.message ?? '', /\/mnt\/other.*\/var\/lib\/modelcache/);
   assert.equal(plan.status.summary?.failed, 1);
+});
+
+const sized = (name: string, bytes: number): LocalModelInfo => ({ ...model(name), modelSize: bytes });
+const capacity = (freeBytes: number, reservedBytes = 0, marginBytes = 0) => ({
+  path: '/cache',
+  freeBytes,
+  reservedBytes,
+  marginBytes,
+});
+
+test('daemon plan: free minus reserved bytes decides: what does not fit is InsufficientCapacity with the numbers, not started', () => {
+  const plan = planNode({
+    desired: [sized('a', 200), sized('b', 200), sized('c', 50)],
+    disk: disk(),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    capacity: capacity(1000, 600, 100),
+  });
+  assert.deepEqual(
+    plan.actions.map((a) => (a.kind === 'download' ? a.model.modelName : a.kind)),
+    ['a', 'c'],
+    '300 bytes available: a takes 200, b does not fit in the 100 left, c does',
+  );
+  assert.deepEqual(plan.status.modelStatus, {
+    a: 'ModelDownloadPending',
+    b: 'ModelDownloadError',
+    c: 'ModelDownloadPending',
+  });
+  assert.equal(plan.status.models?.b?.reason, 'InsufficientCapacity');
+  assert.equal(
+    plan.status.models?.b?.message,
+    'needs 200 but only 100 is available on /cache (1000 free, 800 reserved by downloads in flight, 100 safety margin)',
+  );
+  assert.equal(plan.status.summary?.failed, 1);
+  assert.equal(plan.nextRetryAt, undefined, 'looked at again when capacity is read next, not on a timer of its own');
+});
+
+test('daemon plan: a resume needs only the bytes still to come, a folder to adopt none; running ones are not measured', () => {
+  const inFlight = new Map<string, InFlight>([
+    ['k-r', { modelName: 'r', queued: false, uri: 's3://b/r', bytesDone: 10, startedAt: 't0' }],
+  ]);
+  const o = {
+    desired: [sized('a', 500), sized('b', 500), sized('r', 500)],
+    disk: { ...disk({}, ['k-a', 'k-r']), unmarked: new Set(['k-b']) },
+    inFlight,
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    capacity: capacity(100),
+  };
+  assert.deepEqual(startableKeys(o), ['k-a', 'k-b'], 'the shell measures the partial bytes of these only');
+  const measured = planNode({ ...o, disk: { ...o.disk, partialBytes: new Map([['k-a', 450]]) } });
+  assert.deepEqual(
+    measured.actions.map((a) => (a.kind === 'download' ? `${a.model.modelName} from ${a.from}` : a.kind)),
+    ['a from origin', 'b from origin'],
+  );
+  const unmeasured = planNode(o);
+  assert.equal(unmeasured.status.models?.a?.reason, 'InsufficientCapacity', 'a partial key not measured needs it all');
+  assert.match(unmeasured.status.models?.a?.message ?? '', /^needs 500 but only 100 is available/);
+});
+
+test('daemon plan: on a node being removed a model that would not fit is Pending with the pause, not a capacity error', () => {
+  const plan = planNode({
+    desired: [sized('a', 500)],
+    disk: disk(),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    paused: 'node n1 is being deleted',
+    capacity: capacity(0),
+  });
+  assert.equal(plan.status.modelStatus?.a, 'ModelDownloadPending');
+  assert.equal(plan.status.models?.a?.message, 'not started: node n1 is being deleted');
+});
+
+test('daemon plan: last use is carried: a wanted model is used now, one only on disk keeps its time, one gone is forgotten', () => {
+  const plan = planNode({
+    desired: [model('a'), model('b')],
+    disk: disk({ 'k-a': 's3://b/a', 'k-old': 's3://b/old' }, ['k-part']),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    lastUse: new Map([
+      ['k-a', NOW - 50],
+      ['k-old', NOW - 7000],
+      ['k-part', NOW - 8000],
+      ['k-gone', NOW - 9000],
+      ['k-served', NOW + 5],
+    ]),
+    specMissingSince: NOW,
+    orphanGraceMs: 60_000,
+  });
+  assert.deepEqual(
+    [...plan.lastUse].sort(([x], [y]) => (x < y ? -1 : 1)),
+    [
+      ['k-a', NOW],
+      ['k-b', NOW],
+      ['k-old', NOW - 7000],
+      ['k-part', NOW - 8000],
+    ],
+  );
+  const served = planNode({
+    desired: [model('a')],
+    disk: disk({ 'k-a': 's3://b/a' }),
+    inFlight: new Map(),
+    failures: new Map(),
+    reportedKeys: new Map(),
+    now: NOW,
+    lastUse: new Map([['k-a', NOW + 5]]),
+  });
+  assert.equal(served.lastUse.get('k-a'), NOW + 5, 'a use after the observation is not moved back');
 });

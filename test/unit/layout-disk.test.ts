@@ -56,7 +56,9 @@ const modelFor = (root: string, uri: string): LocalModelInfo => ({
 /** Waits until the download manager is done with the model and returns the marker it left, if any. */
 async function settled(dm: DownloadManager, root: string, key: string): Promise<Record<string, unknown>> {
   await eventually(async () =>
-    assert.ok(!dm.inFlight.has(key) && (await stat(join(root, 'models', key, MARKER_FILE)).catch(() => undefined))),
+    assert.ok(
+      !dm.snapshot().inFlight.has(key) && (await stat(join(root, 'models', key, MARKER_FILE)).catch(() => undefined)),
+    ),
   );
   return JSON.parse(await readFile(join(root, 'models', key, MARKER_FILE), 'utf8')) as Record<string, unknown>;
 }
