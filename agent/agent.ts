@@ -1,6 +1,6 @@
 import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
-import { backoffDelay } from '../kube/backoff.ts';
+import { backoffDelay } from '../ops/backoff.ts';
 import type { ReconcileResult } from '../kube/reconciler.ts';
 import { DownloadError } from '../download/errors.ts';
 import { fetchModel, type FetchDeps } from './fetch-model.ts';

@@ -1,5 +1,5 @@
 import { HttpClient } from '../download/http-client.ts';
-import { backoffDelay, sleep } from '../kube/backoff.ts';
+import { backoffDelay, sleep } from '../ops/backoff.ts';
 
 /** The model server refused or could not be reached, after retries. */
 export class ModelServerError extends Error {

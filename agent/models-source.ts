@@ -4,7 +4,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { CONFIGMAPS } from '../kube/resources.ts';
 import type { ConfigMap } from '../kube/types.ts';
-import { MODELS_JSON } from '../controller/trained-model/plan.ts';
+import { MODELS_JSON } from '../serving/models-json.ts';
 
 export interface ModelsSource {
   describe: string;

@@ -1,6 +1,6 @@
 // What the model agent does next, from models.json, the model folder and what it has loaded (pure).
 import { createHash } from 'node:crypto';
-import type { ModelEntry } from '../controller/trained-model/plan.ts';
+import type { ModelEntry } from '../serving/models-json.ts';
 
 export interface DesiredModel {
   name: string;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { TRAINED_MODELS, type TrainedModel } from '../api/kserve.ts';
 import { API_VERSION } from '../api/types.ts';
 import { isStatus, type KubeClient } from '../kube/client.ts';
-import { rfc3339Now } from '../kube/types.ts';
+import { rfc3339Now } from '../ops/time.ts';
 
 /** Field manager of the agent: it owns only the ModelLoaded condition (the controller owns the rest). */
 export const AGENT_FIELD_MANAGER = 'modelcache-agent';

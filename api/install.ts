@@ -1,4 +1,4 @@
-import { sleep } from '../kube/backoff.ts';
+import { sleep } from '../ops/backoff.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { CRDS } from '../kube/resources.ts';
 import type { KubeObject } from '../kube/types.ts';

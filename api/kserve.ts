@@ -1,7 +1,9 @@
 // KServe's own resources that modelcache reads (InferenceService, LLMInferenceService, ServingRuntime)
 // and the TrainedModel it serves. Only the fields modelcache uses are typed.
 import type { Condition, KubeObject, ResourceType } from '../kube/types.ts';
-import { GROUP, VERSION } from './types.ts';
+import type { FromSchema } from './from-schema.ts';
+import type { trainedModelCrd } from './schema.ts';
+import { GROUP, VERSION, type CrdProperties } from './types.ts';
 
 export const TRAINED_MODELS: ResourceType = {
   group: GROUP,
@@ -40,17 +42,10 @@ export const CLUSTER_SERVING_RUNTIMES: ResourceType = {
   namespaced: false,
 };
 
-export interface TrainedModelSpec {
-  /** Parent InferenceService, same namespace. */
-  inferenceService: string;
-  model: { storageUri: string; framework: string; memory: string };
-}
-
-export interface TrainedModelStatus {
-  url?: string;
-  conditions?: Condition[];
-  observedGeneration?: number;
-}
+type TrainedModelFields = CrdProperties<typeof trainedModelCrd>;
+/** The parent InferenceService (same namespace) and the model: storageUri, framework, memory. */
+export type TrainedModelSpec = FromSchema<TrainedModelFields['spec']>;
+export type TrainedModelStatus = FromSchema<TrainedModelFields['status']>;
 
 export interface TrainedModel extends KubeObject {
   spec: TrainedModelSpec;

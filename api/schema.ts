@@ -1,9 +1,12 @@
 // OpenAPI v3 schemas, CEL rules and printer columns of our CRDs: the one source manifests are generated from.
-import { GROUP, VERSION, DEFAULT_STORAGE_PATH, type KubeObjectSchema } from './schema-types.ts';
+import type { Condition } from '../kube/types.ts';
+import type { Pinned } from './from-schema.ts';
+import { GROUP, VERSION, DEFAULT_STORAGE_PATH } from './schema-types.ts';
+import { MODEL_STATES, NODE_STATES } from './states.ts';
 import { SOURCE_SCHEMES, TRAINED_MODEL_SCHEMES } from './uri-schemes.ts';
 
 /** A resource.Quantity field: int or string, positive, with a message naming the field and an example. */
-function quantity(field: string, example: string): KubeObjectSchema {
+function quantity(field: string, example: string) {
   return {
     'x-kubernetes-int-or-string': true,
     anyOf: [{ type: 'integer' }, { type: 'string' }],
@@ -13,7 +16,7 @@ function quantity(field: string, example: string): KubeObjectSchema {
         message: `${field} must be a positive quantity such as ${example} (plain bytes, or with a suffix Ki, Mi, Gi, Ti, k, M, G, T)`,
       },
     ],
-  };
+  } as const;
 }
 
 function immutable(field: string, fix: string): { rule: string; message: string } {
@@ -27,7 +30,7 @@ const READY_COLUMNS = [
 ] as const;
 const AGE_COLUMN = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
 
-const conditions: KubeObjectSchema = {
+const conditionList = {
   type: 'array',
   'x-kubernetes-list-type': 'map',
   'x-kubernetes-list-map-keys': ['type'],
@@ -43,22 +46,24 @@ const conditions: KubeObjectSchema = {
       observedGeneration: { type: 'integer', format: 'int64' },
     },
   },
-};
+} as const;
+/** metav1.Condition: its TypeScript shape is the one kube/ writes (reason, message and time always set). */
+const conditions: Pinned<typeof conditionList, Condition[]> = conditionList;
 
-const storage: KubeObjectSchema = {
+const storage = {
   type: 'object',
   description: "A storage-config secret entry and overrides of its parameters (KServe's shape).",
   properties: {
     key: { type: 'string' },
     parameters: { type: 'object', additionalProperties: { type: 'string' } },
   },
-};
+} as const;
 
-const sourceModelUri: KubeObjectSchema = {
+const sourceModelUri = {
   type: 'string',
   maxLength: 2048,
   description: `Where the model comes from: ${SOURCE_SCHEMES.map((s) => `${s}://`).join(', ')}.`,
-};
+} as const;
 
 const uriRules = [
   {
@@ -81,7 +86,7 @@ const uriRules = [
   },
 ];
 
-const labelSelector: KubeObjectSchema = {
+const labelSelector = {
   type: 'object',
   description: 'Nodes whose labels match belong to the group (a standard label selector; {} selects every node).',
   properties: {
@@ -107,7 +112,7 @@ const labelSelector: KubeObjectSchema = {
       },
     },
   },
-};
+} as const;
 
 export const localModelCacheCrd = crd(
   'LocalModelCache',
@@ -154,7 +159,7 @@ export const localModelCacheCrd = crd(
           type: 'object',
           additionalProperties: {
             type: 'string',
-            enum: ['NodeNotReady', 'NodeDownloadPending', 'NodeDownloading', 'NodeDownloaded', 'NodeDownloadError'],
+            enum: NODE_STATES,
           },
         },
         inferenceServices: {
@@ -189,7 +194,7 @@ export const localModelCacheCrd = crd(
 
 const HOST_PATH_RULE = "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..')";
 
-function hostPath(field: string, example: string): KubeObjectSchema {
+function hostPath(field: string, example: string) {
   return {
     type: 'string',
     minLength: 1,
@@ -197,16 +202,16 @@ function hostPath(field: string, example: string): KubeObjectSchema {
     'x-kubernetes-validations': [
       { rule: HOST_PATH_RULE, message: `${field} must be an absolute host path without '..', such as ${example}` },
     ],
-  };
+  } as const;
 }
 
-const quantityMap: KubeObjectSchema = {
+const quantityMap = {
   type: 'object',
   additionalProperties: { 'x-kubernetes-int-or-string': true, anyOf: [{ type: 'integer' }, { type: 'string' }] },
-};
+} as const;
 
 /** core/v1 NodeSelectorRequirement lists, with the checks the apiserver applies to a PV's nodeAffinity. */
-function nodeSelectorRequirements(list: 'matchExpressions' | 'matchFields'): KubeObjectSchema {
+function nodeSelectorRequirements(list: 'matchExpressions' | 'matchFields') {
   const rule =
     list === 'matchFields'
       ? {
@@ -232,11 +237,11 @@ function nodeSelectorRequirements(list: 'matchExpressions' | 'matchFields'): Kub
       },
       'x-kubernetes-validations': [rule],
     },
-  };
+  } as const;
 }
 
 /** core/v1 NodeSelector: terms ORed, requirements ANDed (what a PV's nodeAffinity.required holds). */
-const nodeSelectorSchema: KubeObjectSchema = {
+const nodeSelectorSchema = {
   type: 'object',
   required: ['nodeSelectorTerms'],
   properties: {
@@ -253,10 +258,10 @@ const nodeSelectorSchema: KubeObjectSchema = {
       },
     },
   },
-};
+} as const;
 
 /** KServe's persistentVolumeSpec: a core/v1 PersistentVolumeSpec; the parts we read are typed, the rest kept. */
-const persistentVolumeSpec: KubeObjectSchema = {
+const persistentVolumeSpec = {
   type: 'object',
   'x-kubernetes-preserve-unknown-fields': true,
   description:
@@ -286,10 +291,10 @@ const persistentVolumeSpec: KubeObjectSchema = {
       properties: { required: nodeSelectorSchema },
     },
   },
-};
+} as const;
 
 /** KServe's persistentVolumeClaimSpec: a core/v1 PersistentVolumeClaimSpec; the parts we read are typed, the rest kept. */
-const persistentVolumeClaimSpec: KubeObjectSchema = {
+const persistentVolumeClaimSpec = {
   type: 'object',
   'x-kubernetes-preserve-unknown-fields': true,
   description: "KServe's: a core/v1 PersistentVolumeClaimSpec, the claim each consuming namespace gets.",
@@ -304,7 +309,7 @@ const persistentVolumeClaimSpec: KubeObjectSchema = {
       properties: { requests: quantityMap, limits: quantityMap },
     },
   },
-};
+} as const;
 
 /** CEL: the group's host directory in object `v` (storagePath, else the PV's local.path, else hostPath.path). */
 function storagePathOf(v: string): string {
@@ -455,7 +460,7 @@ export const localModelNodeCrd = crd(
           type: 'object',
           additionalProperties: {
             type: 'string',
-            enum: ['ModelDownloadPending', 'ModelDownloading', 'ModelDownloaded', 'ModelDownloadError'],
+            enum: MODEL_STATES,
           },
         },
         models: {
@@ -482,6 +487,8 @@ export const localModelNodeCrd = crd(
             progress: { type: 'string' },
           },
         },
+        /** Written by the daemon: StoragePathMatches False while a wanted model's group path is not its root's. */
+        conditions,
         observedGeneration: { type: 'integer', format: 'int64' },
       },
     },
@@ -539,7 +546,7 @@ export const trainedModelCrd = crd(
               description:
                 "Memory the model takes in the model server; all TrainedModels of an InferenceService must fit its predictor's memory limit.",
               'x-kubernetes-validations': [
-                ...(quantity('model.memory', '1Gi')['x-kubernetes-validations'] as unknown[]),
+                ...quantity('model.memory', '1Gi')['x-kubernetes-validations'],
                 immutable('model.memory', 'create a new TrainedModel with the new memory'),
               ],
             },
@@ -584,11 +591,12 @@ interface PrinterColumn {
   priority?: number;
 }
 
-function crd(
+/** A CRD object; its spec and status schemas keep their literal types, which api/types.ts maps to TypeScript. */
+function crd<const Spec extends object, const Status extends object>(
   kind: string,
   plural: string,
   shortNames: string[],
-  props: { spec: KubeObjectSchema; status: KubeObjectSchema },
+  props: { spec: Spec; status: Status },
   columns: PrinterColumn[],
   opts: { scope?: 'Cluster' | 'Namespaced'; rootValidations?: unknown[] } = {},
 ) {

@@ -17,10 +17,10 @@ import { KubeClient } from '../kube/client.ts';
 import { NODES } from '../kube/resources.ts';
 import { CacheController } from '../controller/controller.ts';
 import { createLogger } from '../ops/logger.ts';
-import { ControlPlane } from '../test/helpers/control-plane.ts';
-import { ensureBinaries } from '../test/helpers/binaries.ts';
-import { eventually } from '../test/helpers/eventually.ts';
-import { createNode } from '../test/helpers/kube-fixtures.ts';
+import { ControlPlane } from '../localcluster/control-plane.ts';
+import { ensureBinaries } from '../localcluster/binaries.ts';
+import { eventually } from '../localcluster/eventually.ts';
+import { createNode } from '../localcluster/nodes.ts';
 import type { BenchFigure } from './table.ts';
 
 async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<unknown>): Promise<void> {
@@ -59,7 +59,7 @@ export async function benchController(): Promise<BenchFigure[]> {
     const controller = new CacheController({ client, log: createLogger('controller', 'warn', quiet), workers: 8 });
     controller.start(stop.signal);
     const running = controller.run(stop.signal);
-    await controller.world.waitForSync(stop.signal);
+    await controller.cluster.waitForSync(stop.signal);
     const t0 = performance.now();
     await pool([...Array(caches).keys()], 8, (c) =>
       client.create(LOCAL_MODEL_CACHES, {

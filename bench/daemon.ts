@@ -15,12 +15,12 @@ import { storageKeyFor } from '../api/storage-key.ts';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
 import { fromYamlAll } from '../kube/yaml.ts';
-import { ControlPlane } from '../test/helpers/control-plane.ts';
-import { ensureBinaries } from '../test/helpers/binaries.ts';
-import { eventually } from '../test/helpers/eventually.ts';
-import { createNode } from '../test/helpers/kube-fixtures.ts';
-import { Reaper } from '../test/helpers/processes.ts';
-import { startModelcache } from '../test/helpers/modelcache-process.ts';
+import { ControlPlane } from '../localcluster/control-plane.ts';
+import { ensureBinaries } from '../localcluster/binaries.ts';
+import { eventually } from '../localcluster/eventually.ts';
+import { createNode } from '../localcluster/nodes.ts';
+import { Reaper } from '../localcluster/processes.ts';
+import { startModelcache } from '../localcluster/modelcache-process.ts';
 import { serveDir } from './static-server.ts';
 import type { BenchFigure } from './table.ts';
 

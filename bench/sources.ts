@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { downloadModel } from '../download/fetch.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../test/helpers/object-stores.ts';
-import { Reaper } from '../test/helpers/processes.ts';
+import { Reaper } from '../localcluster/processes.ts';
 import type { BenchFigure } from './table.ts';
 
 const MiB = 2 ** 20;

@@ -3,9 +3,9 @@
 import { parseArgs } from 'node:util';
 import { readFile, writeFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ControlPlane, type ControlPlaneState } from '../test/helpers/control-plane.ts';
-import { ensureBinaries } from '../test/helpers/binaries.ts';
-import { isAlive, stopPid } from '../test/helpers/processes.ts';
+import { ControlPlane, type ControlPlaneState } from '../localcluster/control-plane.ts';
+import { ensureBinaries } from '../localcluster/binaries.ts';
+import { isAlive, stopPid } from '../localcluster/processes.ts';
 
 const usage = `usage: npm run cluster -- <start|stop|status> --dir DIR
 

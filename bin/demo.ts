@@ -20,13 +20,13 @@ import { KubeClient } from '../kube/client.ts';
 import { MUTATING_WEBHOOK_CONFIGURATIONS, NAMESPACES, PODS, type Pod } from '../kube/resources.ts';
 import type { KubeObject } from '../kube/types.ts';
 import { fromYamlAll } from '../kube/yaml.ts';
-import { ControlPlane } from '../test/helpers/control-plane.ts';
-import { ensureBinaries } from '../test/helpers/binaries.ts';
-import { createNode } from '../test/helpers/kube-fixtures.ts';
-import { Origin, generated, toBuffer } from '../test/helpers/origin.ts';
-import { makeTar } from '../test/helpers/archives.ts';
-import { Reaper, freePort } from '../test/helpers/processes.ts';
-import { startModelcache, type ModelcacheProcess } from '../test/helpers/modelcache-process.ts';
+import { ControlPlane } from '../localcluster/control-plane.ts';
+import { ensureBinaries } from '../localcluster/binaries.ts';
+import { createNode } from '../localcluster/nodes.ts';
+import { Origin, generated, toBuffer } from '../localcluster/origin.ts';
+import { makeTar } from '../localcluster/archives.ts';
+import { Reaper, freePort } from '../localcluster/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../localcluster/modelcache-process.ts';
 
 const { values } = parseArgs({
   options: {

@@ -3,13 +3,13 @@ import type { KubeClient } from '../kube/client.ts';
 import { ControllerGroup, formatRef } from '../kube/controller-builder.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { Kinds } from '../kube/kinds.ts';
-import { rfc3339Now } from '../kube/types.ts';
+import { rfc3339Now } from '../ops/time.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { Reconcilers } from './reconcile.ts';
 import { ServingVolumes } from './serving-volumes/reconcile.ts';
 import { servingVolumesController } from './serving-volumes/watches.ts';
 import { cacheController, groupController, nodeController } from './watches.ts';
-import { World } from './world.ts';
+import { ClusterView } from './cluster-view.ts';
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -33,7 +33,7 @@ export interface ControllerOptions {
  * reconciling runs only inside run() (called while leader).
  */
 export class CacheController {
-  readonly world: World;
+  readonly cluster: ClusterView;
   readonly metrics: ControllerMetrics;
   readonly #opts: ControllerOptions;
   readonly #kinds: Kinds;
@@ -43,12 +43,12 @@ export class CacheController {
     this.#opts = opts;
     this.#kinds =
       opts.kinds ?? new Kinds(opts.client, { log: opts.log, ...(opts.crdPollMs ? { crdPollMs: opts.crdPollMs } : {}) });
-    this.world = new World(this.#kinds);
+    this.cluster = new ClusterView(this.#kinds);
     this.metrics = new ControllerMetrics(() => this.#controllers.waiting);
     const events = new EventRecorder(opts.client, 'modelcache-controller', opts.log);
     const reconcilers = new Reconcilers({
       client: opts.client,
-      world: this.world,
+      cluster: this.cluster,
       events,
       metrics: this.metrics,
       log: opts.log,
@@ -56,7 +56,7 @@ export class CacheController {
     });
     const volumes = new ServingVolumes({
       client: opts.client,
-      world: this.world,
+      cluster: this.cluster,
       events,
       metrics: this.metrics,
       log: opts.log.child({ part: 'serving-volumes' }),
@@ -64,10 +64,10 @@ export class CacheController {
     });
     // Made in the order a pass goes through them; one queue keeps their keys in the order events came.
     this.#controllers = new ControllerGroup([
-      cacheController(this.world, (key, s) => reconcilers.cache(key.name, s)),
-      groupController(this.world, (key, s) => reconcilers.group(key.name, s)),
-      nodeController(this.world, (key, s) => reconcilers.node(key.name, s)),
-      servingVolumesController(this.world, (key, s) => volumes.reconcile(key.name, s)),
+      cacheController(this.cluster, (key, s) => reconcilers.cache(key.name, s)),
+      groupController(this.cluster, (key, s) => reconcilers.group(key.name, s)),
+      nodeController(this.cluster, (key, s) => reconcilers.node(key.name, s)),
+      servingVolumesController(this.cluster, (key, s) => volumes.reconcile(key.name, s)),
     ]);
   }
 
@@ -77,12 +77,12 @@ export class CacheController {
   }
 
   get ready(): boolean {
-    return this.world.hasSynced;
+    return this.cluster.hasSynced;
   }
 
   /** Reconciles until the signal aborts (leadership lost or shutdown). */
   async run(signal: AbortSignal): Promise<void> {
-    await this.world.waitForSync(signal);
+    await this.cluster.waitForSync(signal);
     const log = this.#opts.log;
     await this.#controllers.run(signal, {
       workers: this.#opts.workers ?? 4,

@@ -134,8 +134,8 @@ export async function runController(args: string[]): Promise<number> {
         service: flags['webhook-service'],
         ...(flags['webhook-cert-secret'] ? { certSecret: flags['webhook-cert-secret'] } : {}),
         configuration: flags['webhook-configuration'],
-        caches: controller.world.caches,
-        groups: controller.world.groups,
+        caches: controller.cluster.caches,
+        groups: controller.cluster.groups,
       },
       shutdown.signal,
     );

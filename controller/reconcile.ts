@@ -7,14 +7,14 @@ import { NODES } from '../kube/resources.ts';
 import type { KubeObject, ResourceType } from '../kube/types.ts';
 import { planCache, type PlannedEvent } from './local-model-cache/plan.ts';
 import { planGroup } from './local-model-node-group/plan.ts';
-import { planLocalModelNode } from './local-model-node/plan.ts';
+import { pathMismatchEvents, pathMismatchSince, planLocalModelNode } from './local-model-node/plan.ts';
 import { reconcileNodeLabels } from './node-labels/reconcile.ts';
 import type { ControllerMetrics } from './metrics.ts';
-import type { World } from './world.ts';
+import type { ClusterView } from './cluster-view.ts';
 
 export interface ReconcileDeps {
   client: KubeClient;
-  world: World;
+  cluster: ClusterView;
   events: EventRecorder;
   metrics: ControllerMetrics;
   log: Logger;
@@ -24,6 +24,8 @@ export interface ReconcileDeps {
 /** Thin shells: observe from the informers, plan (pure), apply only what differs. */
 export class Reconcilers {
   readonly #d: ReconcileDeps;
+  /** Per node, the StoragePathMatches transition already reported with Events (edge-triggered, not every pass). */
+  readonly #pathMismatchReported = new Map<string, string>();
 
   constructor(deps: ReconcileDeps) {
     this.#d = deps;
@@ -55,10 +57,10 @@ export class Reconcilers {
   }
 
   async cache(name: string, signal: AbortSignal): Promise<void> {
-    const { world, client, log } = this.#d;
-    const cache = world.caches.get(name);
+    const { cluster, client, log } = this.#d;
+    const cache = cluster.caches.get(name);
     if (!cache) return;
-    const placement = world.placement().caches.get(name) ?? {
+    const placement = cluster.placement().caches.get(name) ?? {
       name,
       deleting: Boolean(cache.metadata.deletionTimestamp),
       nodes: [],
@@ -67,11 +69,11 @@ export class Reconcilers {
     const plan = planCache({
       cache,
       placement,
-      nodes: world.nodesByName(),
-      localModelNodes: world.localModelNodesByName(),
-      users: world.users.usersOf(cache.spec.sourceModelUri),
-      llmUsers: world.users.llmUsersOf(cache.spec.sourceModelUri),
-      usersKnown: world.users.ready,
+      nodes: cluster.nodesByName(),
+      localModelNodes: cluster.localModelNodesByName(),
+      users: cluster.users.usersOf(cache.spec.sourceModelUri),
+      llmUsers: cluster.users.llmUsersOf(cache.spec.sourceModelUri),
+      usersKnown: cluster.users.ready,
       now: this.#d.now(),
     });
     const finalizers = cache.metadata.finalizers ?? [];
@@ -104,12 +106,16 @@ export class Reconcilers {
   }
 
   async node(name: string, signal: AbortSignal): Promise<void> {
-    const { world, client, log } = this.#d;
-    const desired = world.placement().nodeModels.get(name) ?? [];
+    const { cluster, client, log } = this.#d;
+    const desired = cluster.placement().nodeModels.get(name) ?? [];
     // Labels first: a copy no longer wanted loses its node label before the daemon is told to remove its files.
-    const observed = { node: world.nodes.get(name), wanted: desired, localModelNode: world.localModelNodes.get(name) };
+    const observed = {
+      node: cluster.nodes.get(name),
+      wanted: desired,
+      localModelNode: cluster.localModelNodes.get(name),
+    };
     if (await reconcileNodeLabels(this.#d, name, observed, signal)) this.#count(NODES, 'label');
-    const plan = planLocalModelNode(name, world.nodes.get(name), desired, world.localModelNodes.get(name));
+    const plan = planLocalModelNode(name, cluster.nodes.get(name), desired, cluster.localModelNodes.get(name));
     if (plan.action === 'create' || plan.action === 'update') {
       // A merge patch replaces the whole list (server-side apply would drop an emptied list and with it spec).
       if (plan.action === 'create') await client.create(LOCAL_MODEL_NODES, plan.object, { signal });
@@ -123,18 +129,36 @@ export class Reconcilers {
       this.#count(LOCAL_MODEL_NODES, plan.action);
       log.info({ node: name, models: desired.map((m) => m.modelName) }, 'LocalModelNode spec written');
     } else if (plan.action === 'delete') {
-      const uid = world.localModelNodes.get(name)?.metadata.uid;
+      const uid = cluster.localModelNodes.get(name)?.metadata.uid;
       await client.delete(LOCAL_MODEL_NODES, name, { uid, signal });
       this.#count(LOCAL_MODEL_NODES, 'delete');
       log.info({ node: name, reason: plan.reason }, 'LocalModelNode deleted');
     }
+    await this.#reportPathMismatch(name);
+  }
+
+  /** A Warning Event on each group a node reports StoragePathMismatch for, once per transition of its condition. */
+  async #reportPathMismatch(node: string): Promise<void> {
+    const { cluster } = this.#d;
+    const lmn = cluster.localModelNodes.get(node);
+    const since = pathMismatchSince(lmn);
+    if (!lmn || since === undefined) {
+      this.#pathMismatchReported.delete(node);
+      return;
+    }
+    if (this.#pathMismatchReported.get(node) === since) return;
+    for (const e of pathMismatchEvents(lmn)) {
+      const group = cluster.groups.get(e.group);
+      if (group) await this.#emit(group, [{ type: 'Warning', reason: 'StoragePathMismatch', message: e.message }]);
+    }
+    this.#pathMismatchReported.set(node, since);
   }
 
   async group(name: string, signal: AbortSignal): Promise<void> {
-    const { world } = this.#d;
-    const group = world.groups.get(name);
+    const { cluster } = this.#d;
+    const group = cluster.groups.get(name);
     if (!group || group.metadata.deletionTimestamp) return;
-    const plan = planGroup(group, world.placement().groups.get(name), this.#d.now(), world.localModelNodesByName());
+    const plan = planGroup(group, cluster.placement().groups.get(name), this.#d.now(), cluster.localModelNodesByName());
     if (plan.status) await this.#writeStatus(LOCAL_MODEL_NODE_GROUPS, name, group.status, plan.status, signal);
     await this.#emit(group, plan.events);
   }

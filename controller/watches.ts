@@ -11,7 +11,7 @@ import type { LocalModelNode } from '../api/types.ts';
 import { sameJson } from './conditions.ts';
 import { isNodeReady } from './placement/node-ready.ts';
 import { labelsBesidesModels, modelLabels } from './node-labels/plan.ts';
-import type { World } from './world.ts';
+import type { ClusterView } from './cluster-view.ts';
 
 /** Changes other than status: what moves placement. */
 export function specChanged(a: KubeObject & { spec?: unknown }, b: KubeObject & { spec?: unknown }): boolean {
@@ -44,40 +44,40 @@ function modelsOf(lmn: LocalModelNode): ObjectRef[] {
  */
 export function watchPlacement(
   b: ControllerBuilder,
-  world: World,
+  cluster: ClusterView,
   every: () => Iterable<ObjectRef>,
 ): ControllerBuilder {
   return b
-    .watches(world.caches, every, { update: specChanged })
-    .watches(world.groups, every, { update: specChanged })
-    .watches(world.nodes, every, { update: nodeChanged })
-    .watches(world.users, every);
+    .watches(cluster.caches, every, { update: specChanged })
+    .watches(cluster.groups, every, { update: specChanged })
+    .watches(cluster.nodes, every, { update: nodeChanged })
+    .watches(cluster.users, every);
 }
 
 /** LocalModelCache: its status aggregates its nodes' reports; status-only updates wake just that cache. */
-export function cacheController(world: World, reconcile: Reconcile): Controller {
-  const every = (): ObjectRef[] => world.caches.list().map(refOf);
-  return watchPlacement(new ControllerBuilder('cache').for(world.caches), world, every)
-    .watches(world.localModelNodes, modelsOf)
+export function cacheController(cluster: ClusterView, reconcile: Reconcile): Controller {
+  const every = (): ObjectRef[] => cluster.caches.list().map(refOf);
+  return watchPlacement(new ControllerBuilder('cache').for(cluster.caches), cluster, every)
+    .watches(cluster.localModelNodes, modelsOf)
     .complete(reconcile);
 }
 
 /** LocalModelNode and its Node's model labels, keyed by node name; heartbeats that change neither wake nothing. */
-export function nodeController(world: World, reconcile: Reconcile): Controller {
-  const every = (): ObjectRef[] => [...world.nodes.list().map(refOf), ...world.localModelNodes.list().map(refOf)];
+export function nodeController(cluster: ClusterView, reconcile: Reconcile): Controller {
+  const every = (): ObjectRef[] => [...cluster.nodes.list().map(refOf), ...cluster.localModelNodes.list().map(refOf)];
   // Someone else changed a model label: that node's labels are reconciled back.
   const labelsChanged = (a: Node, b: Node): boolean =>
     !sameJson(modelLabels(a.metadata.labels), modelLabels(b.metadata.labels));
-  return watchPlacement(new ControllerBuilder('node').for(world.nodes, { update: labelsChanged }), world, every)
-    .watches(world.localModelNodes, (lmn) => [refOf(lmn)])
+  return watchPlacement(new ControllerBuilder('node').for(cluster.nodes, { update: labelsChanged }), cluster, every)
+    .watches(cluster.localModelNodes, (lmn) => [refOf(lmn)])
     .all(every)
     .complete(reconcile);
 }
 
 /** LocalModelNodeGroup: its used/available come from its nodes' reports. */
-export function groupController(world: World, reconcile: Reconcile): Controller {
-  const every = (): ObjectRef[] => world.groups.list().map(refOf);
-  return watchPlacement(new ControllerBuilder('group').for(world.groups), world, every)
-    .watches(world.localModelNodes, every)
+export function groupController(cluster: ClusterView, reconcile: Reconcile): Controller {
+  const every = (): ObjectRef[] => cluster.groups.list().map(refOf);
+  return watchPlacement(new ControllerBuilder('group').for(cluster.groups), cluster, every)
+    .watches(cluster.localModelNodes, every)
     .complete(reconcile);
 }

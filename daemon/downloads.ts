@@ -1,7 +1,7 @@
 import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
-import { rfc3339Now } from '../kube/types.ts';
+import { rfc3339Now } from '../ops/time.ts';
 import { lstat } from 'node:fs/promises';
 import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';

@@ -10,6 +10,7 @@ function significant(a: LocalModelNodeStatus | undefined, b: LocalModelNodeStatu
       modelStatus: s?.modelStatus ?? {},
       models: Object.fromEntries(Object.entries(s?.models ?? {}).map(([k, d]) => [k, { ...d, bytesDone: undefined }])),
       summary: s?.summary ? { ...s.summary, progress: undefined } : undefined,
+      conditions: s?.conditions ?? [],
     });
   return strip(a) !== strip(b);
 }

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MARKER_FILE, modelPaths, trashRoot, type Marker } from './layout.ts';
-import { rfc3339Now } from '../kube/types.ts';
+import { rfc3339Now } from '../ops/time.ts';
 
 /** fsync a file or directory so a rename that follows survives a crash. */
 async function fsyncPath(path: string): Promise<void> {

@@ -1,7 +1,6 @@
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { formatBytes } from '../api/quantity.ts';
-import { DownloadError } from '../download/errors.ts';
 
 /** The free-space figures a download is measured against, read at one moment. */
 export interface CapacityView {
@@ -18,6 +17,18 @@ export interface CapacityView {
 /** Bytes a new download may still take: free, minus what is reserved, minus the margin (may be negative). */
 export function availableBytes(v: CapacityView): number {
   return v.freeBytes - v.reservedBytes - v.marginBytes;
+}
+
+/**
+ * A reservation the free space does not cover. disk/ knows nothing of downloads: download/'s failure policy
+ * maps it to the InsufficientCapacity download code, with this message.
+ */
+export class CapacityError extends Error {
+  readonly code = 'InsufficientCapacity';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CapacityError';
+  }
 }
 
 /** Why a download of `bytes` does not fit, with the numbers (status message and InsufficientCapacity error). */
@@ -76,15 +87,14 @@ export class CapacityLedger {
   }
 
   /**
-   * Reserves `bytes` (what is still to be written) for `key`, or throws InsufficientCapacity with the numbers.
+   * Reserves `bytes` (what is still to be written) for `key`, or throws a CapacityError with the numbers.
    * Reservations of other keys count against free space; the key's own earlier reservation is replaced.
    */
   async reserve(key: string, bytes: number): Promise<void> {
     const freeBytes = await this.free();
     const others = this.reservedBytes - (this.#reserved.get(key) ?? 0);
     const view = { path: this.#root, freeBytes, reservedBytes: others, marginBytes: this.#marginBytes };
-    if (bytes > availableBytes(view))
-      throw new DownloadError('InsufficientCapacity', insufficientCapacityMessage(bytes, view));
+    if (bytes > availableBytes(view)) throw new CapacityError(insufficientCapacityMessage(bytes, view));
     this.#reserved.set(key, bytes);
   }
 

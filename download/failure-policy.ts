@@ -1,4 +1,5 @@
-import { backoffDelay } from '../kube/backoff.ts';
+import { backoffDelay } from '../ops/backoff.ts';
+import { CapacityError } from '../disk/capacity.ts';
 import { DownloadError, diskError, type DownloadErrorCode } from './errors.ts';
 
 /** What a failure with one code means for the download that had it. */
@@ -73,11 +74,13 @@ export function retryPlan(
 }
 
 /**
- * Any failure as a DownloadError: disk errors by their errno (ENOSPC → InsufficientCapacity, EIO… →
- * DiskError), and anything else that is not already coded as `Internal` — a bug, never a disk error.
+ * Any failure as a DownloadError: the ledger's refusal as InsufficientCapacity (same message), disk errors
+ * by their errno (ENOSPC → InsufficientCapacity, EIO… → DiskError), and anything else that is not already
+ * coded as `Internal` — a bug, never a disk error.
  */
 export function asDownloadError(err: unknown, what: string): DownloadError {
   if (err instanceof DownloadError) return err;
+  if (err instanceof CapacityError) return new DownloadError(err.code, err.message, { cause: err });
   const disk = diskError(err, what);
   if (disk instanceof DownloadError) return disk;
   const text = err instanceof Error ? err.message : String(err);

@@ -1,5 +1,5 @@
 import Bottleneck from 'bottleneck';
-import { backoffDelay, sleep } from '../kube/backoff.ts';
+import { backoffDelay, sleep } from '../ops/backoff.ts';
 import { DownloadError } from './errors.ts';
 import type { RetryableError } from './http-status.ts';
 import type { DownloadOptions } from './types.ts';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { backoffDelay, sleep, type BackoffOptions } from './backoff.ts';
+import { backoffDelay, sleep, type BackoffOptions } from '../ops/backoff.ts';
 import { KubeApiError, type KubeClient, type WatchEvent } from './client.ts';
 import { objectKey, type KubeObject, type ResourceType } from './types.ts';
 

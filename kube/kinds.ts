@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { sleep } from './backoff.ts';
+import { sleep } from '../ops/backoff.ts';
 import type { KubeClient } from './client.ts';
 import { Informer } from './informer.ts';
 import { CRDS } from './resources.ts';

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { sleep } from './backoff.ts';
+import { sleep } from '../ops/backoff.ts';
 import { isStatus, type KubeClient } from './client.ts';
 import { LEASES } from './resources.ts';
 import type { Lease } from './types.ts';

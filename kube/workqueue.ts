@@ -1,4 +1,4 @@
-import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import { backoffDelay, type BackoffOptions } from '../ops/backoff.ts';
 
 /**
  * Keyed work queue in the shape of client-go's: events only add keys, a key waiting in the

@@ -2,7 +2,7 @@ import { API_VERSION, type LocalModelInfo, type LocalModelNode } from '../../api
 import type { Node } from '../../kube/types.ts';
 import { sameJson } from '../conditions.ts';
 
-export type NodePlan =
+export type LocalModelNodePlan =
   { action: 'none' } | { action: 'create' | 'update'; object: LocalModelNode } | { action: 'delete'; reason: string };
 
 /**
@@ -14,7 +14,7 @@ export function planLocalModelNode(
   node: Node | undefined,
   desired: LocalModelInfo[],
   existing: LocalModelNode | undefined,
-): NodePlan {
+): LocalModelNodePlan {
   if (!node || node.metadata.deletionTimestamp) {
     return existing ? { action: 'delete', reason: 'node deleted' } : { action: 'none' };
   }
@@ -38,4 +38,33 @@ export function planLocalModelNode(
       spec: { localModels: desired },
     },
   };
+}
+
+/** A Warning Event to record on a LocalModelNodeGroup because a node reports its storage path is not there. */
+export interface PathMismatchEvent {
+  group: string;
+  message: string;
+}
+
+/**
+ * The Events a LocalModelNode's `StoragePathMatches` False condition asks for: one per group of the models the
+ * daemon reports StoragePathMismatch, with the daemon's message (both paths and the fix). Pure; the shell
+ * records them once per transition of the condition (its lastTransitionTime), not on every pass.
+ */
+export function pathMismatchEvents(lmn: LocalModelNode): PathMismatchEvent[] {
+  const node = lmn.metadata.name ?? '';
+  const out = new Map<string, string>();
+  const groupOf = new Map((lmn.spec?.localModels ?? []).map((m) => [m.modelName, m.nodeGroup]));
+  for (const [model, detail] of Object.entries(lmn.status?.models ?? {})) {
+    const group = groupOf.get(model);
+    if (detail.reason !== 'StoragePathMismatch' || !group || out.has(group)) continue;
+    out.set(group, `node ${node} does not cache the group's models: ${detail.message ?? ''}`);
+  }
+  return [...out].map(([group, message]) => ({ group, message }));
+}
+
+/** The transition time of a LocalModelNode's `StoragePathMatches` False condition, if it has one. */
+export function pathMismatchSince(lmn: LocalModelNode | undefined): string | undefined {
+  const c = lmn?.status?.conditions?.find((x) => x.type === 'StoragePathMatches');
+  return c?.status === 'False' ? c.lastTransitionTime : undefined;
 }

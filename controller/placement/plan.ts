@@ -7,6 +7,7 @@ import {
   type LocalModelNodeGroup,
 } from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
+import { oldestFirst } from '../oldest-first.ts';
 import { groupMembership, groupStoragePath } from './group-spec.ts';
 
 export type PlacementProblemReason =
@@ -56,21 +57,6 @@ export interface PlacementInput {
   held?: ReadonlySet<string>;
 }
 
-/** Deterministic placement order: oldest first, then by name. */
-export function byAge(
-  a: { metadata: { creationTimestamp?: string; name?: string } },
-  b: { metadata: { creationTimestamp?: string; name?: string } },
-): number {
-  const ta = a.metadata.creationTimestamp ?? '';
-  const tb = b.metadata.creationTimestamp ?? '';
-  if (ta !== tb) return ta < tb ? -1 : 1;
-  return (a.metadata.name ?? '') < (b.metadata.name ?? '')
-    ? -1
-    : (a.metadata.name ?? '') > (b.metadata.name ?? '')
-      ? 1
-      : 0;
-}
-
 /**
  * Places every cache on the nodes of its groups. Pure: the same input gives the same placement.
  * Caches are taken oldest first; one that would push a group past its storageLimit is not placed in
@@ -78,7 +64,7 @@ export function byAge(
  * being deleted are placed nowhere (so nodes drop them). Nodes being deleted are in no group.
  */
 export function computePlacement(input: PlacementInput): Placement {
-  const liveNodes = input.nodes.filter((n) => !n.metadata.deletionTimestamp).sort(byAge);
+  const liveNodes = input.nodes.filter((n) => !n.metadata.deletionTimestamp).sort(oldestFirst);
   const groups = new Map<string, GroupPlacement>();
   const groupSpecs = new Map<string, LocalModelNodeGroup>();
   for (const g of input.groups) {
@@ -104,7 +90,7 @@ export function computePlacement(input: PlacementInput): Placement {
   const caches = new Map<string, CachePlacement>();
   const nodeModels = new Map<string, LocalModelInfo[]>();
   const uriOwner = new Map<string, string>();
-  for (const cache of [...input.caches].sort(byAge)) {
+  for (const cache of [...input.caches].sort(oldestFirst)) {
     const name = cache.metadata.name ?? '';
     const held = Boolean(cache.metadata.deletionTimestamp) && (input.held?.has(name) ?? false);
     const placement: CachePlacement = {

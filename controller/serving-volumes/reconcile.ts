@@ -1,4 +1,4 @@
-// The shell of the serving volumes: observe from the World's informers, plan (pure), apply what differs.
+// The shell of the serving volumes: observe from the ClusterView's informers, plan (pure), apply what differs.
 // It keeps, per cache, when each claim was first seen without a consumer (the grace period) and which
 // problems were last reported, so neither needs a write at steady state.
 import type { Logger } from 'pino';
@@ -9,13 +9,13 @@ import type { ReconcileResult } from '../../kube/reconciler.ts';
 import { PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES } from '../../kube/resources.ts';
 import { objectKey } from '../../kube/types.ts';
 import type { ControllerMetrics } from '../metrics.ts';
-import type { World } from '../world.ts';
+import type { ClusterView } from '../cluster-view.ts';
 import { CONSUMER_POD_LABELS, findConsumers } from './consumers.ts';
 import { planServingVolumes, type VolumeAction } from './plan.ts';
 
 export interface ServingVolumesDeps {
   client: KubeClient;
-  world: World;
+  cluster: ClusterView;
   events: EventRecorder;
   metrics: ControllerMetrics;
   log: Logger;
@@ -37,34 +37,34 @@ export class ServingVolumes {
   }
 
   async reconcile(cacheName: string, signal: AbortSignal): Promise<ReconcileResult | void> {
-    const { world, log } = this.#d;
-    const cache = world.caches.get(cacheName);
+    const { cluster, log } = this.#d;
+    const cache = cluster.caches.get(cacheName);
     if (!cache) {
       // The garbage collector removes what the cache owned.
       this.#unused.delete(cacheName);
       this.#reported.delete(cacheName);
       return;
     }
-    const groups = new Map<string, LocalModelNodeGroup>(world.groups.list().map((g) => [g.metadata.name ?? '', g]));
-    const users = world.users;
+    const groups = new Map<string, LocalModelNodeGroup>(cluster.groups.list().map((g) => [g.metadata.name ?? '', g]));
+    const users = cluster.users;
     const consumers = findConsumers(
       {
         inferenceServices: users.inferenceServices(),
         llmInferenceServices: users.llmInferenceServices(),
         pods: users.podsNamingCaches(CONSUMER_POD_LABELS),
       },
-      world.caches.list(),
+      cluster.caches.list(),
       groups,
     ).filter((c) => c.cache === cacheName);
     const plan = planServingVolumes({
       cache,
       groups,
       consumers,
-      volumes: new Map(world.persistentVolumes.list().map((v) => [v.metadata.name ?? '', v])),
-      claims: new Map(world.persistentVolumeClaims.list().map((c) => [objectKey(c), c])),
+      volumes: new Map(cluster.persistentVolumes.list().map((v) => [v.metadata.name ?? '', v])),
+      claims: new Map(cluster.persistentVolumeClaims.list().map((c) => [objectKey(c), c])),
       inUse: users.claimsInUse(),
       unusedSince: this.#unused.get(cacheName) ?? new Map(),
-      consumersKnown: users.ready && world.hasSynced,
+      consumersKnown: users.ready && cluster.hasSynced,
       now: (this.#d.now ?? Date.now)(),
       graceMs: this.#d.graceMs,
     });

@@ -11,16 +11,16 @@ import type { Pod } from '../../kube/resources.ts';
 import { cachePvcName } from '../../serving/cache-match.ts';
 import { podActive } from '../model-users.ts';
 import { specChanged, watchPlacement } from '../watches.ts';
-import type { World } from '../world.ts';
+import type { ClusterView } from '../cluster-view.ts';
 import { CONSUMER_POD_LABELS } from './consumers.ts';
 
 /** The caches a pod names by label or whose claim it mounts. */
-function cachesOfPod(world: World, pod: Pod): ObjectRef[] {
+function cachesOfPod(cluster: ClusterView, pod: Pod): ObjectRef[] {
   const labels = pod.metadata.labels ?? {};
   const out = new Set(CONSUMER_POD_LABELS.flatMap((l) => labels[l] ?? []));
   const claims = new Set((pod.spec?.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []));
   if (claims.size)
-    for (const c of world.caches.list()) {
+    for (const c of cluster.caches.list()) {
       const name = c.metadata.name ?? '';
       if ((c.spec.nodeGroups ?? []).some((g) => claims.has(cachePvcName(name, g)))) out.add(name);
     }
@@ -37,12 +37,12 @@ function podChanged(a: Pod, b: Pod): boolean {
 }
 
 /** One key per LocalModelCache: its per-namespace PVs and PVCs. */
-export function servingVolumesController(world: World, reconcile: Reconcile): Controller {
-  const every = (): ObjectRef[] => world.caches.list().map(refOf);
-  const builder = new ControllerBuilder('volumes').for(world.caches, { update: specChanged });
-  return watchPlacement(builder, world, every)
-    .owns(world.persistentVolumes, 'LocalModelCache')
-    .owns(world.persistentVolumeClaims, 'LocalModelCache')
-    .watches(world.pods, (pod) => cachesOfPod(world, pod), { update: podChanged })
+export function servingVolumesController(cluster: ClusterView, reconcile: Reconcile): Controller {
+  const every = (): ObjectRef[] => cluster.caches.list().map(refOf);
+  const builder = new ControllerBuilder('volumes').for(cluster.caches, { update: specChanged });
+  return watchPlacement(builder, cluster, every)
+    .owns(cluster.persistentVolumes, 'LocalModelCache')
+    .owns(cluster.persistentVolumeClaims, 'LocalModelCache')
+    .watches(cluster.pods, (pod) => cachesOfPod(cluster, pod), { update: podChanged })
     .complete(reconcile);
 }

@@ -14,17 +14,12 @@ import type { Informer } from '../../kube/informer.ts';
 import { Kinds } from '../../kube/kinds.ts';
 import { API_VERSION } from '../../api/types.ts';
 import { CONFIGMAPS } from '../../kube/resources.ts';
-import { rfc3339Now, type ConfigMap, type KubeObject, type OwnerReference } from '../../kube/types.ts';
+import type { ConfigMap, KubeObject, OwnerReference } from '../../kube/types.ts';
+import { rfc3339Now } from '../../ops/time.ts';
 import type { RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { sameJson } from '../conditions.ts';
-import {
-  configMapName,
-  MODELS_JSON,
-  modelsJson,
-  planRegistration,
-  REGISTRATION_CONDITIONS,
-  type ModelEntry,
-} from './plan.ts';
+import { configMapName, MODELS_JSON, modelsJson, type ModelEntry } from '../../serving/models-json.ts';
+import { planRegistration, REGISTRATION_CONDITIONS } from './plan.ts';
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
 

@@ -3,14 +3,10 @@ import type { InferenceService, TrainedModel, TrainedModelStatus } from '../../a
 import { parseQuantity } from '../../api/quantity.ts';
 import type { Condition } from '../../kube/types.ts';
 import { isReady, memoryLimit, mmsVerdict, predictorOf } from '../../serving/isvc.ts';
+import { configMapName, type ModelEntry } from '../../serving/models-json.ts';
 import { selectRuntimes, supportsFormat, type RuntimeCandidate } from '../../serving/runtime-selection.ts';
 import { findCondition, mergeConditions, sameJson, type ConditionInput } from '../conditions.ts';
-
-/** One entry of models.json, in KServe's shape. */
-export interface ModelEntry {
-  modelName: string;
-  modelSpec: { storageUri: string; framework: string; memory: string };
-}
+import { oldestFirst } from '../oldest-first.ts';
 
 export interface RegistrationInput {
   namespace: string;
@@ -41,28 +37,12 @@ export const REGISTRATION_CONDITIONS = [
   'Ready',
 ];
 
-export const configMapName = (isvc: string, shard = 0): string => `modelconfig-${isvc}-${shard}`;
-export const MODELS_JSON = 'models.json';
-
-/** Deterministic text: sorted by name, so an unchanged set never rewrites the ConfigMap. */
-export function modelsJson(models: ModelEntry[]): string {
-  return JSON.stringify(
-    [...models].sort((a, b) => (a.modelName < b.modelName ? -1 : a.modelName > b.modelName ? 1 : 0)),
-  );
-}
-
 const c = (type: string, ok: boolean | 'unknown', reason: string, message: string): ConditionInput => ({
   type,
   status: ok === 'unknown' ? 'Unknown' : ok ? 'True' : 'False',
   reason,
   message,
 });
-
-function byAge(a: TrainedModel, b: TrainedModel): number {
-  const ta = a.metadata.creationTimestamp ?? '';
-  const tb = b.metadata.creationTimestamp ?? '';
-  return ta < tb ? -1 : ta > tb ? 1 : (a.metadata.name ?? '') < (b.metadata.name ?? '') ? -1 : 1;
-}
 
 /**
  * Registration of an InferenceService's TrainedModels, oldest first: the parent must exist, be
@@ -98,7 +78,7 @@ export function planRegistration(input: RegistrationInput): RegistrationPlan {
   const listed = new Set((input.listed ?? []).map((e) => e.modelName));
   let used = 0;
 
-  for (const tm of [...input.models].sort(byAge)) {
+  for (const tm of [...input.models].sort(oldestFirst)) {
     const name = tm.metadata.name ?? '';
     if (tm.metadata.deletionTimestamp) continue;
     const conds: ConditionInput[] = [];

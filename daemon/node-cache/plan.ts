@@ -3,6 +3,7 @@ import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState
 import { progressPart, totalProgress } from '../../api/progress.ts';
 import { availableBytes, insufficientCapacityMessage, type CapacityView } from '../../disk/capacity.ts';
 import { markerIsFor } from '../../disk/inventory.ts';
+import type { Condition } from '../../kube/types.ts';
 
 /** A host path compared as a path: `/models/` and `/models` are one directory. */
 function samePath(a: string, b: string): boolean {
@@ -18,6 +19,13 @@ export function storagePathMismatch(m: LocalModelInfo, hostRoot: string): string
     `Mount ${m.storagePath} as the daemon's root (and set --host-root to it), or set the group's storage path to ${hostRoot}`
   );
 }
+
+/**
+ * The condition the daemon writes while some wanted model's group keeps its models in another host directory
+ * than the daemon's root: status False, reason StoragePathMismatch. It is absent otherwise (never True), so a
+ * node whose groups all match reports no conditions at all.
+ */
+export const STORAGE_PATH_CONDITION = 'StoragePathMatches';
 
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
@@ -63,6 +71,8 @@ export interface NodeObservation {
   failures: ReadonlyMap<string, Failure>;
   /** storageKey of models reported before but no longer desired (from the last status), by modelName. */
   reportedKeys: ReadonlyMap<string, string>;
+  /** Conditions of the last status: an unchanged condition keeps its lastTransitionTime. */
+  reportedConditions?: readonly Condition[];
   now: number;
   /** Why no new download may start here now (the node is being removed), if so. */
   paused?: string;
@@ -157,6 +167,8 @@ export function planNode(o: NodeObservation): NodeCachePlan {
   let nextRetryAt: number | undefined;
   /** Bytes the downloads this plan starts will take, on top of what the ledger has reserved. */
   let allotted = 0;
+  /** One message per group whose path is not the daemon's root (several models may share a group). */
+  const mismatched = new Map<string, string>();
 
   for (const m of o.desired) {
     const key = m.storageKey;
@@ -170,6 +182,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           reason: 'StoragePathMismatch',
           message: storagePathMismatch(m, s.hostRoot),
         };
+        mismatched.set(m.nodeGroup ?? '', storagePathMismatch(m, s.hostRoot));
         continue;
       case 'complete':
         modelStatus[m.modelName] = 'ModelDownloaded';
@@ -267,9 +280,23 @@ export function planNode(o: NodeObservation): NodeCachePlan {
 
   return {
     actions,
-    status: statusOf(o.desired, modelStatus, models),
+    status: statusOf(o.desired, modelStatus, models, pathCondition(mismatched, o)),
     lastUse,
     ...(nextRetryAt !== undefined ? { nextRetryAt } : {}),
+  };
+}
+
+/** StoragePathMatches False naming every mismatched group, its path, the root's and the fix; none when all match. */
+function pathCondition(mismatched: ReadonlyMap<string, string>, o: NodeObservation): Condition | undefined {
+  if (mismatched.size === 0) return undefined;
+  const prev = o.reportedConditions?.find((c) => c.type === STORAGE_PATH_CONDITION);
+  const messages = [...mismatched].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, m]) => m);
+  return {
+    type: STORAGE_PATH_CONDITION,
+    status: 'False',
+    reason: 'StoragePathMismatch',
+    message: messages.join('; '),
+    lastTransitionTime: prev?.status === 'False' ? prev.lastTransitionTime : new Date(o.now).toISOString(),
   };
 }
 
@@ -278,6 +305,7 @@ function statusOf(
   desired: readonly LocalModelInfo[],
   modelStatus: Record<string, ModelState>,
   models: Record<string, LocalModelDetail>,
+  pathMatches: Condition | undefined,
 ): LocalModelNodeStatus {
   const states = Object.values(modelStatus);
   const progress = totalProgress(
@@ -299,5 +327,6 @@ function statusOf(
       failed: states.filter((s) => s === 'ModelDownloadError').length,
       ...(progress !== undefined ? { progress } : {}),
     },
+    ...(pathMatches ? { conditions: [pathMatches] } : {}),
   };
 }

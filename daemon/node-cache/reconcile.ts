@@ -114,6 +114,7 @@ export class NodeCacheReconciler {
       inFlight,
       failures,
       reportedKeys,
+      ...(lmn?.status?.conditions ? { reportedConditions: lmn.status.conditions } : {}),
       now: Date.now(),
       ...(paused ? { paused } : {}),
       ...(specMissingSince !== undefined ? { specMissingSince } : {}),

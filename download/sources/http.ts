@@ -5,7 +5,7 @@ import { DOWNLOAD_DIR } from '../../disk/layout.ts';
 import { BatchWriter } from '../batch-writer.ts';
 import { discard, header, type HttpClient, type HttpResponse } from '../http-client.ts';
 import { CONTENT_FAULTS, classify, contentRange, fsFault, statusError } from '../http-status.ts';
-import { backoffDelay, sleep } from '../../kube/backoff.ts';
+import { backoffDelay, sleep } from '../../ops/backoff.ts';
 import {
   clearExtracted,
   archiveKindFor,

@@ -9,11 +9,11 @@ import { installCrds } from '../../api/install.ts';
 import { storageKeyFor } from '../../api/storage-key.ts';
 import { LOCAL_MODEL_CACHES, LOCAL_MODEL_NODE_GROUPS, type LocalModelCache } from '../../api/types.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
 
 let origin: Origin;
 let work: string;

@@ -19,11 +19,11 @@ import {
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { useControlPlane } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
 
 const FULL = process.env.MODELCACHE_FAULTS === 'full';
 const MODELS = FULL ? 20 : 4;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before } from 'node:test';
-import { ControlPlane, type ControlPlaneOptions } from './control-plane.ts';
+import { ControlPlane, type ControlPlaneOptions } from '../../localcluster/control-plane.ts';
 import { KubeClient } from '../../kube/client.ts';
 
 export interface TestCluster {

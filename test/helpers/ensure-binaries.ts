@@ -1,6 +1,6 @@
 // Builds the control-plane binaries and the object-store test servers once per machine
 // (npm test runs this first, so no test waits on a build).
-import { ensureBinaries, binaryCacheDir } from './binaries.ts';
+import { ensureBinaries, binaryCacheDir } from '../../localcluster/binaries.ts';
 import { ensureStoreServer, STORE_SERVERS, type StoreServer } from './object-stores.ts';
 
 try {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { access, constants } from 'node:fs/promises';
-import { acquireLock, checkGo, goBuild } from './binaries.ts';
+import { acquireLock, checkGo, goBuild } from '../../localcluster/binaries.ts';
 import {
   freePort,
   Reaper,
@@ -11,7 +11,7 @@ import {
   waitReady,
   ProcessExitedError,
   type Managed,
-} from './processes.ts';
+} from '../../localcluster/processes.ts';
 
 /** Object-store servers the source tests run against, built from their Go modules once per machine. */
 export const STORE_SERVERS = {

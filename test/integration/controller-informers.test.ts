@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import { LEASES } from '../../kube/resources.ts';
 import type { Lease } from '../../kube/types.ts';
 import { useControlPlane } from '../helpers/cluster.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { grantControllerRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
-import { startModelcache } from '../helpers/modelcache-process.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { startModelcache } from '../../localcluster/modelcache-process.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 
 const cluster = useControlPlane({
   controllerManager: false,

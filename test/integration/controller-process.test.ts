@@ -13,12 +13,12 @@ import {
 import { LEASES } from '../../kube/resources.ts';
 import type { Lease } from '../../kube/types.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import { createNode, grantControllerRbac } from '../helpers/kube-fixtures.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { Reaper } from '../helpers/processes.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { Reaper } from '../../localcluster/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
 
 const cluster = useControlPlane({
   controllerManager: false,

@@ -13,9 +13,9 @@ import { KubeClient, KubeApiError } from '../../kube/client.ts';
 import { EVENTS, NAMESPACES, NODES, SECRETS } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
 import { CacheController } from '../../controller/controller.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import {
   createNode,

@@ -18,17 +18,17 @@ import {
 import { KubeClient } from '../../kube/client.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode, grantShippedRbac, installShippedCrds, printedRow } from '../helpers/kube-fixtures.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { makeTar } from '../helpers/archives.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { makeTar } from '../../localcluster/archives.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
 import { EVENTS, NODES, SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import type { Node } from '../../kube/types.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
 
 const stop = new AbortController();
 let running: Promise<void> | undefined;

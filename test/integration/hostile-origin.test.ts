@@ -19,14 +19,14 @@ import {
 } from '../../api/types.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { makeTar, makeZip, type TarEntry } from '../helpers/archives.ts';
+import { makeTar, makeZip, type TarEntry } from '../../localcluster/archives.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 
 const stop = new AbortController();
 let running: Promise<void> | undefined;

@@ -7,7 +7,7 @@ import { KubeClient } from '../../kube/client.ts';
 import { Informer } from '../../kube/informer.ts';
 import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
 import type { ConfigMap } from '../../kube/types.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 
 const cluster = useControlPlane({ controllerManager: false });

@@ -9,17 +9,20 @@ import {
   LOCAL_MODEL_CACHES,
   LOCAL_MODEL_NODE_GROUPS,
   LOCAL_MODEL_NODES,
+  type LocalModelCache,
   type LocalModelNode,
 } from '../../api/types.ts';
+import { EVENTS } from '../../kube/resources.ts';
+import type { KubeObject } from '../../kube/types.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
 
 const stop = new AbortController();
 let running: Promise<void> | undefined;
@@ -143,6 +146,52 @@ test('a group whose path is not the host path of the daemon root is reported Sto
     assert.equal(s?.reason, 'StoragePathMismatch');
     assert.ok(s?.message?.includes('/mnt/not-mounted') && s.message.includes(root()), s?.message);
   });
+  // The node says so in a condition naming the group, both paths and the fix…
+  await eventually(async () => {
+    const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, node);
+    const c = lmn?.status?.conditions?.find((x) => x.type === 'StoragePathMatches');
+    assert.equal(c?.status, 'False');
+    assert.equal(c?.reason, 'StoragePathMismatch');
+    assert.ok(c?.message.includes(`node group ${group}-elsewhere`), c?.message);
+    assert.ok(c?.message.includes('/mnt/not-mounted') && c.message.includes(root()), c?.message);
+    assert.ok(c?.message.includes("set the group's storage path to"), c?.message);
+  });
+  // …and the controller puts one Warning Event on the group (edge-triggered: once, not once per daemon pass).
+  const mismatchEvents = async () =>
+    (
+      await cluster.client.list<
+        KubeObject & {
+          type?: string;
+          reason?: string;
+          count?: number;
+          message?: string;
+          involvedObject?: { kind?: string; name?: string };
+        }
+      >(EVENTS, { namespace: 'default' })
+    ).items.filter(
+      (e) =>
+        e.reason === 'StoragePathMismatch' &&
+        e.involvedObject?.kind === 'LocalModelNodeGroup' &&
+        e.involvedObject.name === `${group}-elsewhere`,
+    );
+  await eventually(async () => {
+    const events = await mismatchEvents();
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.type, 'Warning');
+    assert.ok(events[0]?.message?.includes(`node ${node}`) && events[0].message.includes('/mnt/not-mounted'));
+  });
+  // A status write of the node (a model added) wakes the controller again; the same mismatch is not reported again.
+  origin.set('/elsewhere/m2.bin', generated(1000, 24));
+  await createCache(`${group}-elsewhere2`, origin.url('/elsewhere/m2.bin'), [`${group}-elsewhere`]);
+  await eventually(async () => assert.equal((await statusOf(`${group}-elsewhere2`))?.reason, 'StoragePathMismatch'));
+  // The cache controller has seen that status write (it shares the node controller's queue and event).
+  await eventually(async () => {
+    const c = await cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, `${group}-elsewhere2`);
+    assert.equal(c?.status?.nodeStatus?.[node], 'NodeDownloadError');
+  });
+  const again = await mismatchEvents();
+  assert.equal(again.length, 1);
+  assert.equal(again[0]?.count ?? 1, 1, 'the Event is not repeated on every pass');
   assert.equal(origin.requestsFor('/elsewhere/m.bin').length, 0);
   assert.equal(await stat(join(root(), 'models', storageKeyFor(uri))).catch(() => 'absent'), 'absent');
 });

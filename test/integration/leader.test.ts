@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { LeaderElector } from '../../kube/leader.ts';
 import { LEASES } from '../../kube/resources.ts';
 import type { Lease } from '../../kube/types.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 
 const cluster = useControlPlane({ controllerManager: false });

@@ -11,7 +11,7 @@ import { NODES } from '../../kube/resources.ts';
 import type { KubeObject, Node } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { useControlPlane } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
 
 const MANIFESTS = new URL('../../manifests/', import.meta.url);

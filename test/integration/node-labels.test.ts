@@ -20,9 +20,9 @@ import type { KubeObject, Node } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { modelNodeLabel } from '../../serving/cache-match.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import {

@@ -13,7 +13,7 @@ import {
 } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
 
 interface Pod extends KubeObject {

@@ -32,16 +32,16 @@ import {
 } from '../../kube/resources.ts';
 import type { KubeObject, Node } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
-import { makeTar } from '../helpers/archives.ts';
+import { makeTar } from '../../localcluster/archives.ts';
 import { uniqueName, useControlPlane } from '../helpers/cluster.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import { createNode, grantControllerRbac, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
-import { Origin } from '../helpers/origin.ts';
-import { freePort, Reaper } from '../helpers/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
+import { Origin } from '../../localcluster/origin.ts';
+import { freePort, Reaper } from '../../localcluster/processes.ts';
 
 const S = uniqueName('e2e');
 const POOL = `${S}/pool`;

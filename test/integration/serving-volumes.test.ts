@@ -24,13 +24,13 @@ import {
 } from '../../kube/resources.ts';
 import type { KubeObject } from '../../kube/types.ts';
 import { uniqueName, useControlPlane } from '../helpers/cluster.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj } from '../helpers/fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import { createNode, grantControllerRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 
 const S = uniqueName('vol');
 const CACHE = `${S}-llama`;

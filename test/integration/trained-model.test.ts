@@ -13,9 +13,9 @@ import { KubeApiError, KubeClient } from '../../kube/client.ts';
 import { CONFIGMAPS, NAMESPACES } from '../../kube/resources.ts';
 import type { ConfigMap, KubeObject } from '../../kube/types.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { grantControllerRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 

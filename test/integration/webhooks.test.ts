@@ -15,14 +15,14 @@ import { MUTATING_WEBHOOK_CONFIGURATIONS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS 
 import type { KubeObject, Secret } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
 import { uniqueName, useControlPlane } from '../helpers/cluster.ts';
-import { ControlPlane } from '../helpers/control-plane.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { cache as cacheObj, group as groupObj } from '../helpers/fixtures.ts';
 import { grantControllerRbac } from '../helpers/kube-fixtures.ts';
 import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import { LLM_INFERENCE_SERVICES } from '../../api/kserve.ts';
-import { startModelcache, type ModelcacheProcess } from '../helpers/modelcache-process.ts';
-import { freePort, Reaper } from '../helpers/processes.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
+import { freePort, Reaper } from '../../localcluster/processes.ts';
 
 const S = uniqueName('wh');
 const NS = `${S}-team`;

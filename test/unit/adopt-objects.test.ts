@@ -14,10 +14,10 @@ import { CapacityLedger } from '../../disk/capacity.ts';
 import { MARKER_FILE } from '../../disk/layout.ts';
 import type { SourceCredentials } from '../../download/types.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
-import { generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 
 const reaper = new Reaper();
 let s3: S3Server;

@@ -15,7 +15,7 @@ import { uriSha256 } from '../../disk/inventory.ts';
 import { MARKER_FILE, modelPaths } from '../../disk/layout.ts';
 import { HttpClient } from '../../download/http-client.ts';
 import { startOpsServer } from '../../ops/server.ts';
-import { Origin } from '../helpers/origin.ts';
+import { Origin } from '../../localcluster/origin.ts';
 
 interface Fixture {
   origin: Origin;

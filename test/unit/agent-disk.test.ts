@@ -12,9 +12,9 @@ import { fileSource } from '../../agent/models-source.ts';
 import { specHash } from '../../agent/plan.ts';
 import { HttpClient } from '../../download/http-client.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 import { V2ModelServer } from '../helpers/model-server.ts';
-import { Origin } from '../helpers/origin.ts';
+import { Origin } from '../../localcluster/origin.ts';
 
 const spec = (storageUri: string) => ({ storageUri, framework: 'sklearn', memory: '10Mi' });
 

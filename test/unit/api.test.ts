@@ -44,7 +44,7 @@ test("storage key is KServe's: first 16 hex characters of sha256(sourceModelUri)
 test('the CRD refuses a sourceModelUri no URL parser takes (a port outside 1-65535, whitespace in the host)', async () => {
   const { localModelCacheCrd } = await import('../../api/schema.ts');
   const spec = localModelCacheCrd.spec.versions[0]?.schema.openAPIV3Schema.properties?.spec as {
-    properties: { sourceModelUri: { 'x-kubernetes-validations': Array<{ rule: string }> } };
+    properties: { sourceModelUri: { 'x-kubernetes-validations': ReadonlyArray<{ rule: string }> } };
   };
   // Each rule is `self.matches('re')` or `!self.matches('re')` (CEL's RE2 and JavaScript agree on these).
   const rules = spec.properties.sourceModelUri['x-kubernetes-validations']

@@ -10,8 +10,8 @@ import { DownloadManager } from '../../daemon/downloads.ts';
 import { DaemonMetrics } from '../../daemon/metrics.ts';
 import { CapacityLedger } from '../../disk/capacity.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 
 test('a download asked for again after it completed (a plan from an older look at the disk) fetches nothing and leaves the folder alone', async (t) => {
   const origin = await Origin.start();

@@ -15,8 +15,8 @@ import { CapacityLedger } from '../../disk/capacity.ts';
 import { modelPaths } from '../../disk/layout.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { startOpsServer } from '../../ops/server.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 
 /** Unhandled rejections seen while the test runs (each one would crash the daemon). */
 function recordUnhandled(t: TestContext): unknown[] {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode, startableKeys, type DiskState, type Failure, type InFlight } from '../../daemon/node-cache/plan.ts';
 import type { LocalModelInfo } from '../../api/types.ts';
+import type { Condition } from '../../kube/types.ts';
 import { uriSha256 } from '../../disk/inventory.ts';
 
 const model = (name: string, key = `k-${name}`, uri = `s3://b/${name}`): LocalModelInfo => ({
@@ -211,6 +212,45 @@ test('daemon plan: a model whose group path is not the host path of --root is re
   assert.equal(detail?.reason, 'StoragePathMismatch');
   assert.match(detail?.message ?? '', /\/mnt\/other.*\/var\/lib\/modelcache/);
   assert.equal(plan.status.summary?.failed, 1);
+});
+
+test('daemon plan: a mismatched group path is the condition StoragePathMatches False naming the group, both paths and the fix; none when all match', () => {
+  const elsewhere = { ...model('a'), storagePath: '/mnt/other', nodeGroup: 'gpus' };
+  const also = { ...model('c'), storagePath: '/mnt/other', nodeGroup: 'gpus' };
+  const here = { ...model('b'), storagePath: '/var/lib/modelcache', nodeGroup: 'cpus' };
+  const observe = (desired: LocalModelInfo[], now: number, reportedConditions?: Condition[]) =>
+    planNode({
+      desired,
+      disk: disk(),
+      inFlight: new Map(),
+      failures: new Map(),
+      reportedKeys: new Map(),
+      now,
+      hostRoot: '/var/lib/modelcache',
+      ...(reportedConditions ? { reportedConditions } : {}),
+    });
+  const first = observe([elsewhere, also, here], NOW).status.conditions ?? [];
+  assert.equal(first.length, 1);
+  const c = first[0];
+  assert.equal(c?.type, 'StoragePathMatches');
+  assert.equal(c?.status, 'False');
+  assert.equal(c?.reason, 'StoragePathMismatch');
+  assert.equal(c?.lastTransitionTime, new Date(NOW).toISOString());
+  assert.match(
+    c?.message ?? '',
+    /node group gpus keeps its models in \/mnt\/other .*--root is mounted from \/var\/lib\/modelcache/,
+  );
+  assert.match(
+    c?.message ?? '',
+    /Mount \/mnt\/other as the daemon's root .* or set the group's storage path to \/var\/lib\/modelcache/,
+  );
+  assert.equal((c?.message ?? '').match(/node group gpus/g)?.length, 1, 'a group is named once, however many models');
+
+  const later = observe([elsewhere, here], NOW + 60_000, first).status.conditions;
+  assert.deepEqual(later, first, 'an unchanged condition keeps its transition time (no write per pass)');
+
+  assert.equal(observe([here], NOW + 60_000, first).status.conditions, undefined, 'all paths match: no condition');
+  assert.equal(observe([], NOW).status.conditions, undefined);
 });
 
 const sized = (name: string, bytes: number): LocalModelInfo => ({ ...model(name), modelSize: bytes });

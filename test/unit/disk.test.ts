@@ -5,12 +5,13 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commitModel, removeModel, resetStaging } from '../../disk/atomic.ts';
-import { CapacityLedger } from '../../disk/capacity.ts';
+import { CapacityError, CapacityLedger } from '../../disk/capacity.ts';
 import { emptyTrash, takeInventory } from '../../disk/inventory.ts';
 import { MARKER_FILE, modelPaths } from '../../disk/layout.ts';
 import { DownloadError } from '../../download/errors.ts';
+import { asDownloadError } from '../../download/failure-policy.ts';
 import { downloadModel } from '../../download/fetch.ts';
-import { Origin, generated } from '../helpers/origin.ts';
+import { Origin, generated } from '../../localcluster/origin.ts';
 
 test('commit publishes staging with its marker; inventory sees complete, partial and unknown; remove leaves nothing', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'modelcache-disk-'));
@@ -47,11 +48,15 @@ test('capacity: reservations of downloads in flight and the margin count against
   const ledger = new CapacityLedger('/models', 1024 ** 3, async () => 10 * 1024 ** 3);
   await ledger.reserve('a', 6 * 1024 ** 3);
   await assert.rejects(ledger.reserve('b', 4 * 1024 ** 3), (err: unknown) => {
-    assert.ok(err instanceof DownloadError && err.code === 'InsufficientCapacity');
+    assert.ok(err instanceof CapacityError && err.code === 'InsufficientCapacity');
     assert.match(
       err.message,
       /needs 4Gi but only 3Gi is available on \/models \(10Gi free, 6Gi reserved by downloads in flight, 1Gi safety margin\)/,
     );
+    // What reaches the status: the download code InsufficientCapacity with the same message.
+    const reported = asDownloadError(err, 'reserving');
+    assert.ok(reported instanceof DownloadError && reported.code === 'InsufficientCapacity');
+    assert.equal(reported.message, err.message);
     return true;
   });
   ledger.release('a');

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { downloadModel } from '../../download/fetch.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { HfHub } from '../helpers/hf-hub.ts';
-import { Origin } from '../helpers/origin.ts';
-import { makeTar, makeZip, type TarEntry } from '../helpers/archives.ts';
+import { Origin } from '../../localcluster/origin.ts';
+import { makeTar, makeZip, type TarEntry } from '../../localcluster/archives.ts';
 
 let origin: Origin;
 let base: string;

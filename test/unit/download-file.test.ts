@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { downloadModel } from '../../download/fetch.ts';
 import { DownloadError } from '../../download/errors.ts';
-import { makeTar } from '../helpers/archives.ts';
+import { makeTar } from '../../localcluster/archives.ts';
 
 async function setup(t: {
   after: (fn: () => Promise<void>) => void;

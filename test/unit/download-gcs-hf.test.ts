@@ -8,8 +8,8 @@ import { downloadModel, type DownloadOptions } from '../../download/fetch.ts';
 import type { SourceCredentials } from '../../download/types.ts';
 import { GcsServer } from '../helpers/object-stores.ts';
 import { HfHub } from '../helpers/hf-hub.ts';
-import { generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 import { downloadFailure } from '../helpers/download-errors.ts';
 
 const reaper = new Reaper();

@@ -8,9 +8,9 @@ import { downloadModel, type DownloadRequest } from '../../download/fetch.ts';
 import { fetchObject } from '../../download/ranged.ts';
 import { HttpClient } from '../../download/http-client.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS } from '../../download/types.ts';
-import { makeTar } from '../helpers/archives.ts';
+import { makeTar } from '../../localcluster/archives.ts';
 import { downloadFailure } from '../helpers/download-errors.ts';
-import { generated, Origin, toBuffer } from '../helpers/origin.ts';
+import { generated, Origin, toBuffer } from '../../localcluster/origin.ts';
 
 // Hostile and careless HTTP origins: an attempt whose archive fails ends at once, a resume never
 // splices two objects, a torn resume file never blocks a model, redirects never leak credentials.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { downloadModel } from '../../download/fetch.ts';
 import type { SourceCredentials } from '../../download/types.ts';
-import { makeTar, makeZip } from '../helpers/archives.ts';
+import { makeTar, makeZip } from '../../localcluster/archives.ts';
 import { downloadFailure } from '../helpers/download-errors.ts';
 import { HfHub } from '../helpers/hf-hub.ts';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadModel, type DownloadRequest } from '../../download/fetch.ts';
 import { DownloadError } from '../../download/errors.ts';
-import { Origin } from '../helpers/origin.ts';
+import { Origin } from '../../localcluster/origin.ts';
 
 let origin: Origin;
 let base: string;

@@ -8,7 +8,7 @@ import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions } from '../../download/t
 import { DownloadError } from '../../download/errors.ts';
 import { fetchObject, type RemoteObject } from '../../download/ranged.ts';
 import { HttpClient } from '../../download/http-client.ts';
-import { generated, Origin, toBuffer } from '../helpers/origin.ts';
+import { generated, Origin, toBuffer } from '../../localcluster/origin.ts';
 
 const MiB = 1024 * 1024;
 let origin: Origin;

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadModel, type DownloadOptions } from '../../download/fetch.ts';
 import type { SourceCredentials } from '../../download/types.ts';
-import { makeTar } from '../helpers/archives.ts';
+import { makeTar } from '../../localcluster/archives.ts';
 import { S3_ACCESS_KEY, S3_SECRET_KEY, S3Server } from '../helpers/object-stores.ts';
-import { generated, toBuffer } from '../helpers/origin.ts';
-import { Reaper } from '../helpers/processes.ts';
+import { generated, toBuffer } from '../../localcluster/origin.ts';
+import { Reaper } from '../../localcluster/processes.ts';
 import { downloadFailure } from '../helpers/download-errors.ts';
 
 const reaper = new Reaper();

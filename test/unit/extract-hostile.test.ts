@@ -10,7 +10,7 @@ import { createGzip } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import { extractOrPlace, extractZip, sizeBudget, tarExtractor } from '../../download/archive.ts';
 import { DownloadError } from '../../download/errors.ts';
-import { makeTar, makeZip, type TarEntry, type ZipEntry } from '../helpers/archives.ts';
+import { makeTar, makeZip, type TarEntry, type ZipEntry } from '../../localcluster/archives.ts';
 
 let base: string;
 let n = 0;

@@ -8,7 +8,7 @@ import type { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { extractOrPlace, sizeBudget, tarExtractor } from '../../download/archive.ts';
 import { DownloadError } from '../../download/errors.ts';
-import { makeTar, makeZip, type TarEntry, type ZipEntry } from '../helpers/archives.ts';
+import { makeTar, makeZip, type TarEntry, type ZipEntry } from '../../localcluster/archives.ts';
 
 /**
  * The containment property, over random archives: whatever entries a tar, tar.gz or zip holds — files,

@@ -13,8 +13,8 @@ import { emptyTrash, takeInventory } from '../../disk/inventory.ts';
 import { migrateLegacyLayout } from '../../disk/legacy-layout.ts';
 import { MARKER_FILE } from '../../disk/layout.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { eventually } from '../helpers/eventually.ts';
-import { Origin, generated, toBuffer } from '../helpers/origin.ts';
+import { eventually } from '../../localcluster/eventually.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
 
 async function setup(
   t: TestContext,

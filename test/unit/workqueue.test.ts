@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkQueue } from '../../kube/workqueue.ts';
 import { runReconciler, TerminalError } from '../../kube/reconciler.ts';
-import { backoffDelay } from '../../kube/backoff.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { backoffDelay } from '../../ops/backoff.ts';
+import { eventually } from '../../localcluster/eventually.ts';
 
 test('a key added many times while waiting is handed out once', async () => {
   const q = new WorkQueue();

@@ -25,7 +25,7 @@ import { computePlacement, type Placement } from './placement/plan.ts';
  * The cache controllers' view of the cluster: the process's shared informers they read, and the placement
  * computed from them, memoised until any informer delivers a change.
  */
-export class World {
+export class ClusterView {
   readonly caches: Informer<LocalModelCache>;
   readonly groups: Informer<LocalModelNodeGroup>;
   readonly nodes: Informer<Node>;

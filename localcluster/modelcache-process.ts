@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { Reaper, startLogged, stopProcess, type Managed } from './processes.ts';
 import { eventually } from './eventually.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/modelcache.ts', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin/modelcache.ts', import.meta.url));
 
 export interface ModelcacheProcess {
   managed: Managed;

@@ -1,4 +1,4 @@
-/** Capped exponential backoff with full jitter, shared by the informer and the work queue. */
+/** Capped exponential backoff with full jitter, and an abortable sleep: shared by kube/, download/ and agent/. */
 export interface BackoffOptions {
   /** First delay in milliseconds. */
   baseMs: number;
