@@ -37,7 +37,7 @@ export interface FetchDeps {
  * model differ only in their query. Such an entry serves the URI when its `uriSha256` is the hash of
  * the URI or of a folder above it (with or without a trailing '/').
  */
-export function cacheMatch(models: CachedModel[], uri: string): { model: CachedModel; subpath: string } | undefined {
+function cacheMatch(models: CachedModel[], uri: string): { model: CachedModel; subpath: string } | undefined {
   const above = foldersAbove(uri);
   for (const model of models) {
     const hash = model.uriSha256;

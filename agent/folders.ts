@@ -15,7 +15,7 @@ export class ModelFolderError extends Error {
 }
 
 /** The spec hash of the agent's marker in `dir`, or undefined when `dir` is not a folder the agent made. */
-export async function ownerHash(dir: string): Promise<string | undefined> {
+async function ownerHash(dir: string): Promise<string | undefined> {
   const st = await lstat(dir).catch(() => undefined);
   if (!st?.isDirectory()) return undefined;
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);

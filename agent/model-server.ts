@@ -2,7 +2,7 @@ import { HttpClient } from '../download/http-client.ts';
 import { backoffDelay, sleep } from '../ops/backoff.ts';
 
 /** The model server refused or could not be reached, after retries. */
-export class ModelServerError extends Error {
+class ModelServerError extends Error {
   readonly code = 'LoadFailed';
 }
 

@@ -5,7 +5,7 @@ import { isStatus, type KubeClient } from '../kube/client.ts';
 import { rfc3339Now } from '../ops/time.ts';
 
 /** Field manager of the agent: it owns only the ModelLoaded condition (the controller owns the rest). */
-export const AGENT_FIELD_MANAGER = 'modelcache-agent';
+const AGENT_FIELD_MANAGER = 'modelcache-agent';
 
 /** Reports each model's outcome as the ModelLoaded condition of its TrainedModel (server-side apply). */
 export class LoadReporter {

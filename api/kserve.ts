@@ -57,7 +57,7 @@ export interface ModelFormat {
   version?: string;
 }
 
-export interface EnvVar {
+interface EnvVar {
   name: string;
   value?: string;
 }

@@ -475,8 +475,26 @@ export const localModelNodeCrd = crd(
               message: { type: 'string' },
               startedAt: { type: 'string', format: 'date-time' },
               completedAt: { type: 'string', format: 'date-time' },
+              /** Bytes of this copy that came from peer nodes rather than the model's source. */
+              bytesFromPeers: { type: 'integer', format: 'int64' },
+              /** The piece manifest this node serves to its peers (peer-to-peer on); its bytes hash to digest. */
+              pieces: {
+                type: 'object',
+                required: ['digest', 'pieceSize', 'count'],
+                properties: {
+                  digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
+                  pieceSize: { type: 'integer', format: 'int64', minimum: 1 },
+                  count: { type: 'integer', format: 'int64', minimum: 0 },
+                },
+              },
             },
           },
+        },
+        /** Where this node's daemon serves pieces to its peers (peer-to-peer on): host:port. */
+        peer: {
+          type: 'object',
+          required: ['address'],
+          properties: { address: { type: 'string', maxLength: 261 } },
         },
         summary: {
           type: 'object',

@@ -17,3 +17,10 @@ export const MODEL_STATES = [
   'ModelDownloaded',
   'ModelDownloadError',
 ] as const;
+
+/**
+ * The LocalModelNode condition the daemon writes while some wanted model's group keeps its models in another host
+ * directory than the daemon's root: status False, reason StoragePathMismatch (never True: absent when all match).
+ * The controller turns its transitions into Events.
+ */
+export const STORAGE_PATH_CONDITION = 'StoragePathMatches';

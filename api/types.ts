@@ -43,8 +43,8 @@ type NodeFields = CrdProperties<typeof localModelNodeCrd>;
 
 export type LocalModelCacheSpec = FromSchema<CacheFields['spec']>;
 export type LocalModelCacheStatus = FromSchema<CacheFields['status']>;
-export type StorageSpec = NonNullable<LocalModelCacheSpec['storage']>;
-export type Copies = NonNullable<LocalModelCacheStatus['copies']>;
+type StorageSpec = NonNullable<LocalModelCacheSpec['storage']>;
+type Copies = NonNullable<LocalModelCacheStatus['copies']>;
 export type NodeState = NonNullable<LocalModelCacheStatus['nodeStatus']>[string];
 
 export interface LocalModelCache extends KubeObject {
@@ -55,7 +55,7 @@ export interface LocalModelCache extends KubeObject {
 export type LocalModelNodeGroupSpec = FromSchema<GroupFields['spec']>;
 export type LocalModelNodeGroupStatus = FromSchema<GroupFields['status']>;
 export type LabelSelector = NonNullable<LocalModelNodeGroupSpec['nodeSelector']>;
-export type LabelSelectorRequirement = NonNullable<LabelSelector['matchExpressions']>[number];
+type LabelSelectorRequirement = NonNullable<LabelSelector['matchExpressions']>[number];
 /**
  * The parts of a core/v1 PersistentVolumeSpec that modelcache reads (KServe's node groups carry one);
  * every other field of a PV spec is kept as given.
@@ -77,7 +77,7 @@ export interface LocalModelNodeGroup extends KubeObject {
 
 /** One model of a LocalModelNode's spec: what the controller placed on the node and where it goes on disk. */
 export type LocalModelInfo = LocalModelNodeSpec['localModels'][number];
-export type LocalModelNodeSpec = FromSchema<NodeFields['spec']>;
+type LocalModelNodeSpec = FromSchema<NodeFields['spec']>;
 export type LocalModelNodeStatus = FromSchema<NodeFields['status']>;
 export type LocalModelDetail = NonNullable<LocalModelNodeStatus['models']>[string];
 export type ModelState = NonNullable<LocalModelNodeStatus['modelStatus']>[string];

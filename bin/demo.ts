@@ -17,7 +17,9 @@ import {
   type LocalModelNode,
 } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
-import { MUTATING_WEBHOOK_CONFIGURATIONS, NAMESPACES, PODS, type Pod } from '../kube/resources.ts';
+import { MUTATING_WEBHOOK_CONFIGURATIONS, NAMESPACES, PODS, SERVICE_ACCOUNTS, type Pod } from '../kube/resources.ts';
+import { requestToken } from '../kube/token-review.ts';
+import { PEER_AUDIENCE } from '../daemon/peers/protocol.ts';
 import type { KubeObject } from '../kube/types.ts';
 import { fromYamlAll } from '../kube/yaml.ts';
 import { ControlPlane } from '../localcluster/control-plane.ts';
@@ -102,6 +104,21 @@ try {
     ...['--kubeconfig', cp.kubeconfig, '--metrics-addr', '127.0.0.1:0'],
     ...['--webhook-listen', `127.0.0.1:${webhookPort}`],
   ]);
+  // Peer-to-peer: the daemons show each other a token of the modelcache-daemon service account (what the
+  // DaemonSet's projected volume holds); one node per model fetches it from the origin, the other copies it.
+  await client.create(SERVICE_ACCOUNTS, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'modelcache-daemon', namespace: 'modelcache-system' },
+  });
+  const tokenFile = join(dir, 'peer-token');
+  await writeFile(
+    tokenFile,
+    await requestToken(client, 'modelcache-system', 'modelcache-daemon', [PEER_AUDIENCE], 3600),
+    {
+      mode: 0o600,
+    },
+  );
   for (const n of NODES) {
     await createNode(client, n, { 'modelcache.io/demo': 'true' });
     await start(`daemon-${n}`, [
@@ -118,6 +135,7 @@ try {
       '0',
       '--progress-interval-ms',
       '500',
+      ...['--peer-listen', '127.0.0.1:0', '--peer-token-file', tokenFile],
     ]);
   }
   await client.create(LOCAL_MODEL_NODE_GROUPS, {
@@ -173,6 +191,7 @@ try {
   say(
     `every cache has copies.available = ${NODES.length}: all bytes on disk, verified, marker written (${((Date.now() - t0) / 1000).toFixed(1)} s in all)\n`,
   );
+  await showPeerCopies(client, origin, caches);
   await servePod(client);
   const kc = `kubectl --kubeconfig ${cp.kubeconfig}`;
   say(
@@ -191,6 +210,27 @@ try {
   if (!values.keep && !values.dir) await rm(dir, { recursive: true, force: true });
 }
 process.exit(0);
+
+/** Per cache: what the origin sent against the model's size, and which node copied it from its peer. */
+async function showPeerCopies(
+  client: KubeClient,
+  origin: Origin,
+  caches: ReadonlyArray<{ name: string; uri: string }>,
+): Promise<void> {
+  const lmns = (await client.list<LocalModelNode>(LOCAL_MODEL_NODES)).items;
+  for (const c of caches) {
+    const sent = origin.bytesSent.get(new URL(c.uri).pathname) ?? 0;
+    const copies = lmns.map((n) => ({ node: n.metadata.name ?? '', d: n.status?.models?.[c.name] }));
+    const fromPeers = copies.filter((x) => (x.d?.bytesFromPeers ?? 0) > 0).map((x) => x.node);
+    const seeds = copies.filter((x) => x.d && !x.d.bytesFromPeers).map((x) => x.node);
+    say(
+      `${c.name}: the origin sent ${formatBytes(sent)} for ${copies.length} copies; ` +
+        `${seeds.join(', ') || 'no node'} fetched it from the origin, ${fromPeers.join(', ') || 'no node'} ` +
+        'copied it from a peer (every piece checked against the SHA-256 manifest the seed published)',
+    );
+  }
+  say('');
+}
 
 /** The shipped MutatingWebhookConfiguration with each webhook pointed at the controller on loopback. */
 async function webhookConfiguration(port: number): Promise<KubeObject> {

@@ -19,7 +19,7 @@ export interface IsvcRef {
 }
 
 /** Every storage URI an InferenceService loads: its predictor's own, and those of its TrainedModels. */
-export function isvcUris(isvc: InferenceService, models: TrainedModel[]): string[] {
+function isvcUris(isvc: InferenceService, models: TrainedModel[]): string[] {
   const impl = predictorOf(isvc)?.impl as PredictorImpl | undefined;
   const own = impl?.storageUri ? [impl.storageUri] : [];
   const tms = models
@@ -29,7 +29,7 @@ export function isvcUris(isvc: InferenceService, models: TrainedModel[]): string
 }
 
 /** The model URI of an LLMInferenceService, when it names one. */
-export function llmUri(llm: LLMInferenceService): string | undefined {
+function llmUri(llm: LLMInferenceService): string | undefined {
   const uri = llm.spec?.model?.uri;
   return typeof uri === 'string' ? uri : undefined;
 }

@@ -10,7 +10,7 @@ import { fileNameFromUrl } from '../download/sources/http.ts';
 import type { DownloadOptions, SourceCredentials } from '../download/types.ts';
 
 /** A file the source says a model folder holds, with what can be checked about it. */
-export interface ExpectedFile {
+interface ExpectedFile {
   /** '/'-separated, relative to the model folder. */
   path: string;
   size: number;
@@ -103,7 +103,7 @@ async function listedExpectation(uri: string, signal: AbortSignal, source?: Desc
 }
 
 /** A checksum of the whole body from response headers, if the server gives one we can check. */
-export function headerDigest(h: Headers): ExpectedFile['digest'] {
+function headerDigest(h: Headers): ExpectedFile['digest'] {
   const hex = (b64: string): string | undefined => {
     const buf = Buffer.from(b64.trim(), 'base64');
     return buf.length === 16 || buf.length === 32 ? buf.toString('hex') : undefined;

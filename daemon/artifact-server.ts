@@ -8,7 +8,7 @@ import { isValidKey, MARKER_FILE, modelPaths, modelsRoot } from '../disk/layout.
 import { shownUri } from './source-uri.ts';
 
 /** A complete model in this node's cache, as /v1/models lists it. */
-export interface CachedModel {
+interface CachedModel {
   key: string;
   /** The source URI as it may be shown: no credentials, no query (see uriSha256 for the exact one). */
   uri: string;
@@ -80,7 +80,7 @@ async function readModel(root: string, key: string): Promise<CachedModel | undef
 }
 
 /** Complete models under the root's `models/` (those with a marker). */
-export async function listModels(root: string): Promise<CachedModel[]> {
+async function listModels(root: string): Promise<CachedModel[]> {
   const entries = await readdir(modelsRoot(root), { withFileTypes: true }).catch(() => []);
   const out: CachedModel[] = [];
   for (const e of entries) {

@@ -3,9 +3,9 @@ import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
 import { rfc3339Now } from '../ops/time.ts';
 import { lstat } from 'node:fs/promises';
-import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
+import { adoptModel, commitModel, recordPieces, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
-import { modelPaths } from '../disk/layout.ts';
+import { modelPaths, type PiecesSummary } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
 import { DownloadError } from '../download/errors.ts';
 import {
@@ -19,7 +19,7 @@ import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
 import type { SourceCredentials } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
-import type { Failure, InFlight } from './node-cache/plan.ts';
+import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
 import { checkSourceUri, scrubUri, shownUri } from './source-uri.ts';
 
 export interface DownloadManagerOptions {
@@ -34,6 +34,33 @@ export interface DownloadManagerOptions {
   /** The source's settings and secrets for a model (env + its group's Secret). */
   credentials?: (model: LocalModelInfo, signal: AbortSignal) => Promise<SourceCredentials>;
   retry?: RetryDelays;
+  /** Peer-to-peer, when on: fetching from peers, and the manifest every copy this node makes is served with. */
+  peers?: PeerTransfer;
+}
+
+/** Where the plan said a model's bytes come from, when that is peers (absent: the origin). */
+export interface FromPeers {
+  pieces: PiecesSummary;
+  peers: readonly PeerOffer[];
+}
+
+/** What the download manager needs of peer-to-peer (daemon/peers, wired in main.ts). */
+export interface PeerTransfer {
+  /**
+   * Puts the model into `workDir` from the offering peers, every piece verified against the manifest whose
+   * digest they published, and writes that manifest beside it (so this node serves the same). Throws when
+   * the peers cannot provide it all; verified pieces stay in `workDir` for the next attempt.
+   */
+  fetch(req: {
+    model: LocalModelInfo;
+    workDir: string;
+    limitBytes: number;
+    from: FromPeers;
+    signal: AbortSignal;
+    onBytes: (n: number) => void;
+  }): Promise<{ bytes: number; files: number }>;
+  /** Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary. */
+  describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary>;
 }
 
 /**
@@ -44,12 +71,19 @@ export class DownloadManager {
   readonly #inFlight = new Map<string, InFlight & { abort: AbortController }>();
   readonly #failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
+  /** Complete models being hashed into a piece manifest (peer-to-peer on). */
+  readonly #describing = new Set<string>();
   /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
   readonly #jobs = new Set<Promise<void>>();
   /** Downloads whose bytes are all in staging but whose commit failed: committed without downloading again. */
-  readonly #downloaded = new Map<string, { uriSha256: string; bytes: number; files: number }>();
+  readonly #downloaded = new Map<
+    string,
+    { uriSha256: string; bytes: number; files: number; pieces?: PiecesSummary; bytesFromPeers?: number }
+  >();
   readonly #o: DownloadManagerOptions;
   readonly #limiter: Bottleneck;
+  /** Aborted by stop(): ends work that belongs to no download (hashing a complete model). */
+  readonly #stopping = new AbortController();
 
   constructor(o: DownloadManagerOptions) {
     this.#o = o;
@@ -69,7 +103,7 @@ export class DownloadManager {
   }
 
   /** Starts (queues) a model's download unless one runs or its files are being removed. */
-  start(model: LocalModelInfo): void {
+  start(model: LocalModelInfo, from?: FromPeers): void {
     const key = model.storageKey;
     if (this.#inFlight.has(key) || this.#removing.has(key)) return;
     const entry = {
@@ -82,19 +116,23 @@ export class DownloadManager {
       abort: new AbortController(),
     };
     this.#inFlight.set(key, entry);
-    const job = this.#schedule(model, entry);
+    const job = this.#schedule(model, entry, from);
     this.#jobs.add(job);
     void job.finally(() => this.#jobs.delete(job));
   }
 
   /** Runs one download in its slot; never rejects (a job dropped by stop() is logged, not thrown). */
-  async #schedule(model: LocalModelInfo, entry: InFlight & { abort: AbortController }): Promise<void> {
+  async #schedule(
+    model: LocalModelInfo,
+    entry: InFlight & { abort: AbortController },
+    from?: FromPeers,
+  ): Promise<void> {
     const key = model.storageKey;
     // The run itself, once it started: stop() drops even running jobs from the limiter, but the
     // entry stays in flight until the run has really ended (its files are closed, its bytes counted).
     let run: Promise<void> | undefined;
     try {
-      await this.#limiter.schedule(() => (run = this.#run(model, entry)));
+      await this.#limiter.schedule(() => (run = this.#run(model, entry, from)));
     } catch (err) {
       if (entry.abort.signal.aborted)
         this.#o.log.info({ model: model.modelName, storageKey: key }, 'download stopped: the daemon is shutting down');
@@ -127,9 +165,40 @@ export class DownloadManager {
     this.#inFlight.get(key)?.abort.abort(new Error('no longer wanted on this node'));
   }
 
+  /**
+   * Hashes a complete model's folder into its piece manifest and records the summary in its marker, so peers
+   * can be offered it; in the background, one model at a time per key. A failure is logged and tried again on
+   * a later pass (the plan asks while the marker has no summary).
+   */
+  describe(key: string): void {
+    const peers = this.#o.peers;
+    if (!peers || this.#describing.has(key) || this.#removing.has(key) || this.#inFlight.has(key)) return;
+    this.#describing.add(key);
+    const { root, log } = this.#o;
+    const job = (async () => {
+      const marker = await readMarker(root, key);
+      if (!marker || marker.pieces) return;
+      const pieces = await peers.describe(modelPaths(root, key).final, key, this.#stopping.signal);
+      // Removed or replaced meanwhile: its marker is not ours to write any more.
+      if ((await readMarker(root, key))?.completedAt !== marker.completedAt) return;
+      await recordPieces(root, key, marker, pieces);
+      log.info(
+        { storageKey: key, pieces: pieces.count },
+        'piece manifest of a complete model written: offered to peers',
+      );
+    })()
+      .catch((err: unknown) => log.warn({ storageKey: key, err: String(err) }, 'could not hash the model for peers'))
+      .finally(() => {
+        this.#describing.delete(key);
+        this.#notify();
+      });
+    this.#jobs.add(job);
+    void job.finally(() => this.#jobs.delete(job));
+  }
+
   /** Removes a model's files (complete or partial); no-op while a removal of the key runs. */
   remove(key: string): void {
-    if (this.#removing.has(key) || this.#inFlight.has(key)) return;
+    if (this.#removing.has(key) || this.#inFlight.has(key) || this.#describing.has(key)) return;
     this.#removing.add(key);
     this.#downloaded.delete(key);
     void removeModel(this.#o.root, key)
@@ -145,11 +214,12 @@ export class DownloadManager {
   /** Cancels every download (partial data stays for a resume) and waits for them to stop. */
   async stop(): Promise<void> {
     for (const e of this.#inFlight.values()) e.abort.abort(new Error('daemon shutting down'));
+    this.#stopping.abort(new Error('daemon shutting down'));
     await this.#limiter.stop({ dropWaitingJobs: true }).catch(() => undefined);
     await Promise.all([...this.#jobs]);
   }
 
-  async #run(model: LocalModelInfo, entry: InFlight & { abort: AbortController }): Promise<void> {
+  async #run(model: LocalModelInfo, entry: InFlight & { abort: AbortController }, from?: FromPeers): Promise<void> {
     const { root, ledger, log, metrics } = this.#o;
     const key = model.storageKey;
     const uri = model.sourceModelUri;
@@ -177,7 +247,7 @@ export class DownloadManager {
       if (await this.#adopted(model, entry.abort.signal)) return;
       const already = await bytesWritten(staging);
       const kept = this.#downloaded.get(key);
-      let result: { bytes: number; files: number; skipped?: string[] };
+      let result: { bytes: number; files: number; skipped?: string[]; pieces?: PiecesSummary; bytesFromPeers?: number };
       if (kept?.uriSha256 === uriSha256(uri) && already > 0) {
         log.info({ model: model.modelName, storageKey: key }, 'download complete in staging; committing it again');
         result = kept;
@@ -188,27 +258,36 @@ export class DownloadManager {
           { model: model.modelName, storageKey: key, uri: shownUri(uri), resumeFrom: already },
           already > 0 ? 'download resumed' : 'download started',
         );
-        const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
-        result = await downloadModel({
-          uri,
-          credentials,
-          workDir: staging,
-          maxBytes: model.modelSize,
-          signal: entry.abort.signal,
-          options: this.#o.download,
-          onProgress: (p) => {
-            received = p.bytesDone - already;
-            entry.bytesDone = p.bytesDone;
-            if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
-            // Progress wakes the reconcile (which reports it) at most once a second.
-            if (Date.now() - lastNotice >= 1000) {
-              lastNotice = Date.now();
-              this.#notify();
-            }
-          },
-        });
-        metrics.bytes.inc({ scheme, outcome: 'success' }, Math.max(0, result.bytes - already));
-        logSkipped(log, model.modelName, key, result);
+        // Progress wakes the reconcile (which reports it) at most once a second.
+        const progressed = (): void => {
+          if (Date.now() - lastNotice < 1000) return;
+          lastNotice = Date.now();
+          this.#notify();
+        };
+        const fromPeers =
+          from && this.#o.peers ? await this.#fromPeers(model, entry, from, staging, progressed) : undefined;
+        if (fromPeers) result = fromPeers;
+        else {
+          const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
+          const origin: typeof result = await downloadModel({
+            uri,
+            credentials,
+            workDir: staging,
+            maxBytes: model.modelSize,
+            signal: entry.abort.signal,
+            options: this.#o.download,
+            onProgress: (p) => {
+              received = p.bytesDone - already;
+              entry.bytesDone = p.bytesDone;
+              if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
+              progressed();
+            },
+          });
+          metrics.bytes.inc({ scheme, outcome: 'success', source: 'origin' }, Math.max(0, origin.bytes - already));
+          logSkipped(log, model.modelName, key, origin);
+          if (this.#o.peers) origin.pieces = await this.#o.peers.describe(staging, key, entry.abort.signal);
+          result = origin;
+        }
       }
       await this.#commit(key, uri, result);
       this.#failures.delete(key);
@@ -229,7 +308,10 @@ export class DownloadManager {
         ? new DownloadError('Cancelled', 'download cancelled', { cause: err })
         : asDownloadError(err, `downloading ${model.modelName}`);
       if (running)
-        metrics.bytes.inc({ scheme, outcome: e.code === 'Cancelled' ? 'cancelled' : 'error' }, Math.max(0, received));
+        metrics.bytes.inc(
+          { scheme, outcome: e.code === 'Cancelled' ? 'cancelled' : 'error', source: 'origin' },
+          Math.max(0, received),
+        );
       if (e.code === 'Cancelled') {
         metrics.downloads.inc({ outcome: 'cancelled', reason: 'Cancelled' });
         log.info({ model: model.modelName, storageKey: key }, 'download cancelled; partial data kept for a resume');
@@ -241,6 +323,60 @@ export class DownloadManager {
         ledger.release(key);
         metrics.inFlight.dec();
       }
+    }
+  }
+
+  /**
+   * The model from peers, or undefined when they could not provide all of it (then the origin, into the same
+   * staging folder: pieces that verified are whole files there, and the origin's listing keeps files of the
+   * right size). A cancel is not a peer failure: it ends the download.
+   */
+  async #fromPeers(
+    model: LocalModelInfo,
+    entry: InFlight & { abort: AbortController },
+    from: FromPeers,
+    staging: string,
+    progressed: () => void,
+  ): Promise<{ bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | undefined> {
+    const { log, metrics } = this.#o;
+    const key = model.storageKey;
+    const signal = entry.abort.signal;
+    let got = 0;
+    try {
+      const r = await this.#o.peers!.fetch({
+        model,
+        workDir: staging,
+        limitBytes: Math.floor(model.modelSize * (1 + (this.#o.download?.sizeTolerance ?? 0.01))),
+        from,
+        signal,
+        onBytes: (n) => {
+          got += n;
+          entry.bytesDone += n;
+          entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
+          progressed();
+        },
+      });
+      metrics.bytes.inc({ scheme: 'peer', outcome: 'success', source: 'peer' }, got);
+      log.info(
+        {
+          model: model.modelName,
+          storageKey: key,
+          bytes: r.bytes,
+          fromPeers: got,
+          peers: from.peers.map((p) => p.node),
+        },
+        'model fetched from peers',
+      );
+      return { ...r, pieces: from.pieces, bytesFromPeers: got };
+    } catch (err) {
+      metrics.bytes.inc({ scheme: 'peer', outcome: signal.aborted ? 'cancelled' : 'error', source: 'peer' }, got);
+      if (signal.aborted) throw err;
+      log.warn(
+        { model: model.modelName, storageKey: key, err: (err as Error)?.message ?? String(err), fromPeers: got },
+        'peers could not provide the whole model: the rest comes from its source',
+      );
+      entry.bytesDone = 0;
+      return undefined;
     }
   }
 
@@ -291,15 +427,26 @@ export class DownloadManager {
    * Publishes a download whose bytes are all in staging. A failure here never costs the bytes: they
    * stay in staging and the next attempt commits them without downloading again.
    */
-  async #commit(key: string, uri: string, result: { bytes: number; files: number }): Promise<void> {
-    const marker = { uri: shownUri(uri), uriSha256: uriSha256(uri), bytes: result.bytes, files: result.files };
+  async #commit(
+    key: string,
+    uri: string,
+    result: { bytes: number; files: number; pieces?: PiecesSummary; bytesFromPeers?: number },
+  ): Promise<void> {
+    const marker = {
+      uri: shownUri(uri),
+      uriSha256: uriSha256(uri),
+      bytes: result.bytes,
+      files: result.files,
+      ...(result.pieces ? { pieces: result.pieces } : {}),
+      ...(result.bytesFromPeers ? { bytesFromPeers: result.bytesFromPeers } : {}),
+    };
     try {
       await commitModel(this.#o.root, key, marker);
       this.#downloaded.delete(key);
     } catch (err) {
       const e = asDownloadError(err, `publishing the model in ${modelPaths(this.#o.root, key).final}`);
       if (FAILURE_POLICY[e.code].discardPartial) throw e; // the content itself is refused: not kept
-      this.#downloaded.set(key, { uriSha256: marker.uriSha256, bytes: result.bytes, files: result.files });
+      this.#downloaded.set(key, { ...result, uriSha256: marker.uriSha256 });
       throw new DownloadError(
         e.code === 'Internal' ? 'DiskError' : e.code,
         `downloaded, but could not be published in ${modelPaths(this.#o.root, key).final}: ` +

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { isAbsolute, posix, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
@@ -11,7 +11,8 @@ import { CapacityLedger } from '../disk/capacity.ts';
 import { emptyTrash } from '../disk/inventory.ts';
 import { migrateLegacyLayout } from '../disk/legacy-layout.ts';
 import { createLogger } from '../ops/logger.ts';
-import { defineFlags, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
+import { parseFlags } from '../ops/flag-spec.ts';
+import { daemonFlags, daemonUsage } from './flags.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { artifactRoutes } from './artifact-server.ts';
 import { serveOnSocket } from './artifact-socket.ts';
@@ -19,131 +20,16 @@ import { SourceCredentialsReader } from './credentials.ts';
 import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { NodeCacheReconciler } from './node-cache/reconcile.ts';
+import { startPeerMode, type PeerMode } from './peers/peer-mode.ts';
+import { peerTransfer } from './peers/transfer.ts';
 import { StatusWriter } from './status-writer.ts';
 
-/** The daemon's flags, declared once: its parser, range checks and `--help` are made from this table. */
-export const daemonFlags = defineFlags({
-  command: 'daemon',
-  flags: {
-    kubeconfig: {
-      kind: 'string',
-      arg: 'FILE',
-      help: 'kubeconfig',
-      defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
-    },
-    'node-name': {
-      kind: 'string',
-      arg: 'N',
-      env: 'NODE_NAME',
-      required: 'the daemon serves one node; $NODE_NAME comes from the downward API (spec.nodeName)',
-      help: 'this node',
-      note: 'from the downward API',
-    },
-    root: {
-      kind: 'string',
-      arg: 'DIR',
-      required: "the directory that holds this node's cached models",
-      help: "cache directory on the node (the group's storagePath, mounted); models in DIR/models/<key>",
-      parse: (text) => resolve(text),
-    },
-    'host-root': {
-      kind: 'string',
-      arg: 'PATH',
-      help:
-        "the host directory --root is mounted from (the DaemonSet's hostPath): models of groups whose storage path " +
-        'is another one are reported (StoragePathMismatch), not cached',
-      parse: hostRootFlag,
-    },
-    listen: {
-      kind: 'string',
-      arg: 'ADDR',
-      default: '127.0.0.1:8081',
-      help: '/metrics, /healthz, /readyz, and the artifact server unless --artifact-socket',
-      parse: listenAddress,
-    },
-    'artifact-socket': {
-      kind: 'string',
-      arg: 'PATH',
-      help: 'serve cached models on this Unix socket only (consumers mount its directory), not on --listen',
-      parse: (text) => (text ? resolve(text) : undefined),
-    },
-    'max-concurrent': { kind: 'whole', default: 2, min: 1, max: 64, help: 'downloads at once' },
-    'safety-margin': { kind: 'quantity', default: '1Gi', min: 0, help: 'free space always left on the disk' },
-    'stall-timeout-seconds': {
-      kind: 'duration',
-      unit: 's',
-      default: 30,
-      min: 1,
-      max: 86_400,
-      help: 'abort and retry a download that received nothing this long',
-    },
-    'allow-file-root': {
-      kind: 'list',
-      arg: 'DIR',
-      help: 'let file:// sources read host paths under DIR',
-      defaultText: 'none',
-      note: 'repeatable',
-    },
-    namespace: {
-      kind: 'string',
-      arg: 'NS',
-      env: 'POD_NAMESPACE',
-      default: 'modelcache-system',
-      help: "where node groups' credential Secrets live",
-      defaultText: '$POD_NAMESPACE or modelcache-system',
-    },
-    'part-size': {
-      kind: 'quantity',
-      default: '16Mi',
-      min: 2 ** 20,
-      max: 2 ** 30,
-      help: 'objects of twice this size are fetched as parallel ranged GETs of this size',
-    },
-    'parallel-parts': {
-      kind: 'whole',
-      default: 4,
-      min: 1,
-      max: 64,
-      help: 'ranged GETs at once per object',
-      note: '1 = one stream',
-    },
-    'parallel-files': {
-      kind: 'whole',
-      default: 4,
-      min: 1,
-      max: 64,
-      help: 'objects at once when a source lists many',
-    },
-    'progress-interval-ms': {
-      kind: 'duration',
-      unit: 'ms',
-      default: 2000,
-      min: 100,
-      max: 3_600_000,
-      help: 'at most one progress write per this interval',
-    },
-    'orphan-grace-seconds': {
-      kind: 'duration',
-      unit: 's',
-      default: 600,
-      min: 0,
-      max: 604_800,
-      help: "while this node's LocalModelNode is absent, keep cached files this long",
-    },
-    'log-level': logLevelFlag,
-  },
-});
-
-/** The daemon's `--help`. */
-export const daemonUsage = usage(daemonFlags);
-
-/** --host-root: the absolute host path the DaemonSet mounts as --root, normalized. */
-function hostRootFlag(text: string): string {
-  if (!isAbsolute(text) || text.includes('\0'))
-    throw new Error(
-      `--host-root ${JSON.stringify(text)}: must be an absolute host path, the hostPath the DaemonSet mounts as --root`,
-    );
-  return posix.normalize(text);
+/** Whether a LocalModelNode update reports a model Downloaded that was not before (a new offer for peers). */
+function newlyDownloaded(old: LocalModelNode, now: LocalModelNode): boolean {
+  const before = old.status?.modelStatus ?? {};
+  return Object.entries(now.status?.modelStatus ?? {}).some(
+    ([name, state]) => state === 'ModelDownloaded' && before[name] !== 'ModelDownloaded',
+  );
 }
 
 /** Why the daemon is not ready, or undefined when it is. */
@@ -184,6 +70,9 @@ export async function runDaemon(args: string[]): Promise<number> {
   const queue = new WorkQueue({ backoff: { baseMs: 500, maxMs: 30_000 }, signal: shutdown.signal });
   const KEY = 'node';
   const secrets = new SourceCredentialsReader(client, flags.namespace, process.env);
+  // Peer-to-peer: the server starts with the other servers below; what the downloads need of it is made now.
+  const peerListen = flags['peer-listen'];
+  let peers: PeerMode | undefined;
   const downloads = new DownloadManager({
     root,
     ledger,
@@ -199,14 +88,29 @@ export async function runDaemon(args: string[]): Promise<number> {
       fileConcurrency: flags['parallel-files'],
     },
     credentials: (model, signal) => secrets.for(model, signal),
+    ...(peerListen
+      ? {
+          peers: peerTransfer({
+            tokenFile: flags['peer-token-file'],
+            stallTimeoutMs: flags['stall-timeout-seconds'],
+            metrics,
+            log,
+          }),
+        }
+      : {}),
   });
   const status = new StatusWriter(client, nodeName, flags['progress-interval-ms'], log);
+  // Peer-to-peer on: every node's LocalModelNode (their statuses say who offers what); else only this node's.
   const informer = new Informer<LocalModelNode>(client, LOCAL_MODEL_NODES, {
-    fieldSelector: `metadata.name=${nodeName}`,
+    ...(peerListen ? {} : { fieldSelector: `metadata.name=${nodeName}` }),
     log,
   });
   // Its own Node: a node being removed starts no new download, and a wrong --node-name shows in /readyz.
-  const nodes = new Informer<Node>(client, NODES, { fieldSelector: `metadata.name=${nodeName}`, log });
+  // Peer-to-peer on: every Node (a seed that is not Ready is replaced; zones come from their labels).
+  const nodes = new Informer<Node>(client, NODES, {
+    ...(peerListen ? {} : { fieldSelector: `metadata.name=${nodeName}` }),
+    log,
+  });
   const reconciler = new NodeCacheReconciler({
     nodeName,
     root,
@@ -219,6 +123,8 @@ export async function runDaemon(args: string[]): Promise<number> {
     status,
     metrics,
     log,
+    peerAddress: () => peers?.address,
+    seedStallMs: 2 * flags['stall-timeout-seconds'],
   });
   const inv = await reconciler.inventory();
   log.info(
@@ -232,6 +138,21 @@ export async function runDaemon(args: string[]): Promise<number> {
   let socket: Awaited<ReturnType<typeof serveOnSocket>> | undefined;
   let ops: Awaited<ReturnType<typeof startOpsServer>>;
   try {
+    peers = peerListen
+      ? await startPeerMode({
+          listen: peerListen,
+          advertise: flags['peer-advertise'],
+          podIp: process.env.POD_IP,
+          root,
+          client,
+          allowed: flags['peer-identity'].length
+            ? flags['peer-identity']
+            : [`system:serviceaccount:${flags.namespace}:modelcache-daemon`],
+          maxUploads: flags['peer-max-uploads'],
+          metrics,
+          log,
+        })
+      : undefined;
     socket = socketPath ? await serveOnSocket(socketPath, artifacts) : undefined;
     ops = await startOpsServer({
       addr: flags.listen,
@@ -240,14 +161,22 @@ export async function runDaemon(args: string[]): Promise<number> {
       ...(socket ? {} : { extra: artifacts }),
     });
   } catch (err) {
+    await peers?.close().catch(() => undefined);
     await socket?.close().catch(() => undefined);
     await client.close().catch(() => undefined);
     throw err;
   }
-  for (const inf of [informer, nodes] as const) {
-    inf.on({ add: () => queue.add(KEY), update: () => queue.add(KEY), delete: () => queue.add(KEY) });
-    void inf.start(shutdown.signal);
-  }
+  // Another node's LocalModelNode or Node changes only who offers or seeds what: at most one pass per 2 s for those,
+  // except a copy that just completed (nodes waiting for it start copying at once).
+  const wake = (o: { metadata: { name?: string } }): void =>
+    o.metadata.name === nodeName ? queue.add(KEY) : queue.addAfter(KEY, 2000);
+  informer.on({
+    add: wake,
+    update: (old, o) => (newlyDownloaded(old, o) ? queue.add(KEY) : wake(o)),
+    delete: wake,
+  });
+  nodes.on({ add: wake, update: (_old, o) => wake(o), delete: wake });
+  for (const inf of [informer, nodes] as const) void inf.start(shutdown.signal);
   const capacityTimer = setInterval(() => {
     void ledger.free().then(
       (free) => metrics.cacheCapacity.set(free + ledger.reservedBytes),
@@ -278,6 +207,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   await status.flush().catch(() => undefined);
   status.stop();
   await ops.close();
+  await peers?.close();
   await socket?.close();
   await client.close();
   log.info('daemon stopped');

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** The node daemon's Prometheus metrics, on a registry of its own. */
 export class DaemonMetrics {
   readonly registry = new Registry();
-  readonly bytes: Counter<'scheme' | 'outcome'>;
+  readonly bytes: Counter<'scheme' | 'outcome' | 'source'>;
   readonly downloads: Counter<'outcome' | 'reason'>;
   readonly duration: Histogram<'outcome'>;
   readonly inFlight: Gauge;
@@ -11,14 +11,17 @@ export class DaemonMetrics {
   readonly cacheCapacity: Gauge;
   readonly paused: Gauge;
   readonly removalsHeld: Gauge;
+  readonly peerServed: Counter;
+  readonly peerUploads: Gauge;
+  readonly peerPieceFailures: Counter<'peer'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'modelcache_daemon_' });
     const registers = [this.registry];
     this.bytes = new Counter({
       name: 'modelcache_daemon_downloaded_bytes_total',
-      help: 'Bytes received from sources, by URI scheme and outcome of the download.',
-      labelNames: ['scheme', 'outcome'],
+      help: 'Bytes received, by source (origin or peer), URI scheme (peer for peers) and outcome of the download.',
+      labelNames: ['scheme', 'outcome', 'source'],
       registers,
     });
     this.downloads = new Counter({
@@ -57,6 +60,22 @@ export class DaemonMetrics {
     this.removalsHeld = new Gauge({
       name: 'modelcache_daemon_removals_held',
       help: "1 while this node's LocalModelNode is absent and cached files are kept for the grace period.",
+      registers,
+    });
+    this.peerServed = new Counter({
+      name: 'modelcache_daemon_peer_served_bytes_total',
+      help: 'Bytes of verified pieces served to peer nodes.',
+      registers,
+    });
+    this.peerUploads = new Gauge({
+      name: 'modelcache_daemon_peer_uploads',
+      help: 'Requests of peer nodes (pieces, manifests) being answered now.',
+      registers,
+    });
+    this.peerPieceFailures = new Counter({
+      name: 'modelcache_daemon_peer_piece_failures_total',
+      help: 'Pieces from a peer that failed their hash (that peer is then avoided for the model), by peer node.',
+      labelNames: ['peer'],
       registers,
     });
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MARKER_FILE, modelPaths, trashRoot, type Marker } from './layout.ts';
+import { MARKER_FILE, modelPaths, trashRoot, type Marker, type PiecesSummary } from './layout.ts';
 import { rfc3339Now } from '../ops/time.ts';
 
 /** fsync a file or directory so a rename that follows survives a crash. */
@@ -20,7 +20,7 @@ async function fsyncPath(path: string): Promise<void> {
  * at `tmp` (a planted symlink, a folder) is removed, the temp is created with O_EXCL|O_NOFOLLOW, synced,
  * and renamed over `dest` (rename replaces a link at `dest` rather than following it).
  */
-async function writeNew(tmp: string, dest: string, text: string): Promise<void> {
+async function writeNew(tmp: string, dest: string, text: string | Buffer): Promise<void> {
   await rm(tmp, { recursive: true, force: true });
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   const fh = await open(tmp, flags, 0o644);
@@ -32,6 +32,15 @@ async function writeNew(tmp: string, dest: string, text: string): Promise<void> 
   }
   await rm(dest, { recursive: true, force: true }); // a folder there would make the rename fail
   await rename(tmp, dest);
+}
+
+/**
+ * Writes a file the cache keeps beside a model's files (`<dir>/<name>`, by way of `<name>.tmp`) as the marker is
+ * written: never through something already at either name, synced, renamed into place, the folder synced.
+ */
+export async function writeStateFile(dir: string, name: string, data: string | Buffer): Promise<void> {
+  await writeNew(join(dir, `${name}.tmp`), join(dir, name), data);
+  await fsyncPath(dir);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -82,13 +91,23 @@ export async function adoptModel(
   return writeMarker(modelPaths(root, key).final, key, marker);
 }
 
+/**
+ * Adds the piece summary to the marker of a complete model whose manifest was written after it completed
+ * (adopted, or cached before peer-to-peer was on): same marker otherwise, completedAt kept.
+ */
+export async function recordPieces(root: string, key: string, marker: Marker, pieces: PiecesSummary): Promise<Marker> {
+  const { storageKey: _key, completedAt, ...rest } = marker;
+  return writeMarker(modelPaths(root, key).final, key, { ...rest, pieces }, completedAt);
+}
+
 /** Writes a model folder's marker (temp file created exclusively, fsync, rename) and fsyncs the folder. */
 async function writeMarker(
   dir: string,
   key: string,
   marker: Omit<Marker, 'storageKey' | 'completedAt'>,
+  completedAt = rfc3339Now(),
 ): Promise<Marker> {
-  const full: Marker = { ...marker, storageKey: key, completedAt: rfc3339Now() };
+  const full: Marker = { ...marker, storageKey: key, completedAt };
   await writeNew(join(dir, `${MARKER_FILE}.tmp`), join(dir, MARKER_FILE), `${JSON.stringify(full)}\n`);
   await fsyncPath(dir);
   return full;

@@ -10,6 +10,7 @@ import {
   stagingRoot,
   trashRoot,
   type Marker,
+  type PiecesSummary,
 } from './layout.ts';
 
 /**
@@ -57,6 +58,8 @@ function checkMarker(value: unknown, key: string): CheckedMarker | string {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return `${f} is not a whole number`;
   }
   if (typeof m.completedAt !== 'string' || Number.isNaN(Date.parse(m.completedAt))) return 'completedAt is not a time';
+  const pieces = checkPieces(m.pieces);
+  const fromPeers = m.bytesFromPeers;
   return {
     uri: m.uri,
     storageKey: key,
@@ -64,7 +67,24 @@ function checkMarker(value: unknown, key: string): CheckedMarker | string {
     files: m.files as number,
     completedAt: m.completedAt,
     uriSha256: typeof m.uriSha256 === 'string' ? m.uriSha256 : uriSha256(m.uri),
+    ...(pieces ? { pieces } : {}),
+    ...(typeof fromPeers === 'number' && Number.isSafeInteger(fromPeers) && fromPeers > 0
+      ? { bytesFromPeers: fromPeers }
+      : {}),
   };
+}
+
+/**
+ * The marker's piece summary when it is well formed. A bad one only means the model is not offered to peers
+ * (it stays complete): the summary is an addition, not part of what makes the folder a model.
+ */
+function checkPieces(value: unknown): PiecesSummary | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const p = value as Record<string, unknown>;
+  const whole = (n: unknown, min: number): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= min;
+  if (typeof p.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(p.digest)) return undefined;
+  if (!whole(p.pieceSize, 1) || !whole(p.count, 0)) return undefined;
+  return { digest: p.digest, pieceSize: p.pieceSize, count: p.count };
 }
 
 /**

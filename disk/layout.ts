@@ -3,7 +3,7 @@ import { join } from 'node:path';
 /** Written last into a model's directory: a model is complete only when this file exists and parses. */
 export const MARKER_FILE = '.modelcache.json';
 /** Where models live under a cache root: KServe's pods read `<group path>/models/<storage key>/`. */
-export const MODELS_DIR = 'models';
+const MODELS_DIR = 'models';
 /** The cache's own state under a root, beside `models/` (same filesystem: staging and trash are renames away). */
 const STATE_DIR = '.modelcache';
 /** Names of the layout before models moved under `models/` (read only to migrate; refused in content too). */
@@ -22,6 +22,17 @@ export interface Marker {
   bytes: number;
   files: number;
   completedAt: string;
+  /** The piece manifest written beside the marker (peer-to-peer on): `sha256:<hex>` of its bytes, piece size, pieces. */
+  pieces?: PiecesSummary;
+  /** Bytes of this copy that came from peer nodes rather than the source. */
+  bytesFromPeers?: number;
+}
+
+/** What the marker records of the model's piece manifest (the file itself is daemon/peers' business). */
+export interface PiecesSummary {
+  digest: string;
+  pieceSize: number;
+  count: number;
 }
 
 /** True when `key` can name one folder directly under `models/`. */
@@ -30,7 +41,7 @@ export function isValidKey(key: string): boolean {
 }
 
 /** Rejects keys that could name anything but one folder directly under `models/`. */
-export function checkKey(key: string): string {
+function checkKey(key: string): string {
   if (!isValidKey(key)) throw new Error(`invalid storage key '${key}': letters, digits, '.', '_' and '-' only`);
   return key;
 }

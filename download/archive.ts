@@ -17,7 +17,7 @@ export { extractZip } from './extract-zip.ts';
 export type ArchiveKind = 'tar' | 'tar.gz' | 'zip' | 'none';
 
 /** Recognises an archive by its first bytes (≥ 262 for tar), never by name or Content-Type. */
-export function detectArchive(head: Uint8Array): ArchiveKind {
+function detectArchive(head: Uint8Array): ArchiveKind {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
   if (
     head.length >= 4 &&

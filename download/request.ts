@@ -21,7 +21,7 @@ export interface TextRequest {
 }
 
 /** Largest listing page or metadata document read: a store that answers with an endless body must not fill memory. */
-export const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
+const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
 
 async function readDocument(res: HttpResponse, url: string): Promise<string> {
   const chunks: Buffer[] = [];

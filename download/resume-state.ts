@@ -8,7 +8,7 @@ import { open, readFile, rename, rm, stat } from 'node:fs/promises';
  * Replaces a small state file (resume state) atomically: temp + fsync + rename, so a crash leaves
  * the old state or the new one, never a torn file. Errors are raw fs errors (callers classify).
  */
-export async function writeStateFile(path: string, text: string): Promise<void> {
+async function writeStateFile(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;
   await rm(tmp, { force: true });
   const fh = await open(tmp, 'wx');

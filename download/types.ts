@@ -40,7 +40,7 @@ export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
  */
 export type SourceCredentials = Readonly<Record<string, string | undefined>>;
 
-export interface Progress {
+interface Progress {
   bytesDone: number;
   bytesTotal?: number;
 }

@@ -3,7 +3,7 @@ import { loadConnection, type Connection, type LoadOptions } from './config.ts';
 import type { KubeObject, ObjectList, ResourceType } from './types.ts';
 
 /** Field manager for server-side apply and the managedFields of every write. */
-export const FIELD_MANAGER = 'modelcache';
+const FIELD_MANAGER = 'modelcache';
 
 /** An error answer from the apiserver, with the HTTP status and the Status object's reason. */
 export class KubeApiError extends Error {

@@ -17,7 +17,7 @@ export interface LoadOptions {
   serviceAccountDir?: string;
 }
 
-export interface TlsMaterial {
+interface TlsMaterial {
   ca?: string | Buffer;
   cert?: string | Buffer;
   key?: string | Buffer;

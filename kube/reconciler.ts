@@ -16,7 +16,7 @@ export class TerminalError extends Error {
   }
 }
 
-export type ReconcileFn = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
+type ReconcileFn = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
 
 export type ReconcileOutcome = 'success' | 'requeue' | 'error' | 'terminal';
 

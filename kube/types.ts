@@ -41,7 +41,7 @@ export interface Condition {
   observedGeneration?: number;
 }
 
-export interface ListMeta {
+interface ListMeta {
   resourceVersion?: string;
   continue?: string;
 }

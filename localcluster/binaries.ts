@@ -6,14 +6,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { isAlive } from './processes.ts';
 
 /** Versions of the control plane we build and test against. */
-export const CONTROL_PLANE_VERSIONS = {
+const CONTROL_PLANE_VERSIONS = {
   kubernetes: 'v1.37.2',
   /** k8s.io/* staging modules are published as v0.<minor>.<patch> of the same release. */
   staging: 'v0.37.2',
   etcd: 'v3.6.16',
 } as const;
 
-export type BinaryName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl';
+type BinaryName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl';
 export type Binaries = Record<BinaryName, string>;
 
 const KUBE_BINARIES: BinaryName[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];

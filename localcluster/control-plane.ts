@@ -14,7 +14,7 @@ import {
 } from './processes.ts';
 
 /** Identities in the static token file. `admin` is in system:masters; the others start with no rights. */
-export const IDENTITIES = ['admin', 'tester-1', 'tester-2', 'tester-3'] as const;
+const IDENTITIES = ['admin', 'tester-1', 'tester-2', 'tester-3'] as const;
 export type Identity = (typeof IDENTITIES)[number];
 
 export interface ControlPlaneOptions {

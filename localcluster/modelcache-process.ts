@@ -15,13 +15,17 @@ export interface ModelcacheProcess {
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
 }
 
-/** Runs `modelcache <args>` as a real process (Node 24 from this run), logging into `dir`. */
+/**
+ * Runs `modelcache <args>` as a real process (Node 24 from this run), logging into `dir`; `opts.prefix` runs it
+ * under a command that execs it in place, e.g. `ip netns exec <ns>` (localcluster/netns.ts).
+ */
 export async function startModelcache(
   name: string,
   args: string[],
   dir: string,
   reaper: Reaper,
   env?: NodeJS.ProcessEnv,
+  opts: { prefix?: readonly string[] } = {},
 ): Promise<ModelcacheProcess> {
   const logFile = join(dir, `${name}.log`);
   // A restarted process appends to the same log: read only what this run writes.
@@ -29,7 +33,11 @@ export async function startModelcache(
     (s) => s.size,
     () => 0,
   );
-  const managed = startLogged(name, process.execPath, [BIN, ...args], logFile, { reaper, ...(env ? { env } : {}) });
+  const managed = startLogged(name, process.execPath, [BIN, ...args], logFile, {
+    reaper,
+    ...(env ? { env } : {}),
+    ...(opts.prefix ? { prefix: opts.prefix } : {}),
+  });
   const logs = async (): Promise<Array<Record<string, unknown>>> => {
     const text = (await readFile(logFile).catch(() => Buffer.alloc(0))).subarray(from).toString('utf8');
     return text

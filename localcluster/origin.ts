@@ -64,6 +64,8 @@ export function toBuffer(b: Body): Buffer {
 /** A real HTTP origin on loopback with Range support, ETags, scripted faults and a request log. */
 export class Origin {
   readonly requests: RequestRecord[] = [];
+  /** Body bytes written to clients so far, by path: what a cluster's downloads cost the origin. */
+  readonly bytesSent = new Map<string, number>();
   readonly #files = new Map<string, Entry>();
   readonly #faults = new Map<string, Fault[]>();
   readonly #sockets = new Set<Socket>();
@@ -201,7 +203,7 @@ export class Origin {
           : fault && 'stallAfterBytes' in fault
             ? fault.stallAfterBytes
             : length;
-    await this.#send(res, entry.body, start, Math.min(length, cut), entry.rate);
+    await this.#send(res, entry.body, start, Math.min(length, cut), entry.rate, path);
     if (fault && 'stallAfterBytes' in fault) {
       await new Promise((r) => setTimeout(r, fault.stallMs).unref()); // unref: a stall never keeps the test process alive
       res.destroy();
@@ -212,11 +214,19 @@ export class Origin {
     }
   }
 
-  async #send(res: ServerResponse, body: Body, start: number, length: number, rate?: number): Promise<void> {
+  async #send(
+    res: ServerResponse,
+    body: Body,
+    start: number,
+    length: number,
+    rate: number | undefined,
+    path: string,
+  ): Promise<void> {
     const CHUNK = rate ? Math.max(1024, Math.min(256 * 1024, Math.floor(rate / 20))) : 256 * 1024;
     for (let off = 0; off < length; off += CHUNK) {
       const n = Math.min(CHUNK, length - off);
       const data = Buffer.isBuffer(body) ? body.subarray(start + off, start + off + n) : body.chunk(start + off, n);
+      this.bytesSent.set(path, (this.bytesSent.get(path) ?? 0) + n);
       if (!res.write(data)) await new Promise((r) => res.once('drain', r));
       if (res.destroyed) return;
       if (rate) await new Promise((r) => setTimeout(r, (n / rate) * 1000).unref());

@@ -49,16 +49,20 @@ export interface Managed {
   exited: Promise<number | null>;
 }
 
-/** Starts a binary in its own process group with stdout/stderr appended to `logFile`. */
+/**
+ * Starts a binary in its own process group with stdout/stderr appended to `logFile`. `prefix` runs it under a
+ * command that execs it in place (e.g. `ip netns exec <ns>`), so the pid is still the binary's.
+ */
 export function startLogged(
   name: string,
   bin: string,
   args: string[],
   logFile: string,
-  opts: { detached?: boolean; reaper?: Reaper; env?: NodeJS.ProcessEnv } = {},
+  opts: { detached?: boolean; reaper?: Reaper; env?: NodeJS.ProcessEnv; prefix?: readonly string[] } = {},
 ): Managed {
+  const [cmd, ...rest] = [...(opts.prefix ?? []), bin, ...args] as [string, ...string[]];
   const fd = openSync(logFile, 'a');
-  const child = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env });
+  const child = spawn(cmd, rest, { stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env });
   closeSync(fd);
   if (opts.detached) child.unref();
   if (child.pid && opts.reaper) opts.reaper.watch(child.pid);
@@ -70,7 +74,7 @@ export function startLogged(
 }
 
 /** The last lines of a log, for error messages. */
-export function logTail(file: string, lines = 15): string {
+function logTail(file: string, lines = 15): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {

@@ -15,7 +15,7 @@ import { subpathUnder } from './cache-uri.ts';
 /** KServe: names the node group an InferenceService's cache copy is taken from. */
 export const NODE_GROUP_ANNOTATION = 'serving.kserve.io/nodegroup';
 /** KServe: any value leaves the consumer without a local model. */
-export const DISABLE_ANNOTATION = 'serving.kserve.io/disable-localmodel';
+const DISABLE_ANNOTATION = 'serving.kserve.io/disable-localmodel';
 /** Prefix of the node labels that say a complete copy of a model is on the node: `<prefix><storage key>: "true"`. */
 export const MODEL_NODE_LABEL_PREFIX = 'models.modelcache.io/';
 
@@ -43,7 +43,7 @@ export interface Consumer {
   constraints?: NodeConstraints;
 }
 
-export interface CacheChoice {
+interface CacheChoice {
   cache: LocalModelCache;
   cacheName: string;
   group: string;
@@ -118,7 +118,7 @@ export function matchConsumer(
  * of the cache's); else the first of the cache's groups whose nodes can satisfy the consumer's own node
  * constraints, as far as the group's selector and PV node affinity tell; else the cache's first group.
  */
-export function chooseGroup(
+function chooseGroup(
   cache: LocalModelCache,
   consumer: Consumer,
   groups: ReadonlyMap<string, LocalModelNodeGroup>,
@@ -179,7 +179,7 @@ function consumerAlternatives(c: NodeConstraints | undefined): Conjunction[] {
 }
 
 /** A group's nodes: its label selector AND its PV's required node affinity (KServe's membership). */
-export function groupAlternatives(group: LocalModelNodeGroup): Conjunction[] {
+function groupAlternatives(group: LocalModelNodeGroup): Conjunction[] {
   return andSelector(
     selectorConjunction(group.spec.nodeSelector),
     group.spec.persistentVolumeSpec?.nodeAffinity?.required,

@@ -56,7 +56,7 @@ function nodeState(name: string, cacheName: string, o: CacheObservation): NodeSt
 }
 
 /** Nodes that still hold (or are still asked to hold) the model: deletion waits for them. Gone and NotReady nodes do not count. */
-export function nodesStillHolding(cacheName: string, o: Pick<CacheObservation, 'nodes' | 'localModelNodes'>): string[] {
+function nodesStillHolding(cacheName: string, o: Pick<CacheObservation, 'nodes' | 'localModelNodes'>): string[] {
   const out: string[] = [];
   for (const [name, lmn] of o.localModelNodes) {
     const node = o.nodes.get(name);

@@ -10,7 +10,7 @@ export interface GroupPlan {
 }
 
 /** Bytes as an exact Quantity: the largest binary unit that divides them (1536Mi), else plain bytes. */
-export function exactQuantity(bytes: number): string {
+function exactQuantity(bytes: number): string {
   for (const [unit, size] of [
     ['Ti', 2 ** 40],
     ['Gi', 2 ** 30],
@@ -25,7 +25,7 @@ export function exactQuantity(bytes: number): string {
  * Bytes the group's caches take on its fullest node, as the nodes report them (downloaded and
  * downloading copies; pending ones take nothing yet). The limit is per node, so the fullest one counts.
  */
-export function usedOnFullestNode(p: GroupPlacement, localModelNodes: ReadonlyMap<string, LocalModelNode>): number {
+function usedOnFullestNode(p: GroupPlacement, localModelNodes: ReadonlyMap<string, LocalModelNode>): number {
   let most = 0;
   for (const node of p.nodes) {
     const status = localModelNodes.get(node)?.status;

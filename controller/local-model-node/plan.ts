@@ -1,6 +1,7 @@
 import { API_VERSION, type LocalModelInfo, type LocalModelNode } from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
 import { sameJson } from '../conditions.ts';
+import { STORAGE_PATH_CONDITION } from '../../api/states.ts';
 
 export type LocalModelNodePlan =
   { action: 'none' } | { action: 'create' | 'update'; object: LocalModelNode } | { action: 'delete'; reason: string };
@@ -65,6 +66,6 @@ export function pathMismatchEvents(lmn: LocalModelNode): PathMismatchEvent[] {
 
 /** The transition time of a LocalModelNode's `StoragePathMatches` False condition, if it has one. */
 export function pathMismatchSince(lmn: LocalModelNode | undefined): string | undefined {
-  const c = lmn?.status?.conditions?.find((x) => x.type === 'StoragePathMatches');
+  const c = lmn?.status?.conditions?.find((x) => x.type === STORAGE_PATH_CONDITION);
   return c?.status === 'False' ? c.lastTransitionTime : undefined;
 }

@@ -21,7 +21,7 @@ export interface NodeLabelsPlan {
 }
 
 /** Is this label key one the controller owns? */
-export function isModelLabel(key: string): boolean {
+function isModelLabel(key: string): boolean {
   return key.startsWith(MODEL_NODE_LABEL_PREFIX);
 }
 

@@ -10,10 +10,9 @@ import type { Node } from '../../kube/types.ts';
 import { oldestFirst } from '../oldest-first.ts';
 import { groupMembership, groupStoragePath } from './group-spec.ts';
 
-export type PlacementProblemReason =
-  'NodeGroupNotFound' | 'StorageLimitExceeded' | 'DuplicateSourceModelUri' | 'InvalidSpec';
+type PlacementProblemReason = 'NodeGroupNotFound' | 'StorageLimitExceeded' | 'DuplicateSourceModelUri' | 'InvalidSpec';
 
-export interface PlacementProblem {
+interface PlacementProblem {
   reason: PlacementProblemReason;
   message: string;
   group?: string;

@@ -20,7 +20,7 @@ import {
 /** Labels by which a pod names the cache it reads: ours (opt-in) and KServe's on its predictor pods. */
 export const CONSUMER_POD_LABELS: readonly string[] = [CACHE_LABEL, LOCAL_MODEL_LABEL];
 
-export type ConsumerKind = 'InferenceService' | 'LLMInferenceService' | 'Pod';
+type ConsumerKind = 'InferenceService' | 'LLMInferenceService' | 'Pod';
 
 /** One object in one namespace that reads a cache through one of its groups. */
 export interface CacheConsumer {

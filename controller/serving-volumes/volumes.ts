@@ -20,10 +20,10 @@ import { groupStoragePath } from '../placement/group-spec.ts';
 
 /** Hash of the spec a PV or PVC was made from: a different desired spec means the object is outdated. */
 export const SPEC_HASH_ANNOTATION = 'modelcache.io/spec-hash';
-export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' } as const;
+const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' } as const;
 
 /** KServe's PV name for a cache's group in a namespace. */
-export function servingPvName(cache: string, group: string, namespace: string): string {
+function servingPvName(cache: string, group: string, namespace: string): string {
   return `${cachePvcName(cache, group)}-${namespace}`;
 }
 
@@ -44,12 +44,12 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export function specHash(spec: unknown): string {
+function specHash(spec: unknown): string {
   return createHash('sha256').update(canonical(spec)).digest('hex').slice(0, 16);
 }
 
 /** A label selector as node selector requirements (the same semantics for In, NotIn, Exists, DoesNotExist). */
-export function selectorRequirements(sel: LabelSelector): NodeSelectorRequirement[] {
+function selectorRequirements(sel: LabelSelector): NodeSelectorRequirement[] {
   const reqs: NodeSelectorRequirement[] = [
     ...Object.entries(sel.matchLabels ?? {}).map(([key, v]) => ({ key, operator: 'In' as const, values: [v] })),
     ...(sel.matchExpressions ?? []).map((e) => ({ ...e })),
@@ -107,7 +107,7 @@ function defaultClaimSpec(pv: PersistentVolumeSpec, group: LocalModelNodeGroup):
 }
 
 /** The cache as owner: the garbage collector removes its volumes with it. */
-export function cacheOwner(cache: LocalModelCache): OwnerReference {
+function cacheOwner(cache: LocalModelCache): OwnerReference {
   return {
     apiVersion: API_VERSION,
     kind: 'LocalModelCache',

@@ -21,7 +21,7 @@ import { sameJson } from '../conditions.ts';
 import { configMapName, MODELS_JSON, modelsJson, type ModelEntry } from '../../serving/models-json.ts';
 import { planRegistration, REGISTRATION_CONDITIONS } from './plan.ts';
 
-export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
+const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'modelcache' };
 
 export interface RegistrationOptions {
   client: KubeClient;

@@ -19,7 +19,7 @@ export interface AdmissionRequest {
 }
 
 /** Escapes one key for a JSON pointer (RFC 6901: `~` → `~0`, `/` → `~1`). */
-export function pointerKey(key: string): string {
+function pointerKey(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 

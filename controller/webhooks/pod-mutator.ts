@@ -14,12 +14,12 @@ import {
 } from '../../serving/local-model.ts';
 
 /** Where the model appears in the containers (default /mnt/models). */
-export const MOUNT_PATH_ANNOTATION = 'modelcache.io/mount-path';
+const MOUNT_PATH_ANNOTATION = 'modelcache.io/mount-path';
 /** Comma-separated names of the containers (or init containers) that get the mount (default: every container). */
-export const CONTAINERS_ANNOTATION = 'modelcache.io/containers';
-export const DEFAULT_MOUNT_PATH = '/mnt/models';
+const CONTAINERS_ANNOTATION = 'modelcache.io/containers';
+const DEFAULT_MOUNT_PATH = '/mnt/models';
 /** Name of the volume added to an opted-in pod. */
-export const VOLUME_NAME = 'modelcache-model';
+const VOLUME_NAME = 'modelcache-model';
 
 interface VolumeMount {
   name: string;

@@ -14,8 +14,8 @@ import { defaultServing } from './isvc-defaulter.ts';
 import { mutatePod, type PodShape } from './pod-mutator.ts';
 import { serviceSans, TlsKeeper } from './tls.ts';
 
-export const POD_PATH = '/mutate-pods';
-export const SERVING_PATH = '/default-serving';
+const POD_PATH = '/mutate-pods';
+const SERVING_PATH = '/default-serving';
 /** An AdmissionReview of a large pod stays far below this. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
@@ -45,7 +45,7 @@ export interface Webhooks {
 }
 
 /** The decision for one request, from the caches as this replica sees them. */
-export function decide(
+function decide(
   path: string,
   req: AdmissionRequest,
   caches: readonly LocalModelCache[],

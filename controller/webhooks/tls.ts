@@ -19,7 +19,7 @@ export interface TlsMaterial {
 /** Renew a generated serving certificate when it has less than this left. */
 const RENEW_BEFORE_MS = 30 * 86_400_000;
 const CHECK_EVERY_MS = 3_600_000;
-export const GENERATED_ANNOTATION = 'modelcache.io/generated-by';
+const GENERATED_ANNOTATION = 'modelcache.io/generated-by';
 
 export type SecretVerdict =
   { kind: 'use'; material: TlsMaterial } | { kind: 'issue'; why: string } | { kind: 'wait'; why: string };

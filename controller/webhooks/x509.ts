@@ -4,7 +4,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
 
-export interface Issued {
+interface Issued {
   /** PEM of the certificate. */
   cert: string;
   /** PEM of its private key. */

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { LocalModelDetail, LocalModelInfo, LocalModelNodeStatus, ModelState } from '../../api/types.ts';
 import { progressPart, totalProgress } from '../../api/progress.ts';
 import { availableBytes, insufficientCapacityMessage, type CapacityView } from '../../disk/capacity.ts';
 import { markerIsFor } from '../../disk/inventory.ts';
+import type { PiecesSummary } from '../../disk/layout.ts';
 import type { Condition } from '../../kube/types.ts';
+import { STORAGE_PATH_CONDITION } from '../../api/states.ts';
 
 /** A host path compared as a path: `/models/` and `/models` are one directory. */
 function samePath(a: string, b: string): boolean {
@@ -12,7 +15,7 @@ function samePath(a: string, b: string): boolean {
 }
 
 /** Why a model is not cached on this node when its group's path is not where the daemon's root comes from. */
-export function storagePathMismatch(m: LocalModelInfo, hostRoot: string): string {
+function storagePathMismatch(m: LocalModelInfo, hostRoot: string): string {
   return (
     `node group ${m.nodeGroup ?? '(unnamed)'} keeps its models in ${m.storagePath} on the host, but this daemon's ` +
     `--root is mounted from ${hostRoot} (--host-root): pods would not find the model where it would be cached. ` +
@@ -20,17 +23,13 @@ export function storagePathMismatch(m: LocalModelInfo, hostRoot: string): string
   );
 }
 
-/**
- * The condition the daemon writes while some wanted model's group keeps its models in another host directory
- * than the daemon's root: status False, reason StoragePathMismatch. It is absent otherwise (never True), so a
- * node whose groups all match reports no conditions at all.
- */
-export const STORAGE_PATH_CONDITION = 'StoragePathMatches';
-
 /** What is on this node's disk, by storage key (from the inventory). */
 export interface DiskState {
   /** Complete models: marker present; sha256 of the URI the marker records (never the URI: it may hold secrets). */
-  complete: ReadonlyMap<string, { uriSha256: string; bytes: number; completedAt: string }>;
+  complete: ReadonlyMap<
+    string,
+    { uriSha256: string; bytes: number; completedAt: string; pieces?: PiecesSummary; bytesFromPeers?: number }
+  >;
   /** Keys with partial data (staging) that a download can resume. */
   partial: ReadonlySet<string>;
   /**
@@ -52,6 +51,16 @@ export interface InFlight {
   bytesTotal?: number;
   /** When it really started (RFC 3339); empty while queued. */
   startedAt: string;
+  /** Bytes of bytesDone that came from peers. */
+  bytesFromPeers?: number;
+}
+
+/** A node that holds a model complete and serves its pieces, as its LocalModelNode status says. */
+export interface PeerOffer {
+  node: string;
+  /** host:port of its peer server. */
+  address: string;
+  pieces: PiecesSummary;
 }
 
 /** The last failure of a model's download, and when it may be tried again. */
@@ -96,11 +105,60 @@ export interface NodeObservation {
   capacity?: CapacityView;
   /** When each model (by storage key) was last used, in ms: last served by the artifact server, or last wanted. */
   lastUse?: ReadonlyMap<string, number>;
+  /** Other nodes offering each model (by storage key), peer-to-peer on; absent or empty: only the origin. */
+  peers?: ReadonlyMap<string, readonly PeerOffer[]>;
+  /** Where this daemon serves pieces (host:port), published in the status, peer-to-peer on. */
+  peerAddress?: string;
+  /** This node's name (peer-to-peer on): seeds are chosen among it and `seedCandidates`. */
+  self?: string;
+  /**
+   * Peer-to-peer on: by storage key, the other nodes of this node's zone that want the model, do not hold it yet,
+   * serve peers and are fit to fetch it (Ready, not failed, not stalled). One node per (model, zone), by rendezvous
+   * hash over these and this node, fetches a model nobody offers from its source; the others wait to copy it.
+   */
+  seedCandidates?: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Of the candidates, those already fetching the model from its source: a seed that started is kept even when
+   * the hash would now pick another node (membership changes while specs and statuses arrive).
+   */
+  seedsFetching?: ReadonlyMap<string, readonly string[]>;
+  /** Peer-to-peer on: keys wanted here too recently to choose their seed (other nodes have not reported yet). */
+  seedSettling?: ReadonlySet<string>;
 }
 
-export type NodeAction =
-  /** `from`: where the bytes come from, the model's source (peers come later). */
+/** The reason a model's entry gives while this node waits for its zone's seed (other nodes read it). */
+export const WAITING_FOR_SEED = 'WaitingForSeed';
+
+/**
+ * How long a model newly wanted here waits before this node decides it seeds it: the controller writes the nodes'
+ * specs one after the other, and their daemons report them a moment later; deciding at once would see no one else.
+ */
+export const SEED_SETTLE_MS = 2000;
+
+/** How often a node waiting for its zone's seed looks again (events from the seed's status wake it sooner). */
+export const SEED_RECHECK_MS = 5000;
+
+/**
+ * The node that fetches a model from its source for its zone: the highest rendezvous score (sha256 of key and
+ * node name) among the candidates and `self`. Every node computes the same answer from the same statuses, and
+ * when the seed drops out only the models it seeded move. Pure.
+ */
+export function seedOf(key: string, self: string, candidates: readonly string[]): string {
+  let best = self;
+  let bestScore = '';
+  for (const node of new Set([self, ...candidates])) {
+    const score = createHash('sha256').update(`${key}\0${node}`).digest('hex');
+    if (score > bestScore || (score === bestScore && node < best)) [best, bestScore] = [node, score];
+  }
+  return best;
+}
+
+type NodeAction =
+  /** `from`: where the bytes come from: the model's source, or peers holding one manifest (origin when they fail). */
   | { kind: 'download'; model: LocalModelInfo; from: 'origin' }
+  | { kind: 'download'; model: LocalModelInfo; from: 'peers'; pieces: PiecesSummary; peers: readonly PeerOffer[] }
+  /** Peer-to-peer on: hash a complete copy that has no piece manifest yet (adopted, or cached before), to offer it. */
+  | { kind: 'describe'; storageKey: string }
   | { kind: 'cancel'; storageKey: string }
   | { kind: 'remove'; storageKey: string };
 
@@ -121,7 +179,7 @@ export interface NodeCachePlan {
 /** Where one desired model stands, before capacity and pauses are considered. */
 type Standing =
   | { kind: 'mismatch'; hostRoot: string }
-  | { kind: 'complete'; done: { bytes: number; completedAt: string } }
+  | { kind: 'complete'; done: { bytes: number; completedAt: string; pieces?: PiecesSummary; bytesFromPeers?: number } }
   | { kind: 'replace' }
   | { kind: 'running'; running: InFlight }
   | { kind: 'failed'; failed: Failure }
@@ -191,7 +249,10 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           bytesDone: s.done.bytes,
           bytesTotal: s.done.bytes,
           completedAt: s.done.completedAt,
+          ...(s.done.bytesFromPeers ? { bytesFromPeers: s.done.bytesFromPeers } : {}),
+          ...(s.done.pieces ? { pieces: s.done.pieces } : {}),
         };
+        if (o.peerAddress && !s.done.pieces) actions.push({ kind: 'describe', storageKey: key });
         continue;
       case 'replace':
         actions.push({ kind: 'remove', storageKey: key });
@@ -205,6 +266,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           bytesDone: s.running.bytesDone,
           ...(s.running.bytesTotal !== undefined ? { bytesTotal: s.running.bytesTotal } : {}),
           ...(s.running.startedAt ? { startedAt: s.running.startedAt } : {}),
+          ...(s.running.bytesFromPeers ? { bytesFromPeers: s.running.bytesFromPeers } : {}),
         };
         continue;
       case 'failed':
@@ -231,6 +293,23 @@ export function planNode(o: NodeObservation): NodeCachePlan {
       };
       continue;
     }
+    const seed = waitsForSeed(m, o);
+    if (seed !== undefined) {
+      modelStatus[m.modelName] = 'ModelDownloadPending';
+      models[m.modelName] = {
+        storageKey: key,
+        bytesDone: 0,
+        bytesTotal: m.modelSize,
+        reason: WAITING_FOR_SEED,
+        message:
+          seed === SETTLING
+            ? 'looking for peers that fetch it too, to choose the one that fetches it from its source'
+            : `waiting for ${seed}, this zone's seed, to fetch it from its source; then it is copied from peers`,
+      };
+      const again = o.now + (seed === SETTLING ? SEED_SETTLE_MS : SEED_RECHECK_MS);
+      nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, again);
+      continue;
+    }
     const need = o.disk.unmarked?.has(key) ? 0 : Math.max(0, m.modelSize - (o.disk.partialBytes?.get(key) ?? 0));
     if (o.capacity) {
       const view = { ...o.capacity, reservedBytes: o.capacity.reservedBytes + allotted };
@@ -248,7 +327,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
     // Started now: Pending (queued for a download slot) until the slot runs it.
     modelStatus[m.modelName] = 'ModelDownloadPending';
     models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize };
-    actions.push({ kind: 'download', model: m, from: 'origin' });
+    actions.push(downloadFrom(m, o.peers?.get(key)));
   }
 
   const onDisk = new Set([...o.disk.complete.keys(), ...o.disk.partial]);
@@ -278,12 +357,46 @@ export function planNode(o: NodeObservation): NodeCachePlan {
   }
   for (const key of wantedHere) lastUse.set(key, Math.max(o.now, o.lastUse?.get(key) ?? o.now));
 
+  const status = statusOf(o.desired, modelStatus, models, pathCondition(mismatched, o));
   return {
     actions,
-    status: statusOf(o.desired, modelStatus, models, pathCondition(mismatched, o)),
+    status: o.peerAddress ? { ...status, peer: { address: o.peerAddress } } : status,
     lastUse,
     ...(nextRetryAt !== undefined ? { nextRetryAt } : {}),
   };
+}
+
+/**
+ * The seed this node waits for before it copies a model from peers, or undefined when it fetches now: peers off,
+ * a peer offers it already, a folder to adopt is here, or this node is the seed.
+ */
+function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | undefined {
+  const key = m.storageKey;
+  if (!o.seedCandidates || o.self === undefined || o.disk.unmarked?.has(key) || (o.peers?.get(key)?.length ?? 0) > 0)
+    return undefined;
+  if (o.seedSettling?.has(key)) return SETTLING;
+  const started = [...(o.seedsFetching?.get(key) ?? [])].sort();
+  if (started.length > 0) return started[0];
+  const seed = seedOf(key, o.self, o.seedCandidates.get(key) ?? []);
+  return seed === o.self ? undefined : seed;
+}
+
+/** waitsForSeed's answer while the seed cannot be chosen yet (a value no node name can be). */
+const SETTLING = '';
+
+/**
+ * Where a model's bytes come from: the peers that offer the manifest most of them agree on (ties: the lower
+ * digest), in node-name order; the origin when no peer offers it. Peers that fail fall back to the origin.
+ */
+function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefined): NodeAction {
+  const byDigest = new Map<string, PeerOffer[]>();
+  for (const p of offers ?? []) byDigest.set(p.pieces.digest, [...(byDigest.get(p.pieces.digest) ?? []), p]);
+  const best = [...byDigest.values()].sort(
+    (a, b) => b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
+  )[0];
+  if (!best) return { kind: 'download', model: m, from: 'origin' };
+  const peers = [...best].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers };
 }
 
 /** StoragePathMatches False naming every mismatched group, its path, the root's and the fix; none when all match. */

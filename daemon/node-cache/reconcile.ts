@@ -9,6 +9,8 @@ import { modelPaths } from '../../disk/layout.ts';
 import type { DownloadManager } from '../downloads.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { StatusWriter } from '../status-writer.ts';
+import { peerOffers } from '../peers/offers.ts';
+import { SeedCandidates } from '../peers/seeds.ts';
 import { nodeLeavingReason } from './node-leaving.ts';
 import { planNode, startableKeys, type NodeObservation } from './plan.ts';
 
@@ -30,8 +32,13 @@ export interface NodeCacheDeps {
   root: string;
   /** The host directory `root` is mounted from (--host-root), when the daemon was told. */
   hostRoot?: string | undefined;
+  /** LocalModelNodes: this node's only, or (peer-to-peer on) every node's, whose statuses say who offers what. */
   informer: Informer<LocalModelNode>;
   nodes: Informer<Node>;
+  /** Peer-to-peer on: where this daemon serves pieces (host:port), published in its status; once it listens. */
+  peerAddress?: () => string | undefined;
+  /** How long a seed's copy may make no progress before the next node takes over (peer-to-peer on). */
+  seedStallMs?: number;
   /** How long files stay on disk while this node's LocalModelNode is absent. */
   orphanGraceMs: number;
   downloads: DownloadManager;
@@ -60,9 +67,12 @@ export class NodeCacheReconciler {
   readonly #noRoom = new Set<string>();
   /** When each model was last used (ms), by storage key: served by the artifact server, or wanted. */
   readonly #lastUse = new Map<string, number>();
+  /** Peer-to-peer on: which nodes may seed what, and the progress memory that tells a stalled seed. */
+  readonly #seeds: SeedCandidates | undefined;
 
   constructor(d: NodeCacheDeps) {
     this.#d = d;
+    this.#seeds = d.peerAddress ? new SeedCandidates(d.seedStallMs ?? 60_000) : undefined;
   }
 
   /** What is on disk now, warning once per marker that does not parse. */
@@ -121,6 +131,7 @@ export class NodeCacheReconciler {
       orphanGraceMs: d.orphanGraceMs,
       ...(d.hostRoot !== undefined ? { hostRoot: d.hostRoot } : {}),
       lastUse: new Map(this.#lastUse),
+      ...this.#peers(desired),
     };
     // Free space and partial bytes are read only when a download may start: not on the passes in between.
     const startable = paused ? [] : startableKeys(o);
@@ -137,7 +148,18 @@ export class NodeCacheReconciler {
 
     if (lmn) d.downloads.forgetFailuresExcept(new Set(desired.map((m) => m.storageKey)));
     for (const a of plan.actions) {
-      if (a.kind === 'download') d.downloads.start(a.model);
+      if (a.kind === 'download') {
+        if (a.from === 'origin' && o.seedCandidates)
+          d.log.info(
+            {
+              model: a.model.modelName,
+              storageKey: a.model.storageKey,
+              passedOver: o.seedCandidates.get(a.model.storageKey) ?? [],
+            },
+            'this node seeds the model: it fetches it from its source, its peers copy it from here',
+          );
+        d.downloads.start(a.model, a.from === 'peers' ? { pieces: a.pieces, peers: a.peers } : undefined);
+      } else if (a.kind === 'describe') d.downloads.describe(a.storageKey);
       else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
       else d.downloads.remove(a.storageKey);
     }
@@ -149,6 +171,26 @@ export class NodeCacheReconciler {
       await d.status.set(plan.status);
     }
     if (plan.nextRetryAt !== undefined) return { requeueAfterMs: Math.max(100, plan.nextRetryAt - Date.now()) };
+  }
+
+  /** Peer-to-peer on: this node's address and what the other nodes offer; nothing until the peer server listens. */
+  #peers(
+    desired: readonly { storageKey: string }[],
+  ): Pick<NodeObservation, 'peerAddress' | 'peers' | 'self' | 'seedCandidates' | 'seedsFetching' | 'seedSettling'> {
+    const d = this.#d;
+    const address = d.peerAddress?.();
+    if (!address || !this.#seeds) return {};
+    const lmns = d.informer.list();
+    const wanted = new Set(desired.map((m) => m.storageKey));
+    const seeds = this.#seeds.observe(lmns, (n) => d.nodes.get(n), d.nodeName, wanted, Date.now());
+    return {
+      peerAddress: address,
+      self: d.nodeName,
+      peers: peerOffers(lmns, d.nodeName),
+      seedCandidates: seeds.candidates,
+      seedsFetching: seeds.fetching,
+      seedSettling: seeds.settling,
+    };
   }
 
   /** Takes the plan's last uses, keeping a use the artifact server recorded while the pass ran. */

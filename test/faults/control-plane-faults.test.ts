@@ -97,11 +97,12 @@ test('the apiserver restarts while daemons download and report progress: informe
     { stallAfterBytes: 8_000_000, stallMs: 3000 },
     { stallAfterBytes: 8_000_000, stallMs: 3000 },
   );
-  await create('during-restart', origin.url('/f/during-restart.bin'));
+  const name = `${group}-during-restart`;
+  await create(name, origin.url('/f/during-restart.bin'));
   await eventually(async () => assert.ok(origin.requestsFor('/f/during-restart.bin').length >= 2));
   await cluster.cp.stopApiserver();
   await cluster.cp.startApiserver();
-  await eventually(async () => assert.equal(await available('during-restart'), 2), { timeoutMs: 90_000 });
+  await eventually(async () => assert.equal(await available(name), 2), { timeoutMs: 90_000 });
   const want = createHash('sha256').update(toBuffer(body)).digest('hex');
   for (const n of nodes) {
     const got = createHash('sha256')

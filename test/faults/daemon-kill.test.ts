@@ -18,7 +18,7 @@ import {
 } from '../../api/types.ts';
 import { CacheController } from '../../controller/controller.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { useControlPlane } from '../helpers/cluster.ts';
+import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
 import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
@@ -31,6 +31,8 @@ const SIZE = 3_000_000;
 const RATE = 2_000_000; // bytes/s per response: each download takes about 1.5 s
 const stop = new AbortController();
 let running: Promise<void> | undefined;
+const group = uniqueName('kill');
+const node = `${group}-node`;
 
 const cluster = useControlPlane({
   controllerManager: false,
@@ -58,29 +60,28 @@ test(`daemon SIGKILLed at random moments across ${MODELS} downloads: all complet
     await origin.close();
     await rm(work, { recursive: true, force: true });
   });
-  const node = 'kill-node';
   const root = join(work, 'root');
-  await createNode(cluster.client, node, { 'kill/test': 'yes' });
+  await createNode(cluster.client, node, { [`${group}/cache`]: 'yes' });
   await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, {
     apiVersion: 'serving.kserve.io/v1alpha1',
     kind: 'LocalModelNodeGroup',
-    metadata: { name: 'kill-group' },
-    spec: { nodeSelector: { matchLabels: { 'kill/test': 'yes' } }, storageLimit: '10Gi' },
+    metadata: { name: group },
+    spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' },
   });
   const want = new Map<string, { key: string; sha: string }>();
   for (let i = 0; i < MODELS; i++) {
     const path = `/kill/m${i}/weights.bin`;
     const body = generated(SIZE, 100 + i);
     origin.set(path, body, { rate: RATE });
-    want.set(`m${i}`, {
+    want.set(`${group}-m${i}`, {
       key: storageKeyFor(origin.url(path)),
       sha: createHash('sha256').update(toBuffer(body)).digest('hex'),
     });
     await cluster.client.create(LOCAL_MODEL_CACHES, {
       apiVersion: 'serving.kserve.io/v1alpha1',
       kind: 'LocalModelCache',
-      metadata: { name: `m${i}` },
-      spec: { sourceModelUri: origin.url(path), modelSize: '4Mi', nodeGroups: ['kill-group'] },
+      metadata: { name: `${group}-m${i}` },
+      spec: { sourceModelUri: origin.url(path), modelSize: '4Mi', nodeGroups: [group] },
     });
   }
   const args = [

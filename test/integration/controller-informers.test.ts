@@ -14,6 +14,9 @@ import { installKserveCrds } from '../helpers/kserve-crds.ts';
 import { startModelcache } from '../../localcluster/modelcache-process.ts';
 import { Reaper } from '../../localcluster/processes.ts';
 
+/** The Lease's namespace: the one where the shipped RBAC lets the controller read and take it. */
+const SYSTEM = 'modelcache-system';
+
 const cluster = useControlPlane({
   controllerManager: false,
   setup: async (c) => {
@@ -92,12 +95,12 @@ test('one informer per kind in a controller process; a standby replica keeps eve
   await cluster.client.create<Lease>(LEASES, {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
-    metadata: { name: 'modelcache-controller', namespace: 'default' },
+    metadata: { name: 'modelcache-controller', namespace: SYSTEM },
     spec: { holderIdentity: 'someone-else', leaseDurationSeconds: 3600, renewTime: now, acquireTime: now },
   } as Lease);
   const standby = await startModelcache(
     'controller-standby',
-    ['controller', '--kubeconfig', kubeconfig, '--leader-elect', '--leader-election-namespace', 'default', ...metrics],
+    ['controller', '--kubeconfig', kubeconfig, '--leader-elect', '--leader-election-namespace', SYSTEM, ...metrics],
     dir,
     reaper,
   );

@@ -308,7 +308,9 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
     }
     assert.fail('created');
   };
-  const base = cacheObj(`${s}-x`, 's3://b/m', '1Gi', ['g']);
+  // Groups this test names and never creates: it owns these names too.
+  const [absent, other] = [`${s}-absent`, `${s}-other`];
+  const base = cacheObj(`${s}-x`, 's3://b/m', '1Gi', [absent]);
   const mk = (spec: Record<string, unknown>) =>
     ({ ...base, metadata: { name: `${s}-x` }, spec: { ...base.spec, ...spec } }) as KubeObject;
   assert.match(
@@ -331,7 +333,7 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
   };
   assert.match(await reject(badSecret, LOCAL_MODEL_NODE_GROUPS), /credentials.secretName must be a Secret name/);
 
-  await createCache(`${s}-ok`, `s3://b/${s}`, '1Gi', ['g']);
+  await createCache(`${s}-ok`, `s3://b/${s}`, '1Gi', [absent]);
   try {
     await cluster.client.mergePatch(LOCAL_MODEL_CACHES, `${s}-ok`, { spec: { sourceModelUri: 's3://b/other' } });
     assert.fail('sourceModelUri changed');
@@ -341,10 +343,10 @@ test('the apiserver rejects bad caches and groups with messages that name the fi
   }
   // As in KServe, modelSize and nodeGroups may be edited: placement follows.
   const edited = await cluster.client.mergePatch<LocalModelCache>(LOCAL_MODEL_CACHES, `${s}-ok`, {
-    spec: { modelSize: '2Gi', nodeGroups: ['h'] },
+    spec: { modelSize: '2Gi', nodeGroups: [other] },
   });
   assert.equal(edited.spec.modelSize, '2Gi');
-  assert.deepEqual(edited.spec.nodeGroups, ['h']);
+  assert.deepEqual(edited.spec.nodeGroups, [other]);
   // The controller has acted on the edit before the next test looks for a steady state.
   await eventually(async () => {
     const c = await getCache(`${s}-ok`);

@@ -105,21 +105,24 @@ async function startDaemon(node: string, root = rootOf(node)): Promise<Modelcach
   return d;
 }
 
-async function createCache(name: string, uri: string, size: string, groups = [group]): Promise<void> {
+/** The LocalModelCache this test calls `short`: cluster-scoped, so its name carries the test's prefix. */
+const cacheName = (short: string): string => `${group}-${short}`;
+
+async function createCache(short: string, uri: string, size: string, groups = [group]): Promise<void> {
   await cluster.client.create(LOCAL_MODEL_CACHES, {
     apiVersion: 'serving.kserve.io/v1alpha1',
     kind: 'LocalModelCache',
-    metadata: { name },
+    metadata: { name: cacheName(short) },
     spec: { sourceModelUri: uri, modelSize: size, nodeGroups: groups },
   });
 }
-const getCache = (name: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, name);
+const getCache = (short: string) => cluster.client.get<LocalModelCache>(LOCAL_MODEL_CACHES, cacheName(short));
 const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function waitDownloaded(name: string, timeoutMs = 60_000): Promise<void> {
+async function waitDownloaded(short: string, timeoutMs = 60_000): Promise<void> {
   await eventually(
     async () => {
-      const c = await getCache(name);
+      const c = await getCache(short);
       assert.deepEqual(c?.status?.copies, { available: 2, failed: 0, total: 2 }, JSON.stringify(c?.status));
     },
     { timeoutMs },
@@ -155,8 +158,8 @@ test("a plain file and a tar.gz reach NodeDownloaded on both nodes; bytes on dis
     );
     assert.equal(sha(served), sha(toBuffer(weights)));
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
-    assert.equal(lmn?.status?.models?.plain?.bytesDone, 3_000_000);
-    assert.ok(lmn?.status?.models?.plain?.completedAt);
+    assert.equal(lmn?.status?.models?.[cacheName('plain')]?.bytesDone, 3_000_000);
+    assert.ok(lmn?.status?.models?.[cacheName('plain')]?.completedAt);
     assert.deepEqual(lmn?.status?.summary, { models: 2, downloaded: 2, failed: 0, progress: '100%' });
     const { Age: _age, ...printed } = await printedRow(cluster.client, LOCAL_MODEL_NODES, n);
     assert.deepEqual(printed, { Name: n, Models: 2, Downloaded: 2, Failed: 0, Progress: '100%' }, 'kubectl get lmn');
@@ -168,12 +171,12 @@ test("kubectl get shows a download's progress on the cache and on each node, and
   await createCache('slow', origin.url('/models/slow/m.bin'), '8Mi');
   const partway = /^([1-9]|[1-9][0-9])%$/;
   await eventually(async () => {
-    assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow')).Progress), partway);
+    assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_CACHES, cacheName('slow'))).Progress), partway);
     for (const n of nodes)
       assert.match(String((await printedRow(cluster.client, LOCAL_MODEL_NODES, n)).Progress), partway);
   });
   await waitDownloaded('slow');
-  const printed = await printedRow(cluster.client, LOCAL_MODEL_CACHES, 'slow');
+  const printed = await printedRow(cluster.client, LOCAL_MODEL_CACHES, cacheName('slow'));
   assert.deepEqual(
     [printed.Progress, printed.Ready, printed.Reason],
     ['100%', 'True', 'Downloaded'],
@@ -195,7 +198,7 @@ test('kill -9 mid-download, restart: resumed with a Range request, bytes identic
   const partial = join(rootOf(n1), '.modelcache', 'staging', key, '.download', 'model.bin.partial');
   await eventually(async () => assert.ok((await stat(partial)).size >= 15_000_000));
   const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
-  assert.notEqual(lmn?.status?.modelStatus?.big, 'ModelDownloaded');
+  assert.notEqual(lmn?.status?.modelStatus?.[cacheName('big')], 'ModelDownloaded');
   await daemons.get(n1)?.stop('SIGKILL');
   await startDaemon(n1);
   await waitDownloaded('big', 90_000);
@@ -216,8 +219,8 @@ test('origin 503 ×3 then OK is retried; 404 is NodeDownloadError with reason So
     assert.deepEqual(c?.status?.copies, { available: 0, failed: 2, total: 2 });
     assert.equal(c?.status?.conditions?.find((x) => x.type === 'Ready')?.reason, 'DownloadFailed');
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
-    assert.equal(lmn?.status?.models?.missing?.reason, 'SourceNotFound');
-    assert.match(lmn?.status?.models?.missing?.message ?? '', /HTTP 404/);
+    assert.equal(lmn?.status?.models?.[cacheName('missing')]?.reason, 'SourceNotFound');
+    assert.match(lmn?.status?.models?.[cacheName('missing')]?.message ?? '', /HTTP 404/);
   });
   const before = origin.requestsFor('/models/nope/m.bin').length;
   assert.equal(before, 2, 'one request per node');
@@ -233,19 +236,19 @@ test("restart with complete models: zero origin requests; a deleted cache's file
   await eventually(async () => assert.equal((await fetch(`${d.opsUrl}/readyz`)).status, 200));
   await eventually(async () => {
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n2);
-    assert.equal(lmn?.status?.modelStatus?.plain, 'ModelDownloaded');
+    assert.equal(lmn?.status?.modelStatus?.[cacheName('plain')], 'ModelDownloaded');
   });
   await new Promise((r) => setTimeout(r, 1000));
   const fresh = origin.requests.slice(count).filter((r) => !r.path.startsWith('/models/nope'));
   assert.deepEqual(fresh, [], 'a restart re-downloads nothing');
 
   const key = storageKeyFor(origin.url('/models/plain/model.safetensors'));
-  await cluster.client.delete(LOCAL_MODEL_CACHES, 'plain');
+  await cluster.client.delete(LOCAL_MODEL_CACHES, cacheName('plain'));
   await eventually(async () => assert.equal(await getCache('plain'), undefined));
   for (const n of nodes) {
     assert.equal(await stat(join(rootOf(n), 'models', key)).catch(() => 'gone'), 'gone');
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
-    assert.equal(lmn?.status?.modelStatus?.plain, undefined);
+    assert.equal(lmn?.status?.modelStatus?.[cacheName('plain')], undefined);
   }
 });
 
@@ -262,8 +265,8 @@ test('file:// from an allowed host directory reaches NodeDownloaded; outside it 
     assert.equal(await readFile(join(rootOf(n), 'models', key, 'tokenizer', 'vocab.txt'), 'utf8'), 'a\nb\n');
   await eventually(async () => {
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
-    assert.equal(lmn?.status?.models?.['not-allowed']?.reason, 'AccessDenied');
-    assert.match(lmn?.status?.models?.['not-allowed']?.message ?? '', /not under an allowed file root/);
+    assert.equal(lmn?.status?.models?.[cacheName('not-allowed')]?.reason, 'AccessDenied');
+    assert.match(lmn?.status?.models?.[cacheName('not-allowed')]?.message ?? '', /not under an allowed file root/);
   });
 });
 
@@ -340,10 +343,10 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
   await createCache('leaving', origin.url('/models/leaving/m.bin'), '2Mi');
   await eventually(async () => {
     const [a, b] = await Promise.all(nodes.map((n) => cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n)));
-    assert.equal(a?.status?.modelStatus?.leaving, 'ModelDownloaded');
-    assert.equal(b?.status?.modelStatus?.leaving, 'ModelDownloadPending');
+    assert.equal(a?.status?.modelStatus?.[cacheName('leaving')], 'ModelDownloaded');
+    assert.equal(b?.status?.modelStatus?.[cacheName('leaving')], 'ModelDownloadPending');
     assert.equal(
-      b?.status?.models?.leaving?.message,
+      b?.status?.models?.[cacheName('leaving')]?.message,
       `not started: node ${n2} has taint ToBeDeletedByClusterAutoscaler: the cluster autoscaler is removing it`,
     );
   });
@@ -352,7 +355,7 @@ test('a node the autoscaler is removing starts no new download (Pending, saying 
     assert.equal(await stat(where).catch(() => 'absent'), 'absent', `${where}: nothing fetched on the leaving node`);
   assert.ok(
     !(await daemons.get(n2)!.logs()).some(
-      (l) => l.model === 'leaving' && /download (started|resumed)/.test(String(l.msg)),
+      (l) => l.model === cacheName('leaving') && /download (started|resumed)/.test(String(l.msg)),
     ),
     'no download started on the leaving node',
   );
@@ -378,7 +381,7 @@ test('a LocalModelNode deleted by hand is recreated by the controller and nothin
   await eventually(async () => {
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n1);
     assert.ok(lmn && lmn.metadata.uid !== before?.metadata.uid, 'recreated');
-    assert.equal(lmn.status?.modelStatus?.kept, 'ModelDownloaded');
+    assert.equal(lmn.status?.modelStatus?.[cacheName('kept')], 'ModelDownloaded');
     assert.deepEqual(lmn.status?.modelStatus, before?.status?.modelStatus, 'every model reported as before');
   });
   assert.equal(origin.requestsFor('/models/kept/m.bin').length, fetched, 'not fetched again');
@@ -448,7 +451,7 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
       const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
       const logs = (await daemons.get(n)!.logs()).filter((l) => JSON.stringify(l).includes('llama')).slice(-20);
       throw new Error(
-        `${n}: ${(err as Error).message}\nfiles: ${JSON.stringify(held)}\nstatus: ${JSON.stringify(lmn?.status?.models?.['s3-llama'])}\nlogs: ${JSON.stringify(logs)}`,
+        `${n}: ${(err as Error).message}\nfiles: ${JSON.stringify(held)}\nstatus: ${JSON.stringify(lmn?.status?.models?.[cacheName('s3-llama')])}\nlogs: ${JSON.stringify(logs)}`,
         { cause: err },
       );
     }
@@ -456,7 +459,7 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await eventually(
     async () => {
       const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string);
-      const absent = lmn?.status?.models?.['s3-absent'];
+      const absent = lmn?.status?.models?.[cacheName('s3-absent')];
       assert.equal(absent?.reason, 'AccessDenied');
       assert.match(
         absent?.message ?? '',
@@ -464,9 +467,9 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
           `Secret ${ns}/no-such-secret \\(spec.credentials.secretName of node group ${group}-absent\\) does not exist`,
         ),
       );
-      const wrong = lmn?.status?.models?.['s3-wrong'];
+      const wrong = lmn?.status?.models?.[cacheName('s3-wrong')];
       assert.equal(wrong?.reason, 'AccessDenied');
-      assert.equal(lmn?.status?.modelStatus?.['s3-wrong'], 'ModelDownloadError');
+      assert.equal(lmn?.status?.modelStatus?.[cacheName('s3-wrong')], 'ModelDownloadError');
       assert.doesNotMatch(JSON.stringify(lmn), /wrong-secret-do-not-leak|AKIAMODELCACHETEST/);
     },
     { timeoutMs: 30_000 },
@@ -489,11 +492,11 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
     metadata: { name: `${group}-models`, namespace: ns },
     secrets: [{ name: `${group}-kserve-s3` }],
   } as never);
-  const saCache = (name: string, uri: string, sa: string) =>
+  const saCache = (short: string, uri: string, sa: string) =>
     cluster.client.create(LOCAL_MODEL_CACHES, {
       apiVersion: 'serving.kserve.io/v1alpha1',
       kind: 'LocalModelCache',
-      metadata: { name },
+      metadata: { name: cacheName(short) },
       spec: { sourceModelUri: uri, modelSize: '10Mi', nodeGroups: [group], serviceAccountName: sa },
     });
   await saCache('s3-sa', 's3://models/llama/weights/w.bin', `${group}-models`);
@@ -507,12 +510,12 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await eventually(
     async () => {
       const missing = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status
-        ?.models?.['s3-sa-missing'];
+        ?.models?.[cacheName('s3-sa-missing')];
       assert.equal(missing?.reason, 'AccessDenied');
       assert.match(
         missing?.message ?? '',
         new RegExp(
-          `ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache s3-sa-missing\\) does not exist`,
+          `ServiceAccount ${ns}/${group}-nobody \\(spec.serviceAccountName of cache ${group}-s3-sa-missing\\) does not exist`,
         ),
       );
     },
@@ -534,11 +537,11 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
       }),
     },
   } as never);
-  const storageCache = (name: string, uri: string, storage: Record<string, unknown>) =>
+  const storageCache = (short: string, uri: string, storage: Record<string, unknown>) =>
     cluster.client.create(LOCAL_MODEL_CACHES, {
       apiVersion: 'serving.kserve.io/v1alpha1',
       kind: 'LocalModelCache',
-      metadata: { name },
+      metadata: { name: cacheName(short) },
       spec: { sourceModelUri: uri, modelSize: '1Mi', nodeGroups: [group], storage },
     });
   await s3.putObject('models', 'tokenizers/t.json', '{"t":1}');
@@ -556,19 +559,21 @@ test("s3:// with the node group's Secret, the cache's service account or its sto
   await eventually(
     async () => {
       const nokey = (await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, nodes[0] as string))?.status?.models?.[
-        's3-storage-nokey'
+        cacheName('s3-storage-nokey')
       ];
       assert.equal(nokey?.reason, 'AccessDenied');
       assert.match(
         nokey?.message ?? '',
-        /entry 'nowhere' of Secret modelcache-system\/storage-config \(spec.storage of cache s3-storage-nokey\) does not exist: add it, or set spec.storage.key to one of: localMinIO/,
+        new RegExp(
+          `entry 'nowhere' of Secret modelcache-system/storage-config \\(spec.storage of cache ${group}-s3-storage-nokey\\) does not exist: add it, or set spec.storage.key to one of: localMinIO`,
+        ),
       );
     },
     { timeoutMs: 30_000 },
   );
 
   const logs = JSON.stringify(await daemons.get(nodes[0] as string)!.logs());
-  assert.match(logs, /s3-wrong/);
+  assert.match(logs, new RegExp(cacheName('s3-wrong')));
   assert.doesNotMatch(logs, /wrong-secret-do-not-leak|modelcache-test-secret-key/);
 });
 
@@ -600,10 +605,10 @@ test('disk full on a small tmpfs: InsufficientCapacity with the numbers, nothing
   await createCache('fits', origin.url('/models/tiny/m.bin'), '1Mi', [small]);
   await eventually(async () => {
     const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, node);
-    assert.equal(lmn?.status?.modelStatus?.['too-big'], 'ModelDownloadError');
-    assert.equal(lmn?.status?.models?.['too-big']?.reason, 'InsufficientCapacity');
-    assert.match(lmn?.status?.models?.['too-big']?.message ?? '', /needs 16Mi but only .* is available/);
-    assert.equal(lmn?.status?.modelStatus?.fits, 'ModelDownloaded');
+    assert.equal(lmn?.status?.modelStatus?.[cacheName('too-big')], 'ModelDownloadError');
+    assert.equal(lmn?.status?.models?.[cacheName('too-big')]?.reason, 'InsufficientCapacity');
+    assert.match(lmn?.status?.models?.[cacheName('too-big')]?.message ?? '', /needs 16Mi but only .* is available/);
+    assert.equal(lmn?.status?.modelStatus?.[cacheName('fits')], 'ModelDownloaded');
   });
   const key = storageKeyFor(origin.url('/models/huge/m.bin'));
   assert.equal(

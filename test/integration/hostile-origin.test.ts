@@ -91,17 +91,21 @@ const cluster = useControlPlane({
   },
 });
 
-async function createCache(name: string, uri: string, size: string): Promise<void> {
+/** The LocalModelCache this test calls `short`: cluster-scoped, so its name carries the test's prefix. */
+const cacheName = (short: string): string => `${group}-${short}`;
+
+async function createCache(short: string, uri: string, size: string): Promise<void> {
   await cluster.client.create(LOCAL_MODEL_CACHES, {
     apiVersion: 'serving.kserve.io/v1alpha1',
     kind: 'LocalModelCache',
-    metadata: { name },
+    metadata: { name: cacheName(short) },
     spec: { sourceModelUri: uri, modelSize: size, nodeGroups: [group] },
   });
 }
 
-async function modelState(name: string): Promise<{ state?: string; reason?: string; message?: string }> {
+async function modelState(short: string): Promise<{ state?: string; reason?: string; message?: string }> {
   const lmn = await cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, node);
+  const name = cacheName(short);
   return { state: lmn?.status?.modelStatus?.[name], ...lmn?.status?.models?.[name] };
 }
 

@@ -135,7 +135,7 @@ test("KServe's node-group manifest is accepted unchanged; a cache on it goes to 
 
 test('a group must say which nodes and which host directory: rejected with messages naming the fields', async () => {
   const s = uniqueName('ksbad');
-  const base = kserveGroup(`${s}-g`, ['x']);
+  const base = kserveGroup(`${s}-g`, [`${s}-nowhere`]);
   const { nodeAffinity: _affinity, ...noAffinity } = base.spec.persistentVolumeSpec ?? {};
   const neither = { ...base, spec: { ...base.spec, persistentVolumeSpec: noAffinity } };
   assert.match(

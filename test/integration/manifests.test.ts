@@ -5,12 +5,12 @@ import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LOCAL_MODEL_NODES, type LocalModelNode } from '../../api/types.ts';
 import { controllerUsage } from '../../controller/main.ts';
-import { daemonUsage } from '../../daemon/main.ts';
+import { daemonUsage } from '../../daemon/flags.ts';
 import { KubeClient } from '../../kube/client.ts';
 import { NODES } from '../../kube/resources.ts';
 import type { KubeObject, Node } from '../../kube/types.ts';
 import { fromYamlAll } from '../../kube/yaml.ts';
-import { useControlPlane } from '../helpers/cluster.ts';
+import { uniqueName, useControlPlane } from '../helpers/cluster.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createNode } from '../helpers/kube-fixtures.ts';
 
@@ -80,7 +80,9 @@ test('the DaemonSet and Deployment pass only flags their commands know', async (
 
 test("the admission policy: a daemon's pod-bound token may write its own node's LocalModelNode status, not another node's", async () => {
   const c = cluster.client;
-  for (const n of ['policy-a', 'policy-b']) {
+  const s = uniqueName('policy');
+  const [own, other, podName] = [`${s}-a`, `${s}-b`, `daemon-${s}-a`];
+  for (const n of [own, other]) {
     await createNode(c, n, {});
     await c.create(LOCAL_MODEL_NODES, {
       apiVersion: 'serving.kserve.io/v1alpha1',
@@ -89,14 +91,14 @@ test("the admission policy: a daemon's pod-bound token may write its own node's 
       spec: { localModels: [] },
     } as LocalModelNode);
   }
-  // A daemon pod bound to node policy-a (no kubelet runs it: its token is what matters).
+  // A daemon pod bound to node `own` (no kubelet runs it: its token is what matters).
   const pod = await c.request<KubeObject>('POST', `/api/v1/namespaces/${NS}/pods`, {
     body: {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: 'daemon-policy-a', namespace: NS },
+      metadata: { name: podName, namespace: NS },
       spec: {
-        nodeName: 'policy-a',
+        nodeName: own,
         serviceAccountName: 'modelcache-daemon',
         containers: [{ name: 'daemon', image: 'modelcache:latest' }],
       },
@@ -117,7 +119,7 @@ test("the admission policy: a daemon's pod-bound token may write its own node's 
     },
   );
   const daemon = KubeClient.fromKubeconfig({
-    kubeconfig: await cluster.cp.kubeconfigFor({ name: 'daemon-policy-a', token: tr.status.token }),
+    kubeconfig: await cluster.cp.kubeconfigFor({ name: podName, token: tr.status.token }),
   });
   try {
     const review = await daemon.request<{
@@ -128,24 +130,24 @@ test("the admission policy: a daemon's pod-bound token may write its own node's 
     assert.equal(review.status.userInfo.username, `system:serviceaccount:${NS}:modelcache-daemon`);
     assert.deepEqual(
       review.status.userInfo.extra?.['authentication.kubernetes.io/node-name'],
-      ['policy-a'],
+      [own],
       "the token carries its pod's node",
     );
     // The policy is enforced once the apiserver has loaded it.
     await eventually(async () => {
       await assert.rejects(
-        daemon.patchStatus(LOCAL_MODEL_NODES, 'policy-b', { summary: { models: 0, downloaded: 0, failed: 0 } }),
+        daemon.patchStatus(LOCAL_MODEL_NODES, other, { summary: { models: 0, downloaded: 0, failed: 0 } }),
         (e: { message?: string }) => /may only write the status of its own node's LocalModelNode/.test(e.message ?? ''),
       );
     });
-    await daemon.patchStatus(LOCAL_MODEL_NODES, 'policy-a', { summary: { models: 0, downloaded: 0, failed: 0 } });
-    assert.deepEqual((await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-a'))?.status?.summary, {
+    await daemon.patchStatus(LOCAL_MODEL_NODES, own, { summary: { models: 0, downloaded: 0, failed: 0 } });
+    assert.deepEqual((await c.get<LocalModelNode>(LOCAL_MODEL_NODES, own))?.status?.summary, {
       models: 0,
       downloaded: 0,
       failed: 0,
     });
     assert.equal(
-      (await c.get<LocalModelNode>(LOCAL_MODEL_NODES, 'policy-b'))?.status,
+      (await c.get<LocalModelNode>(LOCAL_MODEL_NODES, other))?.status,
       undefined,
       "the other node's status is untouched",
     );
@@ -156,7 +158,7 @@ test("the admission policy: a daemon's pod-bound token may write its own node's 
 
 test("the admission policy: the controller's ServiceAccount may change a node's models.modelcache.io/ labels and nothing else of it", async () => {
   const c = cluster.client;
-  const node = 'policy-labels';
+  const node = uniqueName('policy-labels');
   await createNode(c, node, { zone: 'a' });
   // The shipped ClusterRoleBinding (the policy's parameter) names the ServiceAccount: its token is the identity.
   const tr = await c.request<{ status: { token: string } }>(

@@ -8,7 +8,8 @@ import { MAX_TIMER_MS, durationFlag, quantityFlag, wholeNumberFlag } from '../..
 import { defineFlags, logLevelFlag, parseFlags, usage, type CommandFlags, type FlagSpec } from '../../ops/flag-spec.ts';
 import { agentFlags } from '../../agent/main.ts';
 import { controllerFlags, runController } from '../../controller/main.ts';
-import { daemonFlags, runDaemon } from '../../daemon/main.ts';
+import { daemonFlags } from '../../daemon/flags.ts';
+import { runDaemon } from '../../daemon/main.ts';
 
 test('wholeNumberFlag: whole numbers in range pass; the error names the flag, the range and the value', () => {
   assert.equal(wholeNumberFlag('workers', '4'), 4);

@@ -1,0 +1,345 @@
+import { createHash } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Agent } from 'undici';
+import { DOWNLOAD_DIR } from '../../disk/layout.ts';
+import { DownloadError, diskError } from '../../download/errors.ts';
+import { asDownloadError } from '../../download/failure-policy.ts';
+import { cancelled } from '../../download/parallel.ts';
+import { backoffDelay, sleep } from '../../ops/backoff.ts';
+import type { Logger } from '../../ops/logger.ts';
+import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
+import { peerGet, type PeerAnswer } from './peer-http.ts';
+import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
+import { manifestPath, pieceLength, piecePath, type ManifestSummary, type PieceManifest } from './protocol.ts';
+
+/** A node that holds the model, and where its daemon serves pieces. */
+interface PeerRef {
+  node: string;
+  /** Base URL, `http://host:port`. */
+  url: string;
+}
+
+export interface PeerFetchRequest {
+  storageKey: string;
+  /** The staging folder, owned by the caller: files end at their paths in it. */
+  workDir: string;
+  /** Most bytes the model may hold (modelSize plus tolerance). */
+  limitBytes: number;
+  /** What the serving nodes published: the manifest is accepted only with exactly this digest. */
+  summary: ManifestSummary;
+  peers: readonly PeerRef[];
+  /** The bearer token, read again for every request (tokens rotate). */
+  token: () => Promise<string>;
+  signal: AbortSignal;
+  /** Peers asked at once (one request each at a time): the number of pieces in flight. Default 4. */
+  maxPeers?: number;
+  /** Failures in a row after which a peer is not asked again, and tries of one piece on one peer. Default 3. */
+  pieceAttempts?: number;
+  /** Longest wait for an answer's headers, or between two chunks of its body. */
+  stallTimeoutMs: number;
+  /** Wait before a peer that failed is asked again (its Retry-After when longer, capped at maxMs). */
+  backoff?: { baseMs: number; maxMs: number };
+  /** Bytes of a verified piece written, and the node they came from. */
+  onBytes?: (n: number, fromNode: string) => void;
+  /** `node` served a piece that does not verify: it is not asked again for this model. */
+  onBadPiece?: (node: string) => void;
+  log: Logger;
+  /** Tests only: accept pieces smaller than a real manifest may use (1 MiB). */
+  minPieceSize?: number;
+}
+
+export interface PeerFetchResult {
+  /** Bytes of the model (kept from an earlier run or fetched now). */
+  bytes: number;
+  files: number;
+  /** Bytes fetched in this run, by node. */
+  byPeer: Map<string, number>;
+  /** The manifest's exact bytes as published: the caller writes them beside the model to serve it alike. */
+  manifest: Buffer;
+}
+
+/** Most bytes a manifest may have: a peer that sends more is not read further. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 5000 };
+
+interface Peer {
+  node: string;
+  base: URL | undefined;
+  busy: boolean;
+  /** Why it is not asked again for this model. */
+  dropped?: string;
+  consecutive: number;
+  /** Not asked before this time (after a failure). */
+  readyAt: number;
+  bytes: number;
+}
+
+interface Task {
+  file: number;
+  piece: number;
+  /** Failed tries of this piece, by node. */
+  fails: Map<string, number>;
+}
+
+/**
+ * Fetches a model's pieces from peers into `req.workDir`, each verified against the manifest before a byte
+ * of it is written. Why: nodes that hold a model spare the origin. Failures end in a DownloadError
+ * (SourceUnavailable when no usable peer is left) on which the caller falls back to the origin; verified
+ * pieces stay in `.download/` for the next attempt.
+ */
+export async function fetchFromPeers(req: PeerFetchRequest): Promise<PeerFetchResult> {
+  const agent = new Agent({ connect: { timeout: req.stallTimeoutMs } });
+  try {
+    return await run(req, agent);
+  } catch (err) {
+    if (req.signal.aborted) throw cancelled(req.signal);
+    throw asDownloadError(err, `fetching ${req.storageKey} from peers`);
+  } finally {
+    await agent.destroy();
+  }
+}
+
+async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult> {
+  const peers = req.peers.map(toPeer);
+  const { manifest: m, bytes: manifest } = await getManifest(req, agent, peers);
+  const kept = await pruneWorkDir(req.workDir, m, req.signal);
+  await mkdir(join(req.workDir, DOWNLOAD_DIR), { recursive: true }).catch((err: unknown) => {
+    throw diskError(err, `creating ${DOWNLOAD_DIR} in ${req.workDir}`);
+  });
+  const left = new Map<number, number>();
+  const queue: Task[] = [];
+  for (const [i, f] of m.files.entries()) {
+    if (req.signal.aborted) throw cancelled(req.signal);
+    if (kept.has(i)) continue;
+    if (f.size === 0) {
+      await placeFile(req.workDir, f.path, undefined);
+      continue;
+    }
+    const partial = partialPath(req.workDir, f.path);
+    const done = await preparePartial(partial, f, m.pieceSize, req.signal);
+    if (done.size === f.pieces.length) await placeFile(req.workDir, f.path, partial);
+    else left.set(i, f.pieces.length - done.size);
+    for (let p = 0; p < f.pieces.length; p++) if (!done.has(p)) queue.push({ file: i, piece: p, fails: new Map() });
+  }
+  const byPeer = await fetchPieces(req, agent, m, peers, queue, left);
+  await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
+  return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest };
+}
+
+function toPeer(ref: PeerRef): Peer {
+  let base: URL | undefined;
+  try {
+    base = new URL(ref.url);
+  } catch {
+    base = undefined;
+  }
+  const ok = base !== undefined && (base.protocol === 'http:' || base.protocol === 'https:');
+  return {
+    node: ref.node,
+    base: ok ? base : undefined,
+    busy: false,
+    consecutive: 0,
+    readyAt: 0,
+    bytes: 0,
+    ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
+  };
+}
+
+async function token(req: PeerFetchRequest): Promise<string> {
+  try {
+    return await req.token();
+  } catch (err) {
+    throw new DownloadError('AccessDenied', `could not read the token for peers: ${(err as Error)?.message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** The manifest from the first peer that serves exactly the published bytes; a peer serving others is dropped. */
+async function getManifest(
+  req: PeerFetchRequest,
+  agent: Agent,
+  peers: Peer[],
+): Promise<{ manifest: PieceManifest; bytes: Buffer }> {
+  const key = req.storageKey;
+  const failures: string[] = [];
+  let mismatch = false;
+  for (const p of peers) {
+    if (req.signal.aborted) throw cancelled(req.signal);
+    if (p.dropped || !p.base) continue;
+    const a = await peerGet(agent, new URL(manifestPath(key), p.base), {
+      token: await token(req),
+      signal: req.signal,
+      timeoutMs: req.stallTimeoutMs,
+      maxBytes: MAX_MANIFEST_BYTES,
+    });
+    if (req.signal.aborted) throw cancelled(req.signal);
+    if (!a.ok) {
+      failures.push(`${p.node}: ${a.why}`);
+      continue;
+    }
+    try {
+      const manifest = parseManifest(a.bytes, req.summary, key, req.limitBytes, req.minPieceSize ?? MIN_PIECE_SIZE);
+      return { manifest, bytes: a.bytes };
+    } catch (err) {
+      // Other bytes than published: that peer is stale or lies; the next may serve the right ones. Any other
+      // fault is in the published bytes themselves, which every peer serves alike.
+      if (!(err instanceof DownloadError) || err.code !== 'IntegrityMismatch') throw err;
+      mismatch = true;
+      p.dropped = 'served another manifest than published';
+      req.log.warn({ node: p.node, storageKey: key }, 'peer served another manifest than published; not used');
+      failures.push(`${p.node}: ${err.message}`);
+    }
+  }
+  const why = failures.length > 0 ? failures.slice(0, 5).join('; ') : 'no peer to ask';
+  throw new DownloadError(
+    mismatch ? 'IntegrityMismatch' : 'SourceUnavailable',
+    `no peer served the manifest of ${key} (${why})`,
+  );
+}
+
+/**
+ * Fetches every queued piece: one request per peer at a time, at most `maxPeers` at once, the least loaded
+ * peer first, a piece that failed tried on another peer first. Returns bytes fetched by node once every
+ * piece is written and every complete file placed; throws once nothing is in flight and no peer is left.
+ */
+async function fetchPieces(
+  req: PeerFetchRequest,
+  agent: Agent,
+  m: PieceManifest,
+  peers: Peer[],
+  queue: Task[],
+  left: Map<number, number>,
+): Promise<Map<string, number>> {
+  const maxPeers = Math.max(1, req.maxPeers ?? 4);
+  const attempts = Math.max(1, req.pieceAttempts ?? 3);
+  const backoff = req.backoff ?? DEFAULT_BACKOFF;
+  const total = queue.length;
+  const stop = new AbortController();
+  const signal = AbortSignal.any([req.signal, stop.signal]);
+  const inflight = new Set<Promise<void>>();
+  const byPeer = new Map<string, number>();
+  let fatal: unknown;
+
+  const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
+  const pick = (now: number): [Peer, number] | undefined => {
+    const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
+    for (const p of idle) {
+      let fallback = -1;
+      for (let k = 0; k < queue.length; k++) {
+        const fails = queue[k]!.fails.get(p.node) ?? 0;
+        if (fails === 0) return [p, k];
+        if (fallback === -1 && fails < attempts) fallback = k;
+      }
+      if (fallback !== -1) return [p, fallback];
+    }
+    return undefined;
+  };
+  /** When a peer now waiting out a failure may take a queued piece, if any may. */
+  const wakeAt = (now: number): number | undefined => {
+    const waiting = peers.filter(
+      (p) => !p.dropped && !p.busy && p.readyAt > now && queue.some((t) => (t.fails.get(p.node) ?? 0) < attempts),
+    );
+    return waiting.length > 0 ? Math.min(...waiting.map((p) => p.readyAt)) : undefined;
+  };
+
+  const failed = (p: Peer, t: Task, a: Exclude<PeerAnswer, { ok: true }>): void => {
+    t.fails.set(p.node, (t.fails.get(p.node) ?? 0) + 1);
+    p.consecutive++;
+    const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
+    if (p.consecutive >= attempts) {
+      p.dropped = `${attempts} failures in a row, the last: ${a.why}`;
+      req.log.warn({ ...where, why: a.why }, 'peer failed too often; not asked again for this model');
+    } else {
+      const delay = Math.max(a.retryAfterMs ?? 0, backoffDelay(p.consecutive, backoff));
+      p.readyAt = Date.now() + Math.min(backoff.maxMs, delay);
+      req.log.debug({ ...where, why: a.why }, 'piece failed; asking another peer');
+    }
+  };
+  const lied = (p: Peer, t: Task, why: string): void => {
+    p.dropped = `served a bad piece (${why})`;
+    const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
+    req.log.warn({ ...where, why }, 'peer served a piece that does not verify; not asked again for this model');
+    req.onBadPiece?.(p.node);
+  };
+
+  const fetchOne = async (p: Peer, t: Task): Promise<void> => {
+    const f = m.files[t.file]!;
+    const len = pieceLength(f.size, m.pieceSize, t.piece);
+    try {
+      const a = await peerGet(agent, new URL(piecePath(req.storageKey, t), p.base), {
+        token: await token(req),
+        signal,
+        timeoutMs: req.stallTimeoutMs,
+        maxBytes: len,
+      });
+      if (signal.aborted) return;
+      const bad = a.ok ? verdict(a.bytes, len, f.pieces[t.piece]!) : a.lied ? a.why : undefined;
+      if (bad !== undefined) lied(p, t, bad);
+      else if (!a.ok) failed(p, t, a);
+      if (bad !== undefined || !a.ok) {
+        queue.unshift(t); // first in line again, for another peer
+        return;
+      }
+      const partial = partialPath(req.workDir, f.path);
+      await writePiece(partial, t.piece * m.pieceSize, a.bytes);
+      p.consecutive = 0;
+      p.bytes += len;
+      byPeer.set(p.node, (byPeer.get(p.node) ?? 0) + len);
+      req.onBytes?.(len, p.node);
+      const rest = left.get(t.file)! - 1;
+      left.set(t.file, rest);
+      if (rest === 0) await placeFile(req.workDir, f.path, partial);
+    } catch (err) {
+      fatal ??= err;
+      stop.abort(err);
+    } finally {
+      p.busy = false;
+    }
+  };
+
+  while (fatal === undefined && !signal.aborted && (queue.length > 0 || inflight.size > 0)) {
+    const now = Date.now();
+    for (let next = pick(now); next && inflight.size < maxPeers; next = pick(now)) {
+      const [p, k] = next;
+      const t = queue.splice(k, 1)[0]!;
+      p.busy = true;
+      const job: Promise<void> = fetchOne(p, t).finally(() => inflight.delete(job));
+      inflight.add(job);
+    }
+    const wake = wakeAt(now);
+    if (inflight.size === 0 && wake === undefined) break; // pieces left, nobody left to ask
+    await waitForAny(inflight, wake === undefined ? undefined : wake - now, signal);
+  }
+  await Promise.allSettled(inflight); // nothing keeps running (or writing) after this returns
+  if (req.signal.aborted) throw cancelled(req.signal);
+  if (fatal !== undefined) throw fatal;
+  if (queue.length > 0) {
+    const why = peers.map((p) => `${p.node}: ${p.dropped ?? 'failed every missing piece'}`).slice(0, 8);
+    throw new DownloadError(
+      'SourceUnavailable',
+      `${req.storageKey}: ${queue.length} of ${total} pieces still missing and no peer left to ask ` +
+        `(${why.join('; ')}); the pieces that verified are kept`,
+    );
+  }
+  return byPeer;
+}
+
+/** Why a piece's bytes are refused (its length, then its hash), or undefined when they verify. */
+function verdict(bytes: Buffer, len: number, hash: string): string | undefined {
+  if (bytes.length !== len) return `${bytes.length} bytes, ${len} expected`;
+  const got = createHash('sha256').update(bytes).digest('hex');
+  return got === hash ? undefined : `sha256 ${got}, ${hash} listed`;
+}
+
+/** Until one job ends, `ms` pass (when given) or `signal` aborts. */
+async function waitForAny(jobs: Set<Promise<void>>, ms: number | undefined, signal: AbortSignal): Promise<void> {
+  const done = new AbortController();
+  const timer = ms === undefined ? [] : [sleep(ms, AbortSignal.any([signal, done.signal])).catch(() => undefined)];
+  try {
+    await Promise.race([...jobs, ...timer]);
+  } finally {
+    done.abort();
+  }
+}

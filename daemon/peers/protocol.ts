@@ -1,0 +1,69 @@
+/**
+ * The peer protocol: what one daemon serves to another about a model it holds, and how a piece is named.
+ * Both ends import this file; nothing else defines a path, a header or the manifest's shape.
+ *
+ * Trust: a manifest is accepted only when the SHA-256 of its exact bytes equals the digest the serving
+ * node published in its own LocalModelNode status (which only that node's daemon may write), and a piece
+ * only when its SHA-256 equals the manifest's. What a peer says about itself is never trusted.
+ */
+
+/** Bytes per piece: the part size of ranged downloads. The last piece of a file may be shorter. */
+export const PIECE_SIZE = 16 * 1024 * 1024;
+
+/** The audience of the projected service-account token a daemon sends to its peers. */
+export const PEER_AUDIENCE = 'modelcache-peer';
+
+/** Beside the marker in a model's folder: the manifest's exact bytes (a name content may never use). */
+export const MANIFEST_FILE = '.modelcache.json.pieces';
+
+/** One file of a model as the manifest lists it: its path in the model folder, size and piece hashes. */
+export interface ManifestFile {
+  /** '/'-separated, relative to the model folder. */
+  path: string;
+  size: number;
+  /** SHA-256 (lower-case hex) of each piece, in order: ceil(size / pieceSize) entries (none for an empty file). */
+  pieces: string[];
+}
+
+/** Every file of a model with the hashes of its pieces, as the first node to download it computed them. */
+export interface PieceManifest {
+  version: 1;
+  storageKey: string;
+  pieceSize: number;
+  files: ManifestFile[];
+}
+
+/** What a node publishes per model in its LocalModelNode status (status.models[name].pieces). */
+export interface ManifestSummary {
+  /** `sha256:<hex>` of the manifest's exact bytes as served. */
+  digest: string;
+  pieceSize: number;
+  /** Pieces in all files. */
+  count: number;
+}
+
+/** A piece: file `file` (index into manifest.files), piece `piece` of it. */
+export interface PieceId {
+  file: number;
+  piece: number;
+}
+
+/** GET: the manifest's exact bytes (application/json); 404 when the model is not complete here. */
+export function manifestPath(storageKey: string): string {
+  return `/v1/peer/models/${encodeURIComponent(storageKey)}/manifest`;
+}
+
+/** GET: the bytes of one piece (application/octet-stream); 404 when this node does not hold it verified. */
+export function piecePath(storageKey: string, id: PieceId): string {
+  return `/v1/peer/models/${encodeURIComponent(storageKey)}/pieces/${id.file}/${id.piece}`;
+}
+
+/** Bytes of piece `piece` of a file of `size` bytes. */
+export function pieceLength(size: number, pieceSize: number, piece: number): number {
+  return Math.max(0, Math.min(pieceSize, size - piece * pieceSize));
+}
+
+/** Pieces of a file of `size` bytes. */
+export function pieceCount(size: number, pieceSize: number): number {
+  return Math.ceil(size / pieceSize);
+}

@@ -1,0 +1,80 @@
+import type { LocalModelNode } from '../../api/types.ts';
+import type { Node } from '../../kube/types.ts';
+import { SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/plan.ts';
+
+/** The label that says which zone a node is in (nodes without it are one zone together). */
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/** A node is fit to seed when its Ready condition is True (as the kubelet reports it). */
+function ready(node: Node | undefined): boolean {
+  return node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/**
+ * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone, serving
+ * peers (a peer address in their status), wanting the model and not holding it yet, Ready, not failed, and not
+ * stalled: its bytesDone has not stayed the same for `stallMs` unless it waits for a seed itself (a copy that
+ * stopped moving, one queued behind other downloads, a daemon that never reported the model). Keeps, between
+ * passes, when each node's progress last moved and when this node first wanted each model.
+ */
+export class SeedCandidates {
+  readonly #stallMs: number;
+  /** `node/key` → the state and bytesDone last seen, and when either last changed (ms). */
+  #progress = new Map<string, { seen: string; since: number }>();
+  /** Storage key → when this node first wanted it (ms). */
+  #wantedSince = new Map<string, number>();
+
+  constructor(stallMs: number) {
+    this.#stallMs = stallMs;
+  }
+
+  /**
+   * The candidates by storage key for the models in `wanted` (keys this node wants), seen at `now`; those of them
+   * already fetching it from the source (Downloading, or Pending without waiting for a seed); and the keys wanted
+   * too recently to decide (see SEED_SETTLE_MS).
+   */
+  observe(
+    lmns: readonly LocalModelNode[],
+    nodeOf: (name: string) => Node | undefined,
+    self: string,
+    wanted: ReadonlySet<string>,
+    now: number,
+  ): { candidates: Map<string, string[]>; fetching: Map<string, string[]>; settling: Set<string> } {
+    const zone = nodeOf(self)?.metadata.labels?.[ZONE_LABEL];
+    const out = new Map<string, string[]>();
+    const fetching = new Map<string, string[]>();
+    const progress = new Map<string, { seen: string; since: number }>();
+    for (const lmn of lmns) {
+      const name = lmn.metadata.name;
+      if (!name || name === self || !lmn.status?.peer?.address) continue;
+      const node = nodeOf(name);
+      if (!ready(node) || node?.metadata.labels?.[ZONE_LABEL] !== zone) continue;
+      for (const m of lmn.spec?.localModels ?? []) {
+        const key = m.storageKey;
+        if (!wanted.has(key)) continue;
+        const state = lmn.status.modelStatus?.[m.modelName];
+        if (state === 'ModelDownloaded' || state === 'ModelDownloadError') continue;
+        const detail = lmn.status.models?.[m.modelName];
+        const waiting = state === 'ModelDownloadPending' && detail?.reason === WAITING_FOR_SEED;
+        // A node that stops waiting and starts fetching is fresh: the stall clock counts from that change.
+        const seen = `${state ?? 'unreported'}/${waiting}/${detail?.bytesDone ?? 0}`;
+        const last = this.#progress.get(`${name}/${key}`);
+        const since = last && last.seen === seen ? last.since : now;
+        progress.set(`${name}/${key}`, { seen, since });
+        if (!waiting && now - since > this.#stallMs) continue;
+        out.set(key, [...(out.get(key) ?? []), name]);
+        if (!waiting && state !== undefined) fetching.set(key, [...(fetching.get(key) ?? []), name]);
+      }
+    }
+    this.#progress = progress;
+    const wantedSince = new Map<string, number>();
+    const settling = new Set<string>();
+    for (const key of wanted) {
+      const since = this.#wantedSince.get(key) ?? now;
+      wantedSince.set(key, since);
+      if (now - since < SEED_SETTLE_MS) settling.add(key);
+    }
+    this.#wantedSince = wantedSince;
+    return { candidates: out, fetching, settling };
+  }
+}

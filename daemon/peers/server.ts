@@ -1,0 +1,274 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { readMarker } from '../../disk/inventory.ts';
+import { isValidKey, modelPaths } from '../../disk/layout.ts';
+import { isInside } from '../../download/containment.ts';
+import { parseAddr } from '../../ops/server.ts';
+import type { PeerAuthenticator } from './auth.ts';
+import { readManifest } from './manifest.ts';
+import { pieceLength, type ManifestFile, type PieceId, type PieceManifest } from './protocol.ts';
+
+export interface PeerRoutesOptions {
+  auth: PeerAuthenticator;
+  /** Piece responses in flight at most; one more is refused with 429. */
+  maxUploads: number;
+  log: Logger;
+  /** Hears of every piece sent whole: its bytes and model. */
+  onServed?: (bytes: number, storageKey: string) => void;
+}
+
+/** A request handler that answers what is its own and returns false for anything else (ops/server.ts `extra`). */
+export type PeerHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+
+type Route =
+  | { kind: 'manifest'; key: string }
+  | { kind: 'piece'; key: string; id: PieceId }
+  | { kind: 'refused'; status: 400 | 404; message: string };
+
+/** A refusal: the status, what the peer is told, and headers that go with it. */
+interface Refusal {
+  status: number;
+  message: string;
+  headers?: Record<string, string>;
+  /** For the log only. */
+  detail?: string;
+}
+
+/** Read size while a piece is sent. */
+const SEND_CHUNK = 1024 * 1024;
+/** A connection that moves no byte this long is dropped, so a stalled peer does not hold an upload forever. */
+const IDLE_TIMEOUT_MS = 60_000;
+
+/**
+ * The peer endpoints of protocol.ts under /v1/peer/: a complete model's manifest, and its pieces read from
+ * the files this node's own manifest names. Every request is authenticated first; piece responses are
+ * capped at `maxUploads` at once. Each refused request is one log line (never with the token).
+ */
+export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
+  let uploads = 0;
+  return async (req, res) => {
+    const pathname = (req.url ?? '/').split('?')[0] ?? '/';
+    const raw = pathname.split('/').slice(1);
+    if (raw[0] !== 'v1' || raw[1] !== 'peer') return false;
+    let username: string | undefined;
+    const refuse = (r: Refusal): true => {
+      const level = r.status === 404 || r.status === 429 ? 'debug' : r.status >= 500 ? 'warn' : 'info';
+      o.log[level](
+        { status: r.status, path: pathname.slice(0, 300), peer: req.socket.remoteAddress, username, detail: r.detail },
+        `peer request refused: ${r.message}`,
+      );
+      return sendJson(res, r.status, { error: r.message }, r.headers);
+    };
+
+    const aborted = new AbortController();
+    res.once('close', () => aborted.abort());
+    const verdict = await o.auth.check(req.headers.authorization, aborted.signal);
+    if (!verdict.ok)
+      return refuse({
+        status: verdict.status,
+        message: verdict.message,
+        detail: verdict.detail,
+        headers: verdict.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined,
+      });
+    username = verdict.username;
+    if (req.method !== 'GET') return refuse({ status: 405, message: 'only GET', headers: { allow: 'GET' } });
+    const route = parseRoute(raw.slice(2));
+    if (route.kind === 'refused') return refuse(route);
+    if (route.kind === 'manifest') {
+      const found = await completeManifest(root, route.key);
+      if ('status' in found) return refuse(found);
+      return sendBytes(res, found.bytes, 'application/json');
+    }
+    if (uploads >= o.maxUploads)
+      return refuse({ status: 429, message: `${o.maxUploads} pieces are being sent`, headers: { 'retry-after': '1' } });
+    uploads++;
+    try {
+      const sent = await servePiece(root, route.key, route.id, res, aborted.signal);
+      if (typeof sent !== 'number') return refuse(sent);
+      if (res.writableFinished) o.onServed?.(sent, route.key);
+      return true;
+    } finally {
+      uploads--;
+    }
+  };
+}
+
+/** The route of the path after /v1/peer/ (segments as sent: nothing is normalised, every one decoded once). */
+function parseRoute(raw: string[]): Route {
+  let parts: string[];
+  try {
+    parts = raw.map((p) => decodeURIComponent(p));
+  } catch {
+    return { kind: 'refused', status: 400, message: 'bad percent-encoding in path' };
+  }
+  if (parts[0] !== 'models' || parts.length < 3) return { kind: 'refused', status: 404, message: 'not found' };
+  const key = parts[1] ?? '';
+  if (!isValidKey(key)) return { kind: 'refused', status: 400, message: `invalid storage key '${key.slice(0, 200)}'` };
+  if (parts.length === 3 && parts[2] === 'manifest') return { kind: 'manifest', key };
+  if (parts.length !== 5 || parts[2] !== 'pieces') return { kind: 'refused', status: 404, message: 'not found' };
+  const file = index(parts[3]);
+  const piece = index(parts[4]);
+  if (file === undefined || piece === undefined)
+    return { kind: 'refused', status: 400, message: 'file and piece are whole numbers' };
+  return { kind: 'piece', key, id: { file, piece } };
+}
+
+function index(s: string | undefined): number | undefined {
+  return s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined;
+}
+
+/** The manifest of a model complete on this node, the one its marker records when it records one. */
+async function completeManifest(
+  root: string,
+  key: string,
+): Promise<{ bytes: Buffer; manifest: PieceManifest } | Refusal> {
+  const marker = await readMarker(root, key);
+  if (!marker) return { status: 404, message: `model ${key} is not complete on this node` };
+  const found = await readManifest(modelPaths(root, key).final);
+  if (!found || found.manifest.storageKey !== key) return { status: 404, message: `model ${key} has no manifest here` };
+  const digest = `sha256:${createHash('sha256').update(found.bytes).digest('hex')}`;
+  if (marker.pieces && marker.pieces.digest !== digest)
+    return { status: 404, message: `the manifest of ${key} is not the one published`, detail: digest };
+  return found;
+}
+
+/**
+ * Sends piece `id` of a complete model, read from the file this node's manifest names, opened without
+ * following a link, really inside the model folder and of the size the manifest says. Resolves when the
+ * response has ended (sent, or the connection gone: `gone` aborts) with the piece's length, or with the
+ * refusal when nothing was sent.
+ */
+async function servePiece(
+  root: string,
+  key: string,
+  id: PieceId,
+  res: ServerResponse,
+  gone: AbortSignal,
+): Promise<Refusal | number> {
+  const found = await completeManifest(root, key);
+  if ('status' in found) return found;
+  const { pieceSize, files } = found.manifest;
+  const file = files[id.file];
+  if (!file || id.piece >= file.pieces.length)
+    return { status: 404, message: `model ${key} has no piece ${id.file}/${id.piece}` };
+  const dir = modelPaths(root, key).final;
+  const fh = await openContained(dir, file);
+  if (!fh) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not held here` };
+  const start = id.piece * pieceSize;
+  const length = pieceLength(file.size, pieceSize, id.piece);
+  try {
+    await new Promise<void>((resolve) => {
+      if (gone.aborted) return resolve(); // the peer left while the file was opened: no 'close' is to come
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(length) });
+      const stream = fh.createReadStream({
+        start,
+        end: start + length - 1,
+        highWaterMark: SEND_CHUNK,
+        autoClose: false,
+      });
+      stream.on('error', () => res.destroy());
+      stream.on('end', () => {
+        if (stream.bytesRead === length) res.end();
+        else res.destroy(); // the file shrank: a short body must not look like a whole piece
+      });
+      res.once('close', () => {
+        stream.destroy();
+        resolve();
+      });
+      stream.pipe(res, { end: false });
+    });
+  } finally {
+    await fh.close();
+  }
+  return length;
+}
+
+/**
+ * `file` of the model folder `dir` opened for reading, or undefined: its last component is never followed,
+ * its real path must be inside the folder and be the very file opened, and its size what the manifest says.
+ */
+async function openContained(dir: string, file: ManifestFile): Promise<FileHandle | undefined> {
+  const abs = join(dir, ...file.path.split('/'));
+  const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== file.size) throw new Error('not the file the manifest lists');
+    const [base, real] = await Promise.all([realpath(dir), realpath(abs)]);
+    if (real === base || !isInside(base, real)) throw new Error('outside the model folder');
+    const there = await stat(real);
+    if (there.dev !== st.dev || there.ino !== st.ino) throw new Error('replaced while it was opened');
+    return fh;
+  } catch {
+    await fh.close();
+    return undefined;
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): true {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(text)),
+  });
+  res.end(text);
+  return true;
+}
+
+function sendBytes(res: ServerResponse, bytes: Buffer, type: string): true {
+  res.writeHead(200, { 'content-type': type, 'content-length': String(bytes.length) });
+  res.end(bytes);
+  return true;
+}
+
+/** A listening peer server. */
+export interface PeerServer {
+  /** `http://host:port`, with 127.0.0.1 for all interfaces. */
+  url: string;
+  port: number;
+  close: () => Promise<void>;
+}
+
+/**
+ * Serves `handler` on `addr` (`host:port`, `:port` for all interfaces, port 0 picks a free one) on its own
+ * port, 404 for what it does not answer; resolves once listening, and closes when `signal` aborts.
+ */
+export async function startPeerServer(
+  addr: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>,
+  signal?: AbortSignal,
+): Promise<PeerServer> {
+  const { host, port } = parseAddr(addr, 'peer-listen');
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (!(await handler(req, res))) sendJson(res, 404, { error: 'not found' });
+    })().catch((err: unknown) => {
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { error: String((err as Error)?.message ?? err) });
+    });
+  });
+  server.setTimeout(IDLE_TIMEOUT_MS);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(`--peer-listen ${addr}: cannot listen there (${err.message})`, { cause: err })),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address();
+  const bound = typeof a === 'object' && a ? a.port : port;
+  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+  if (signal?.aborted) await close();
+  else signal?.addEventListener('abort', () => void close(), { once: true });
+  return { url: `http://${shownHost}:${bound}`, port: bound, close };
+}

@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { PiecesSummary } from '../../disk/layout.ts';
+import type { DaemonMetrics } from '../metrics.ts';
+import type { PeerTransfer } from '../downloads.ts';
+import { fetchFromPeers } from './fetch.ts';
+import { buildManifest, writeManifest } from './manifest.ts';
+
+export interface PeerTransferOptions {
+  /** The projected service-account token this daemon shows its peers; read again for every request. */
+  tokenFile: string;
+  stallTimeoutMs: number;
+  metrics: DaemonMetrics;
+  log: Logger;
+}
+
+/**
+ * What the download manager does with peers: fetch a model's verified pieces from the nodes that offer it
+ * (writing the manifest they published beside it, so this node serves the same), and hash a folder the origin
+ * filled into the manifest it will serve.
+ */
+export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
+  return {
+    async fetch(req) {
+      const r = await fetchFromPeers({
+        storageKey: req.model.storageKey,
+        workDir: req.workDir,
+        limitBytes: req.limitBytes,
+        summary: req.from.pieces,
+        peers: req.from.peers.map((p) => ({ node: p.node, url: `http://${p.address}` })),
+        token: async () => (await readFile(o.tokenFile, 'utf8')).trim(),
+        signal: req.signal,
+        stallTimeoutMs: o.stallTimeoutMs,
+        onBytes: (n) => req.onBytes(n),
+        onBadPiece: (node) => {
+          o.metrics.peerPieceFailures.inc({ peer: node });
+          o.log.warn(
+            { model: req.model.modelName, storageKey: req.model.storageKey, peer: node },
+            'a piece from a peer failed its hash: that peer is not used again for this model',
+          );
+        },
+        log: o.log,
+      });
+      await writeManifest(req.workDir, r.manifest);
+      return { bytes: r.bytes, files: r.files };
+    },
+    async describe(dir, storageKey, signal): Promise<PiecesSummary> {
+      const built = await buildManifest(dir, storageKey, signal);
+      await writeManifest(dir, built.bytes);
+      return built.summary;
+    },
+  };
+}

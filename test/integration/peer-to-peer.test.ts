@@ -1,0 +1,303 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { storageKeyFor } from '../../api/storage-key.ts';
+import {
+  LOCAL_MODEL_CACHES,
+  LOCAL_MODEL_NODE_GROUPS,
+  LOCAL_MODEL_NODES,
+  type LocalModelNode,
+} from '../../api/types.ts';
+import { CacheController } from '../../controller/controller.ts';
+import { MANIFEST_FILE } from '../../daemon/peers/protocol.ts';
+import { requestToken } from '../../kube/token-review.ts';
+import { NAMESPACES, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
+import { ControlPlane } from '../../localcluster/control-plane.ts';
+import { eventually } from '../../localcluster/eventually.ts';
+import { startModelcache, type ModelcacheProcess } from '../../localcluster/modelcache-process.ts';
+import { Origin, generated, toBuffer } from '../../localcluster/origin.ts';
+import { makeTar } from '../../localcluster/archives.ts';
+import { freePort, Reaper } from '../../localcluster/processes.ts';
+import { createLogger } from '../../ops/logger.ts';
+import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
+import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
+import { TestPeer } from '../helpers/test-peer.ts';
+
+// Peer-to-peer between real daemon processes on one machine (loopback, one port each): correctness, trust and
+// fallback. How much it saves over real links (network namespaces, tc) is `npm run bench -- p2p`'s business.
+
+const stop = new AbortController();
+let running: Promise<void> | undefined;
+let origin: Origin;
+let work: string;
+let reaper: Reaper;
+let daemonKubeconfig: string;
+let tokenFile: string;
+const ns = uniqueName('p2p-system');
+const group = uniqueName('p2p');
+const nodes = [1, 2, 3, 4, 5, 6].map((i) => `${group}-n${i}`);
+const daemons = new Map<string, ModelcacheProcess>();
+const MiB = 1024 * 1024;
+
+const cluster = useControlPlane({
+  controllerManager: false,
+  setup: async (c) => {
+    await installShippedCrds(c.client);
+    await grantShippedRbac(c.client, 'daemon', ControlPlane.username('tester-2'));
+    daemonKubeconfig = await c.cp.kubeconfigFor('tester-2');
+    origin = await Origin.start();
+    work = await mkdtemp(join(tmpdir(), 'modelcache-p2p-'));
+    reaper = new Reaper();
+    // The daemons' peer identity: a token of the modelcache-daemon service account with the peer audience,
+    // as the DaemonSet's projected volume gives each pod.
+    await c.client.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    await c.client.create(SERVICE_ACCOUNTS, {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'modelcache-daemon', namespace: ns },
+    });
+    tokenFile = join(work, 'peer-token');
+    await writeFile(tokenFile, await requestToken(c.client, ns, 'modelcache-daemon', ['modelcache-peer'], 3600));
+    const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+    const controller = new CacheController({ client: c.client, log: createLogger('controller', 'warn', quiet) });
+    controller.start(stop.signal);
+    running = controller.run(stop.signal);
+    await c.client.create(LOCAL_MODEL_NODE_GROUPS, {
+      apiVersion: 'serving.kserve.io/v1alpha1',
+      kind: 'LocalModelNodeGroup',
+      metadata: { name: group },
+      spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' },
+    });
+    for (const n of nodes) await createNode(c.client, n, { [`${group}/cache`]: 'yes' });
+  },
+  teardown: async () => {
+    stop.abort();
+    await running?.catch(() => undefined);
+    await Promise.all([...daemons.values()].map((d) => d.stop('SIGKILL')));
+    reaper.close();
+    await origin.close();
+    await rm(work, { recursive: true, force: true });
+  },
+});
+
+const rootOf = (node: string): string => join(work, node);
+
+async function startDaemon(node: string): Promise<ModelcacheProcess> {
+  const port = await freePort();
+  const d = await startModelcache(
+    `daemon-${node}`,
+    [
+      'daemon',
+      '--kubeconfig',
+      daemonKubeconfig,
+      '--node-name',
+      node,
+      '--root',
+      rootOf(node),
+      '--namespace',
+      ns,
+      '--listen',
+      '127.0.0.1:0',
+      '--peer-listen',
+      `127.0.0.1:${port}`,
+      '--peer-token-file',
+      tokenFile,
+      '--progress-interval-ms',
+      '200',
+      '--safety-margin',
+      '0',
+      '--stall-timeout-seconds',
+      '2',
+    ],
+    work,
+    reaper,
+  );
+  daemons.set(node, d);
+  return d;
+}
+
+const sha = (b: Buffer | Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const lmnOf = (n: string): Promise<LocalModelNode | undefined> =>
+  cluster.client.get<LocalModelNode>(LOCAL_MODEL_NODES, n);
+
+async function waitNodeDownloaded(node: string, model: string, timeoutMs = 90_000): Promise<LocalModelNode> {
+  return eventually(
+    async () => {
+      const lmn = await lmnOf(node);
+      assert.equal(lmn?.status?.modelStatus?.[model], 'ModelDownloaded', JSON.stringify(lmn?.status));
+      return lmn!;
+    },
+    { timeoutMs },
+  );
+}
+
+/** Every file of a model folder (the marker and the manifest aside) by path, as sha256. */
+async function folderHashes(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile() || e.name.startsWith('.modelcache.json')) continue;
+    const abs = join(e.parentPath, e.name);
+    out[abs.slice(dir.length + 1)] = sha(await readFile(abs));
+  }
+  return out;
+}
+
+async function metric(d: ModelcacheProcess, line: RegExp): Promise<number> {
+  const text = await (await fetch(`${d.opsUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => line.test(l))
+    .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+}
+
+test('the first node fetches from the origin; the others fill from it: identical bytes, the origin sends each once', async () => {
+  const tar = await makeTar([
+    { name: 'config.json', content: '{"arch":"p2p"}' },
+    { name: 'weights/a.bin', content: toBuffer(generated(40 * MiB + 17, 5)) },
+    { name: 'weights/b.bin', content: toBuffer(generated(3 * MiB, 6)) },
+    { name: 'empty.txt', content: '' },
+  ]);
+  origin.set('/m/p2p.tar', tar);
+  const uri = origin.url('/m/p2p.tar');
+  const key = storageKeyFor(uri);
+  const [n1, n2, n3, n4] = nodes as [string, string, string, string];
+  // Only n1 runs at first: it is the one that goes to the origin.
+  await startDaemon(n1);
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name: 'p2p' },
+    spec: { sourceModelUri: uri, modelSize: '64Mi', nodeGroups: [group] },
+  });
+  const first = await waitNodeDownloaded(n1, 'p2p');
+  const pieces = first.status?.models?.p2p?.pieces;
+  assert.ok(pieces, 'n1 publishes the manifest of its copy');
+  assert.match(pieces.digest, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(pieces.count, 3 + 1 + 0 + 1, 'pieces of 16 MiB: 3 for a.bin, 1 for b.bin, 1 for config.json');
+  assert.match(String(first.status?.peer?.address), /^127\.0\.0\.1:\d+$/);
+  assert.equal(sha(await readFile(join(rootOf(n1), 'models', key, MANIFEST_FILE))), pieces.digest.slice(7));
+  assert.equal(origin.bytesSent.get('/m/p2p.tar'), tar.length);
+
+  await Promise.all([n2, n3, n4].map((n) => startDaemon(n)));
+  const want = await folderHashes(join(rootOf(n1), 'models', key));
+  assert.equal(Object.keys(want).length, 4);
+  for (const n of [n2, n3, n4]) {
+    const lmn = await waitNodeDownloaded(n, 'p2p');
+    assert.deepEqual(await folderHashes(join(rootOf(n), 'models', key)), want, `${n} holds the same bytes`);
+    assert.deepEqual(lmn.status?.models?.p2p?.pieces, pieces, `${n} serves the same manifest`);
+    assert.equal(lmn.status?.models?.p2p?.bytesFromPeers, lmn.status?.models?.p2p?.bytesDone, 'all from peers');
+  }
+  assert.equal(origin.bytesSent.get('/m/p2p.tar'), tar.length, 'the origin sent the model once, to n1 only');
+  const fromPeers = await Promise.all(
+    [n2, n3, n4].map((n) => metric(daemons.get(n)!, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer"/)),
+  );
+  for (const b of fromPeers) assert.ok(b >= 43 * MiB, `peer bytes counted: ${b}`);
+  const served = await metric(daemons.get(n1)!, /^modelcache_daemon_peer_served_bytes_total/);
+  assert.ok(served > 0, 'n1 counts the bytes it served');
+});
+
+test('a peer that flips bits is caught by the piece hashes and avoided: nothing bad is committed', async () => {
+  const [n1, , , , n5] = nodes as [string, string, string, string, string];
+  const uri = origin.url('/m/p2p.tar');
+  const key = storageKeyFor(uri);
+  const good = await lmnOf(n1);
+  const pieces = good?.status?.models?.p2p?.pieces;
+  assert.ok(pieces);
+  // A node that lies: it publishes the right manifest digest (anyone can copy a status) but corrupt pieces.
+  const dir = join(rootOf(n1), 'models', key);
+  const liar = await TestPeer.start(dir, key, await readFile(join(dir, MANIFEST_FILE)));
+  liar.always = { flipBits: true };
+  const liarNode = `${group}-liar`;
+  await createNode(cluster.client, liarNode, { [`${group}/cache`]: 'yes' });
+  // It is in the group: the controller gives it a LocalModelNode like the others'.
+  await eventually(async () => assert.equal((await lmnOf(liarNode))?.spec.localModels[0]?.storageKey, key));
+  await cluster.client.patchStatus<LocalModelNode>(LOCAL_MODEL_NODES, liarNode, {
+    peer: { address: liar.url.replace('http://', '') },
+    modelStatus: { p2p: 'ModelDownloaded' },
+    models: { p2p: { storageKey: key, pieces } },
+  });
+  const originBefore = origin.bytesSent.get('/m/p2p.tar') ?? 0;
+  try {
+    const d5 = await startDaemon(n5);
+    await waitNodeDownloaded(n5, 'p2p');
+    assert.deepEqual(
+      await folderHashes(join(rootOf(n5), 'models', key)),
+      await folderHashes(join(rootOf(n1), 'models', key)),
+      'only verified pieces were written',
+    );
+    const bad = await metric(d5, /^modelcache_daemon_peer_piece_failures_total\{.*peer="[^"]*-liar"/);
+    assert.ok(
+      bad >= 1,
+      `the corrupt piece is counted against the liar: ${JSON.stringify(liar.requests)} ${JSON.stringify(
+        (await d5.logs()).filter((l) => /peer/.test(String(l.msg))),
+      )}`,
+    );
+    const asked = liar.pieceRequests().length;
+    assert.ok(asked >= 1 && asked <= 2, `the liar is asked once, then avoided (asked ${asked} times)`);
+    assert.equal(origin.bytesSent.get('/m/p2p.tar') ?? 0, originBefore, 'the honest peers gave the rest');
+  } finally {
+    await liar.close();
+  }
+});
+
+test('a cold model wanted by every node at once: one seed per zone fetches it from the origin, the rest copy it', async () => {
+  const size = 36 * MiB + 5;
+  const body = generated(size, 9);
+  origin.set('/m/fanout.bin', body);
+  const uri = origin.url('/m/fanout.bin');
+  const key = storageKeyFor(uri);
+  // n6 has no daemon yet: it wants the model too but never reports it, and is passed over as a seed.
+  const running = nodes.filter((n) => daemons.has(n));
+  assert.equal(running.length, 5);
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name: 'fanout' },
+    spec: { sourceModelUri: uri, modelSize: '40Mi', nodeGroups: [group] },
+  });
+  const statuses = await Promise.all(running.map((n) => waitNodeDownloaded(n, 'fanout')));
+  const want = sha(toBuffer(body));
+  for (const n of running) assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'fanout.bin'))), want);
+  assert.equal(
+    origin.bytesSent.get('/m/fanout.bin'),
+    size,
+    `the origin sent the model once: ${JSON.stringify(
+      await Promise.all(
+        running.map(async (n) =>
+          (await daemons.get(n)!.logs()).filter((l) => /seed|peer/.test(String(l.msg)) && l.model === 'fanout'),
+        ),
+      ),
+    )}`,
+  );
+  const seeds = statuses.filter((s) => !s.status?.models?.fanout?.bytesFromPeers).map((s) => s.metadata.name);
+  assert.equal(seeds.length, 1, `exactly one node fetched from the origin: ${seeds.join(', ')}`);
+});
+
+test('peers that are gone (killed before or during the transfer) are skipped: the others finish the copy', async () => {
+  const [n1, n2, n3, , , n6] = nodes as [string, string, string, string, string, string];
+  const before = { p2p: origin.bytesSent.get('/m/p2p.tar'), fanout: origin.bytesSent.get('/m/fanout.bin') };
+  // Their statuses still offer both models at addresses where nothing listens any more.
+  await Promise.all([n1, n2].map((n) => daemons.get(n)!.stop('SIGKILL')));
+  await startDaemon(n6);
+  await daemons.get(n3)!.stop('SIGKILL'); // most likely while n6 is fetching from it
+  for (const [model, file] of [
+    ['p2p', 'weights/a.bin'],
+    ['fanout', 'fanout.bin'],
+  ] as const) {
+    await waitNodeDownloaded(n6, model);
+    const key = storageKeyFor(origin.url(model === 'p2p' ? '/m/p2p.tar' : '/m/fanout.bin'));
+    assert.equal(
+      sha(await readFile(join(rootOf(n6), 'models', key, file))),
+      sha(await readFile(join(rootOf(n1), 'models', key, file))),
+    );
+  }
+  assert.deepEqual(
+    { p2p: origin.bytesSent.get('/m/p2p.tar'), fanout: origin.bytesSent.get('/m/fanout.bin') },
+    before,
+    'the live peers gave every byte',
+  );
+});

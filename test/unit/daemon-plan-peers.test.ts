@@ -1,0 +1,120 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planNode, type PeerOffer } from '../../daemon/node-cache/plan.ts';
+import { peerOffers } from '../../daemon/peers/offers.ts';
+import type { LocalModelInfo, LocalModelNode } from '../../api/types.ts';
+import { uriSha256 } from '../../disk/inventory.ts';
+
+const model = (name: string): LocalModelInfo => ({
+  sourceModelUri: `s3://b/${name}`,
+  modelName: name,
+  modelSize: 100,
+  storagePath: '/x',
+  storageKey: `k-${name}`,
+});
+const digest = (c: string): string => `sha256:${c.repeat(64)}`;
+const offer = (node: string, d = digest('a')): PeerOffer => ({
+  node,
+  address: `${node}:7000`,
+  pieces: { digest: d, pieceSize: 16, count: 7 },
+});
+const base = {
+  inFlight: new Map(),
+  failures: new Map(),
+  reportedKeys: new Map<string, string>(),
+  now: 1_000_000,
+};
+
+test('daemon plan, peers: a model some peer offers is fetched from the peers that agree on one manifest', () => {
+  const plan = planNode({
+    ...base,
+    desired: [model('a'), model('b')],
+    disk: { complete: new Map(), partial: new Set() },
+    peers: new Map([['k-a', [offer('n3'), offer('n9', digest('b')), offer('n1')]]]),
+    peerAddress: '10.0.0.1:7000',
+  });
+  assert.deepEqual(plan.actions, [
+    {
+      kind: 'download',
+      model: model('a'),
+      from: 'peers',
+      pieces: offer('n1').pieces,
+      peers: [offer('n1'), offer('n3')],
+    },
+    { kind: 'download', model: model('b'), from: 'origin' },
+  ]);
+  assert.deepEqual(plan.status.peer, { address: '10.0.0.1:7000' }, 'the address peers reach this node at');
+});
+
+test('daemon plan, peers: a complete copy reports its manifest and the bytes peers gave; off → no peer fields', () => {
+  const pieces = { digest: digest('c'), pieceSize: 16, count: 7 };
+  const complete = new Map([
+    ['k-a', { uriSha256: uriSha256('s3://b/a'), bytes: 100, completedAt: 't', pieces, bytesFromPeers: 60 }],
+  ]);
+  const on = planNode({ ...base, desired: [model('a')], disk: { complete, partial: new Set() }, peerAddress: 'h:1' });
+  assert.deepEqual(on.status.models?.a, {
+    storageKey: 'k-a',
+    bytesDone: 100,
+    bytesTotal: 100,
+    completedAt: 't',
+    bytesFromPeers: 60,
+    pieces,
+  });
+  const off = planNode({
+    ...base,
+    desired: [model('a'), model('b')],
+    disk: { complete: new Map(), partial: new Set() },
+  });
+  assert.equal(off.status.peer, undefined);
+  assert.deepEqual(
+    off.actions.map((a) => a.kind === 'download' && a.from),
+    ['origin', 'origin'],
+  );
+});
+
+test('peer offers: only other nodes that report a model Downloaded with a manifest, at a published address', () => {
+  const pieces = { digest: digest('d'), pieceSize: 16, count: 1 };
+  const lmn = (name: string, status: LocalModelNode['status']): LocalModelNode => ({
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNode',
+    metadata: { name },
+    spec: { localModels: [] },
+    ...(status ? { status } : {}),
+  });
+  const offers = peerOffers(
+    [
+      lmn('self', {
+        peer: { address: 's:1' },
+        modelStatus: { a: 'ModelDownloaded' },
+        models: { a: { storageKey: 'k-a', pieces } },
+      }),
+      lmn('n1', {
+        peer: { address: 'n1:1' },
+        modelStatus: { a: 'ModelDownloaded' },
+        models: { a: { storageKey: 'k-a', pieces } },
+      }),
+      lmn('n2', {
+        peer: { address: 'n2:1' },
+        modelStatus: { a: 'ModelDownloading' },
+        models: { a: { storageKey: 'k-a', pieces } },
+      }),
+      lmn('n3', { modelStatus: { a: 'ModelDownloaded' }, models: { a: { storageKey: 'k-a', pieces } } }),
+      lmn('n4', {
+        peer: { address: 'n4:1' },
+        modelStatus: { a: 'ModelDownloaded' },
+        models: { a: { storageKey: 'k-a' } },
+      }),
+    ],
+    'self',
+  );
+  assert.deepEqual([...offers], [['k-a', [{ node: 'n1', address: 'n1:1', pieces }]]]);
+});
+
+test('daemon plan, peers: a complete copy without a manifest (adopted, or cached before) is hashed to be offered', () => {
+  const complete = new Map([['k-a', { uriSha256: uriSha256('s3://b/a'), bytes: 100, completedAt: 't' }]]);
+  const disk = { complete, partial: new Set<string>() };
+  const on = planNode({ ...base, desired: [model('a')], disk, peerAddress: 'h:1' });
+  assert.deepEqual(on.actions, [{ kind: 'describe', storageKey: 'k-a' }]);
+  assert.equal(on.status.modelStatus?.a, 'ModelDownloaded', 'it is served to pods meanwhile');
+  assert.deepEqual(planNode({ ...base, desired: [model('a')], disk }).actions, [], 'peers off: nothing to hash');
+});

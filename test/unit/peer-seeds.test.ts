@@ -1,0 +1,202 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planNode, seedOf, SEED_RECHECK_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../../daemon/node-cache/plan.ts';
+import { SeedCandidates, ZONE_LABEL } from '../../daemon/peers/seeds.ts';
+import type { LocalModelInfo, LocalModelNode, ModelState } from '../../api/types.ts';
+import type { Node } from '../../kube/types.ts';
+
+const model = (name: string): LocalModelInfo => ({
+  sourceModelUri: `s3://b/${name}`,
+  modelName: name,
+  modelSize: 100,
+  storagePath: '/x',
+  storageKey: `k-${name}`,
+});
+const base = {
+  inFlight: new Map(),
+  failures: new Map(),
+  reportedKeys: new Map<string, string>(),
+  disk: { complete: new Map(), partial: new Set<string>() },
+  now: 1_000_000,
+  peerAddress: 'h:1',
+};
+const names = Array.from({ length: 8 }, (_, i) => `node-${i}`);
+
+test('seeds: every node picks the same seed per model, and models spread over the nodes', () => {
+  const seeds = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    const key = `k-${i}`;
+    const picks = names.map((self) =>
+      seedOf(
+        key,
+        self,
+        names.filter((n) => n !== self),
+      ),
+    );
+    assert.equal(new Set(picks).size, 1, `${key}: one seed whoever asks`);
+    seeds.add(picks[0]!);
+  }
+  assert.ok(seeds.size >= 5, `40 models are seeded by ${seeds.size} of 8 nodes`);
+  // When the seed drops out, the models it did not seed keep their seed (rendezvous hashing).
+  const key = 'k-x';
+  const first = seedOf(key, names[0]!, names);
+  const rest = names.filter((n) => n !== first);
+  assert.notEqual(seedOf(key, rest[0]!, rest), first);
+});
+
+test('daemon plan, seeds: the seed fetches from the origin; the others wait (Pending, with who they wait for)', () => {
+  const key = 'k-a';
+  const seed = seedOf(key, names[0]!, names);
+  const other = names.find((n) => n !== seed)!;
+  const candidates = (self: string): Map<string, string[]> => new Map([[key, names.filter((n) => n !== self)]]);
+  const atSeed = planNode({ ...base, desired: [model('a')], self: seed, seedCandidates: candidates(seed) });
+  assert.deepEqual(atSeed.actions, [{ kind: 'download', model: model('a'), from: 'origin' }]);
+  const waiting = planNode({ ...base, desired: [model('a')], self: other, seedCandidates: candidates(other) });
+  assert.deepEqual(waiting.actions, [], 'no origin download off the seed');
+  assert.equal(waiting.status.modelStatus?.a, 'ModelDownloadPending');
+  assert.match(String(waiting.status.models?.a?.message), new RegExp(`waiting for ${seed}`));
+  assert.equal(waiting.nextRetryAt, base.now + SEED_RECHECK_MS, 'it looks again soon');
+  // Alone (no other candidate), or peers off: the origin, as without peer-to-peer.
+  const alone = planNode({ ...base, desired: [model('a')], self: other, seedCandidates: new Map() });
+  assert.deepEqual(alone.actions, [{ kind: 'download', model: model('a'), from: 'origin' }]);
+});
+
+const node = (name: string, ready = true, zone?: string): Node => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name, ...(zone ? { labels: { [ZONE_LABEL]: zone } } : {}) },
+  status: { conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+});
+const lmn = (
+  name: string,
+  state?: ModelState,
+  bytesDone = 0,
+  address: string | null = `${name}:1`,
+  reason?: string,
+): LocalModelNode => ({
+  apiVersion: 'serving.kserve.io/v1alpha1',
+  kind: 'LocalModelNode',
+  metadata: { name },
+  spec: { localModels: [model('a')] },
+  status: {
+    ...(address ? { peer: { address } } : {}),
+    ...(state
+      ? { modelStatus: { a: state }, models: { a: { storageKey: 'k-a', bytesDone, ...(reason ? { reason } : {}) } } }
+      : {}),
+  },
+});
+
+test('seed candidates: same zone, Ready, serving peers, wanting and not holding the model, not failed', () => {
+  const nodes = new Map([
+    ['self', node('self', true, 'z1')],
+    ['ok', node('ok', true, 'z1')],
+    ['pending', node('pending', true, 'z1')],
+    ['other-zone', node('other-zone', true, 'z2')],
+    ['not-ready', node('not-ready', false, 'z1')],
+    ['done', node('done', true, 'z1')],
+    ['failed', node('failed', true, 'z1')],
+    ['no-peers', node('no-peers', true, 'z1')],
+    ['silent', node('silent', true, 'z1')],
+  ]);
+  const c = new SeedCandidates(10_000).observe(
+    [
+      lmn('self'),
+      lmn('ok', 'ModelDownloading', 5),
+      lmn('pending', 'ModelDownloadPending'),
+      lmn('other-zone', 'ModelDownloading'),
+      lmn('not-ready', 'ModelDownloading'),
+      lmn('done', 'ModelDownloaded'),
+      lmn('failed', 'ModelDownloadError'),
+      lmn('no-peers', 'ModelDownloading', 0, null),
+      lmn('no-node', 'ModelDownloading'),
+      lmn('silent'),
+    ],
+    (n) => nodes.get(n),
+    'self',
+    new Set(['k-a']),
+    0,
+  );
+  assert.deepEqual([...c.candidates], [['k-a', ['ok', 'pending', 'silent']]], 'silent: not reported yet');
+  assert.deepEqual([...c.settling], ['k-a'], 'just wanted: the seed is not chosen yet');
+});
+
+test('seed candidates: a copy whose bytes stop moving for the stall time stops being a candidate', () => {
+  const seeds = new SeedCandidates(10_000);
+  const nodeOf = (n: string): Node => node(n);
+  const at = (t: number, bytes: number): string[] =>
+    seeds
+      .observe(
+        [
+          lmn('seed', 'ModelDownloading', bytes),
+          lmn('queued', 'ModelDownloadPending'),
+          lmn('waiter', 'ModelDownloadPending', 0, 'waiter:1', WAITING_FOR_SEED),
+          lmn('silent'),
+        ],
+        nodeOf,
+        'self',
+        new Set(['k-a']),
+        t,
+      )
+      .candidates.get('k-a') ?? [];
+  assert.deepEqual(at(0, 10), ['seed', 'queued', 'waiter', 'silent']);
+  assert.deepEqual(at(9_000, 10), ['seed', 'queued', 'waiter', 'silent'], 'not yet stalled');
+  assert.deepEqual(at(10_001, 10), ['waiter'], 'stalled, queued or silent too long: the next node takes over');
+  assert.deepEqual(at(12_000, 20), ['seed', 'waiter'], 'moving again');
+});
+
+test('daemon plan, seeds: a model wanted a moment ago waits to see who else wants it, then decides', () => {
+  const settling = planNode({
+    ...base,
+    desired: [model('a')],
+    self: 'node-0',
+    seedCandidates: new Map(),
+    seedSettling: new Set(['k-a']),
+  });
+  assert.deepEqual(settling.actions, []);
+  assert.equal(settling.status.models?.a?.reason, WAITING_FOR_SEED);
+  assert.equal(settling.nextRetryAt, base.now + SEED_SETTLE_MS);
+  const seeds = new SeedCandidates(10_000);
+  const nodeOf = (n: string): Node => node(n);
+  assert.deepEqual([...seeds.observe([], nodeOf, 'self', new Set(['k-a']), 0).settling], ['k-a']);
+  assert.deepEqual([...seeds.observe([], nodeOf, 'self', new Set(['k-a']), SEED_SETTLE_MS).settling], []);
+});
+
+test('seeds: a candidate already fetching the model stays its seed, whatever the hash says now', () => {
+  const key = 'k-a';
+  const top = seedOf(key, names[0]!, names);
+  const other = names.find((n) => n !== top)!;
+  const self = names.find((n) => n !== top && n !== other)!;
+  const plan = planNode({
+    ...base,
+    desired: [model('a')],
+    self,
+    seedCandidates: new Map([[key, names.filter((n) => n !== self)]]),
+    seedsFetching: new Map([[key, [other]]]),
+  });
+  assert.deepEqual(plan.actions, [], 'not a second origin download');
+  assert.match(String(plan.status.models?.a?.message), new RegExp(`waiting for ${other}`));
+  const c = new SeedCandidates(10_000).observe(
+    [
+      lmn('fetching', 'ModelDownloading', 5),
+      lmn('queued', 'ModelDownloadPending'),
+      lmn('waiter', 'ModelDownloadPending', 0, 'waiter:1', WAITING_FOR_SEED),
+      lmn('silent'),
+    ],
+    (n) => node(n),
+    'self',
+    new Set([key]),
+    0,
+  );
+  assert.deepEqual([...c.fetching], [[key, ['fetching', 'queued']]]);
+});
+
+test('seed candidates: the stall clock starts again when a node stops waiting and starts fetching', () => {
+  const seeds = new SeedCandidates(10_000);
+  const nodeOf = (n: string): Node => node(n);
+  const at = (t: number, copy: LocalModelNode): string[] =>
+    seeds.observe([copy], nodeOf, 'self', new Set(['k-a']), t).candidates.get('k-a') ?? [];
+  assert.deepEqual(at(0, lmn('seed', 'ModelDownloadPending', 0, 'seed:1', WAITING_FOR_SEED)), ['seed']);
+  assert.deepEqual(at(30_000, lmn('seed', 'ModelDownloadPending', 0, 'seed:1', WAITING_FOR_SEED)), ['seed']);
+  assert.deepEqual(at(30_001, lmn('seed', 'ModelDownloadPending')), ['seed'], 'queued to fetch: fresh, not stalled');
+  assert.deepEqual(at(40_002, lmn('seed', 'ModelDownloadPending')), [], 'queued for the stall time: passed over');
+});
