@@ -6,7 +6,7 @@ import { KubeClient } from '../kube/client.ts';
 import { runReconciler } from '../kube/reconciler.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { createLogger } from '../ops/logger.ts';
-import { defineFlags, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
+import { defineFlags, kubeconfigFlag, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { ModelAgent } from './agent.ts';
 import { STAGING } from './folders.ts';
@@ -59,12 +59,7 @@ export const agentFlags = defineFlags({
       help: "TrainedModels' namespace, to report ModelLoaded",
       note: 'none: no reports',
     },
-    kubeconfig: {
-      kind: 'string',
-      arg: 'FILE',
-      help: 'kubeconfig for the reports',
-      defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
-    },
+    kubeconfig: { ...kubeconfigFlag, help: 'kubeconfig for the reports' },
     'max-concurrent': { kind: 'whole', default: 2, min: 1, max: 64, help: 'models fetched and loaded at once' },
     'max-model-size': { kind: 'quantity', default: '1Ti', min: 1, help: 'largest model taken from a source' },
     'poll-ms': {

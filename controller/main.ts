@@ -2,7 +2,7 @@ import { KubeClient } from '../kube/client.ts';
 import { Kinds } from '../kube/kinds.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { createLogger } from '../ops/logger.ts';
-import { defineFlags, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
+import { defineFlags, kubeconfigFlag, listenAddress, logLevelFlag, parseFlags, usage } from '../ops/flag-spec.ts';
 import { startOpsServer } from '../ops/server.ts';
 import { CacheController } from './controller.ts';
 import { RegistrationController } from './trained-model/controller.ts';
@@ -12,12 +12,7 @@ import { startWebhooks, type Webhooks } from './webhooks/server.ts';
 export const controllerFlags = defineFlags({
   command: 'controller',
   flags: {
-    kubeconfig: {
-      kind: 'string',
-      arg: 'FILE',
-      help: 'kubeconfig',
-      defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
-    },
+    kubeconfig: kubeconfigFlag,
     'metrics-addr': {
       kind: 'string',
       arg: 'ADDR',

@@ -1,17 +1,12 @@
 import { isAbsolute, posix, resolve } from 'node:path';
-import { defineFlags, listenAddress, logLevelFlag, usage } from '../ops/flag-spec.ts';
+import { defineFlags, kubeconfigFlag, listenAddress, logLevelFlag, usage } from '../ops/flag-spec.ts';
 import { PEER_AUDIENCE } from './peers/protocol.ts';
 
 /** The daemon's flags, declared once: its parser, range checks and `--help` are made from this table. */
 export const daemonFlags = defineFlags({
   command: 'daemon',
   flags: {
-    kubeconfig: {
-      kind: 'string',
-      arg: 'FILE',
-      help: 'kubeconfig',
-      defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
-    },
+    kubeconfig: kubeconfigFlag,
     'node-name': {
       kind: 'string',
       arg: 'N',

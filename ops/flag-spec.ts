@@ -72,6 +72,14 @@ export const logLevelFlag = {
   help: 'log level',
 } as const satisfies StringFlag;
 
+/** `--kubeconfig`, the same for every command that talks to the apiserver. */
+export const kubeconfigFlag = {
+  kind: 'string',
+  arg: 'FILE',
+  help: 'kubeconfig',
+  defaultText: '$KUBECONFIG, in-cluster, ~/.kube/config',
+} as const satisfies StringFlag;
+
 /** `parse` of a listen address flag: checks `host:port` and keeps the text. */
 export function listenAddress(text: string, name: string): string {
   parseAddr(text, name);
