@@ -57,7 +57,8 @@ export interface PeerTransfer {
     limitBytes: number;
     from: FromPeers;
     signal: AbortSignal;
-    onBytes: (n: number) => void;
+    /** Bytes of verified pieces written, and whether the peer they came from is in this node's zone. */
+    onBytes: (n: number, zone: 'same' | 'cross') => void;
   }): Promise<{ bytes: number; files: number }>;
   /** Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary. */
   describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary>;
@@ -342,6 +343,11 @@ export class DownloadManager {
     const key = model.storageKey;
     const signal = entry.abort.signal;
     let got = 0;
+    const byZone = { same: 0, cross: 0 };
+    const count = (outcome: string): void => {
+      for (const zone of ['same', 'cross'] as const)
+        if (byZone[zone] > 0) metrics.bytes.inc({ scheme: 'peer', outcome, source: 'peer', zone }, byZone[zone]);
+    };
     try {
       const r = await this.#o.peers!.fetch({
         model,
@@ -349,14 +355,15 @@ export class DownloadManager {
         limitBytes: Math.floor(model.modelSize * (1 + (this.#o.download?.sizeTolerance ?? 0.01))),
         from,
         signal,
-        onBytes: (n) => {
+        onBytes: (n, zone) => {
           got += n;
+          byZone[zone] += n;
           entry.bytesDone += n;
           entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
           progressed();
         },
       });
-      metrics.bytes.inc({ scheme: 'peer', outcome: 'success', source: 'peer' }, got);
+      count('success');
       log.info(
         {
           model: model.modelName,
@@ -369,7 +376,7 @@ export class DownloadManager {
       );
       return { ...r, pieces: from.pieces, bytesFromPeers: got };
     } catch (err) {
-      metrics.bytes.inc({ scheme: 'peer', outcome: signal.aborted ? 'cancelled' : 'error', source: 'peer' }, got);
+      count(signal.aborted ? 'cancelled' : 'error');
       if (signal.aborted) throw err;
       log.warn(
         { model: model.modelName, storageKey: key, err: (err as Error)?.message ?? String(err), fromPeers: got },

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** The node daemon's Prometheus metrics, on a registry of its own. */
 export class DaemonMetrics {
   readonly registry = new Registry();
-  readonly bytes: Counter<'scheme' | 'outcome' | 'source'>;
+  readonly bytes: Counter<'scheme' | 'outcome' | 'source' | 'zone'>;
   readonly downloads: Counter<'outcome' | 'reason'>;
   readonly duration: Histogram<'outcome'>;
   readonly inFlight: Gauge;
@@ -20,8 +20,10 @@ export class DaemonMetrics {
     const registers = [this.registry];
     this.bytes = new Counter({
       name: 'modelcache_daemon_downloaded_bytes_total',
-      help: 'Bytes received, by source (origin or peer), URI scheme (peer for peers) and outcome of the download.',
-      labelNames: ['scheme', 'outcome', 'source'],
+      help:
+        'Bytes received, by source (origin or peer), zone of the peer (same or cross; none for the origin), ' +
+        'URI scheme (peer for peers) and outcome of the download.',
+      labelNames: ['scheme', 'outcome', 'source', 'zone'],
       registers,
     });
     this.downloads = new Counter({

@@ -61,6 +61,8 @@ export interface PeerOffer {
   /** host:port of its peer server. */
   address: string;
   pieces: PiecesSummary;
+  /** In this node's zone (topology.kubernetes.io/zone): asked first, and its bytes count as same-zone. */
+  sameZone: boolean;
 }
 
 /** The last failure of a model's download, and when it may be tried again. */
@@ -395,7 +397,10 @@ function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefine
     (a, b) => b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
   )[0];
   if (!best) return { kind: 'download', model: m, from: 'origin' };
-  const peers = [...best].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  // Same zone first (cross-zone traffic is slower and often billed), then by name.
+  const peers = [...best].sort(
+    (a, b) => Number(b.sameZone) - Number(a.sameZone) || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0),
+  );
   return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers };
 }
 

@@ -186,7 +186,7 @@ export class NodeCacheReconciler {
     return {
       peerAddress: address,
       self: d.nodeName,
-      peers: peerOffers(lmns, d.nodeName),
+      peers: peerOffers(lmns, d.nodeName, (n) => d.nodes.get(n)),
       seedCandidates: seeds.candidates,
       seedsFetching: seeds.fetching,
       seedSettling: seeds.settling,

@@ -1,12 +1,19 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import type { PeerOffer } from '../node-cache/plan.ts';
+import { ZONE_LABEL } from './seeds.ts';
+import type { Node } from '../../kube/types.ts';
 
 /**
  * Which other nodes offer which model, from their LocalModelNode statuses (the API is the directory): a node
  * offers a model it reports Downloaded with a piece manifest, at the peer address it publishes. Pure.
  */
-export function peerOffers(nodes: readonly LocalModelNode[], self: string): Map<string, PeerOffer[]> {
+export function peerOffers(
+  nodes: readonly LocalModelNode[],
+  self: string,
+  nodeOf: (name: string) => Node | undefined,
+): Map<string, PeerOffer[]> {
   const out = new Map<string, PeerOffer[]>();
+  const zone = (name: string): string | undefined => nodeOf(name)?.metadata.labels?.[ZONE_LABEL];
   for (const lmn of nodes) {
     const node = lmn.metadata.name;
     const address = lmn.status?.peer?.address;
@@ -14,7 +21,8 @@ export function peerOffers(nodes: readonly LocalModelNode[], self: string): Map<
     for (const [name, detail] of Object.entries(lmn.status?.models ?? {})) {
       const key = detail.storageKey;
       if (!key || !detail.pieces || lmn.status?.modelStatus?.[name] !== 'ModelDownloaded') continue;
-      out.set(key, [...(out.get(key) ?? []), { node, address, pieces: detail.pieces }]);
+      const sameZone = zone(node) === zone(self);
+      out.set(key, [...(out.get(key) ?? []), { node, address, pieces: detail.pieces, sameZone }]);
     }
   }
   return out;

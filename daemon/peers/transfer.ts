@@ -22,6 +22,7 @@ export interface PeerTransferOptions {
 export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
   return {
     async fetch(req) {
+      const sameZone = new Set(req.from.peers.filter((p) => p.sameZone).map((p) => p.node));
       const r = await fetchFromPeers({
         storageKey: req.model.storageKey,
         workDir: req.workDir,
@@ -31,7 +32,7 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
         token: async () => (await readFile(o.tokenFile, 'utf8')).trim(),
         signal: req.signal,
         stallTimeoutMs: o.stallTimeoutMs,
-        onBytes: (n) => req.onBytes(n),
+        onBytes: (n, node) => req.onBytes(n, sameZone.has(node) ? 'same' : 'cross'),
         onBadPiece: (node) => {
           o.metrics.peerPieceFailures.inc({ peer: node });
           o.log.warn(

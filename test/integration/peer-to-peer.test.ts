@@ -42,6 +42,7 @@ const group = uniqueName('p2p');
 const nodes = [1, 2, 3, 4, 5, 6].map((i) => `${group}-n${i}`);
 const daemons = new Map<string, ModelcacheProcess>();
 const MiB = 1024 * 1024;
+const ZONE = 'topology.kubernetes.io/zone';
 
 const cluster = useControlPlane({
   controllerManager: false,
@@ -72,7 +73,9 @@ const cluster = useControlPlane({
       metadata: { name: group },
       spec: { nodeSelector: { matchLabels: { [`${group}/cache`]: 'yes' } }, storageLimit: '10Gi' },
     });
-    for (const n of nodes) await createNode(c.client, n, { [`${group}/cache`]: 'yes' });
+    // n6 is in another zone than the others: what it copies from them counts as cross-zone.
+    for (const n of nodes)
+      await createNode(c.client, n, { [`${group}/cache`]: 'yes', [ZONE]: n === nodes[5] ? 'zone-b' : 'zone-a' });
   },
   teardown: async () => {
     stop.abort();
@@ -193,7 +196,9 @@ test('the first node fetches from the origin; the others fill from it: identical
   }
   assert.equal(origin.bytesSent.get('/m/p2p.tar'), tar.length, 'the origin sent the model once, to n1 only');
   const fromPeers = await Promise.all(
-    [n2, n3, n4].map((n) => metric(daemons.get(n)!, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer"/)),
+    [n2, n3, n4].map((n) =>
+      metric(daemons.get(n)!, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer",zone="same"/),
+    ),
   );
   for (const b of fromPeers) assert.ok(b >= 43 * MiB, `peer bytes counted: ${b}`);
   const served = await metric(daemons.get(n1)!, /^modelcache_daemon_peer_served_bytes_total/);
@@ -212,7 +217,7 @@ test('a peer that flips bits is caught by the piece hashes and avoided: nothing 
   const liar = await TestPeer.start(dir, key, await readFile(join(dir, MANIFEST_FILE)));
   liar.always = { flipBits: true };
   const liarNode = `${group}-liar`;
-  await createNode(cluster.client, liarNode, { [`${group}/cache`]: 'yes' });
+  await createNode(cluster.client, liarNode, { [`${group}/cache`]: 'yes', [ZONE]: 'zone-a' });
   // It is in the group: the controller gives it a LocalModelNode like the others'.
   await eventually(async () => assert.equal((await lmnOf(liarNode))?.spec.localModels[0]?.storageKey, key));
   await cluster.client.patchStatus<LocalModelNode>(LOCAL_MODEL_NODES, liarNode, {
@@ -300,4 +305,8 @@ test('peers that are gone (killed before or during the transfer) are skipped: th
     before,
     'the live peers gave every byte',
   );
+  const d6 = daemons.get(n6)!;
+  const cross = await metric(d6, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer",zone="cross"/);
+  const same = await metric(d6, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer",zone="same"/);
+  assert.ok(cross >= 2 * 36 * MiB && same === 0, `n6 is in another zone: ${cross} bytes cross-zone, ${same} same`);
 });

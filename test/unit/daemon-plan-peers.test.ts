@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode, type PeerOffer } from '../../daemon/node-cache/plan.ts';
 import { peerOffers } from '../../daemon/peers/offers.ts';
+import { ZONE_LABEL } from '../../daemon/peers/seeds.ts';
 import type { LocalModelInfo, LocalModelNode } from '../../api/types.ts';
 import { uriSha256 } from '../../disk/inventory.ts';
 
@@ -13,10 +14,11 @@ const model = (name: string): LocalModelInfo => ({
   storageKey: `k-${name}`,
 });
 const digest = (c: string): string => `sha256:${c.repeat(64)}`;
-const offer = (node: string, d = digest('a')): PeerOffer => ({
+const offer = (node: string, d = digest('a'), sameZone = true): PeerOffer => ({
   node,
   address: `${node}:7000`,
   pieces: { digest: d, pieceSize: 16, count: 7 },
+  sameZone,
 });
 const base = {
   inFlight: new Map(),
@@ -106,8 +108,13 @@ test('peer offers: only other nodes that report a model Downloaded with a manife
       }),
     ],
     'self',
+    (n) => ({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: n, labels: { [ZONE_LABEL]: n === 'n1' ? 'z1' : 'z2' } },
+    }),
   );
-  assert.deepEqual([...offers], [['k-a', [{ node: 'n1', address: 'n1:1', pieces }]]]);
+  assert.deepEqual([...offers], [['k-a', [{ node: 'n1', address: 'n1:1', pieces, sameZone: false }]]]);
 });
 
 test('daemon plan, peers: a complete copy without a manifest (adopted, or cached before) is hashed to be offered', () => {
@@ -117,4 +124,22 @@ test('daemon plan, peers: a complete copy without a manifest (adopted, or cached
   assert.deepEqual(on.actions, [{ kind: 'describe', storageKey: 'k-a' }]);
   assert.equal(on.status.modelStatus?.a, 'ModelDownloaded', 'it is served to pods meanwhile');
   assert.deepEqual(planNode({ ...base, desired: [model('a')], disk }).actions, [], 'peers off: nothing to hash');
+});
+
+test("daemon plan, peers: peers in this node's zone are asked first", () => {
+  const plan = planNode({
+    ...base,
+    desired: [model('a')],
+    disk: { complete: new Map(), partial: new Set() },
+    peers: new Map([
+      ['k-a', [offer('n1', digest('a'), false), offer('n3'), offer('n2', digest('a'), false), offer('n4')]],
+    ]),
+    peerAddress: 'h:1',
+  });
+  const a = plan.actions[0];
+  assert.ok(a?.kind === 'download' && a.from === 'peers');
+  assert.deepEqual(
+    a.peers.map((p) => p.node),
+    ['n3', 'n4', 'n1', 'n2'],
+  );
 });
