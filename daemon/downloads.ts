@@ -60,8 +60,11 @@ export interface PeerTransfer {
     /** Bytes of verified pieces written, and whether the peer they came from is in this node's zone. */
     onBytes: (n: number, zone: 'same' | 'cross') => void;
   }): Promise<{ bytes: number; files: number }>;
-  /** Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary. */
-  describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary>;
+  /**
+   * Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary; undefined
+   * when the folder holds what a manifest cannot describe (links): such a model is not offered to peers.
+   */
+  describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary | undefined>;
 }
 
 /**
@@ -74,6 +77,8 @@ export class DownloadManager {
   readonly #removing = new Set<string>();
   /** Complete models being hashed into a piece manifest (peer-to-peer on). */
   readonly #describing = new Set<string>();
+  /** Complete models not to hash again before a time (ms): they hold links (never), or hashing failed (a minute). */
+  readonly #notDescribed = new Map<string, { completedAt: string; until: number }>();
   /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
   readonly #jobs = new Set<Promise<void>>();
   /** Downloads whose bytes are all in staging but whose commit failed: committed without downloading again. */
@@ -176,23 +181,32 @@ export class DownloadManager {
     if (!peers || this.#describing.has(key) || this.#removing.has(key) || this.#inFlight.has(key)) return;
     this.#describing.add(key);
     const { root, log } = this.#o;
+    let completedAt = '';
     const job = (async () => {
       const marker = await readMarker(root, key);
       if (!marker || marker.pieces) return;
+      completedAt = marker.completedAt;
+      const held = this.#notDescribed.get(key);
+      if (held && held.completedAt === completedAt && held.until > Date.now()) return;
       const pieces = await peers.describe(modelPaths(root, key).final, key, this.#stopping.signal);
+      if (!pieces) {
+        this.#notDescribed.set(key, { completedAt, until: Number.POSITIVE_INFINITY });
+        return;
+      }
       // Removed or replaced meanwhile: its marker is not ours to write any more.
       if ((await readMarker(root, key))?.completedAt !== marker.completedAt) return;
       await recordPieces(root, key, marker, pieces);
+      this.#notify(); // the status offers it now
       log.info(
         { storageKey: key, pieces: pieces.count },
         'piece manifest of a complete model written: offered to peers',
       );
     })()
-      .catch((err: unknown) => log.warn({ storageKey: key, err: String(err) }, 'could not hash the model for peers'))
-      .finally(() => {
-        this.#describing.delete(key);
-        this.#notify();
-      });
+      .catch((err: unknown) => {
+        this.#notDescribed.set(key, { completedAt, until: Date.now() + 60_000 });
+        log.warn({ storageKey: key, err: String(err) }, 'could not hash the model for peers; trying again in a minute');
+      })
+      .finally(() => this.#describing.delete(key));
     this.#jobs.add(job);
     void job.finally(() => this.#jobs.delete(job));
   }
@@ -202,6 +216,7 @@ export class DownloadManager {
     if (this.#removing.has(key) || this.#inFlight.has(key) || this.#describing.has(key)) return;
     this.#removing.add(key);
     this.#downloaded.delete(key);
+    this.#notDescribed.delete(key);
     void removeModel(this.#o.root, key)
       .then(() => this.#o.log.info({ storageKey: key }, 'model files removed'))
       .catch((err: unknown) => this.#o.log.error({ storageKey: key, err: String(err) }, 'could not remove model files'))
@@ -286,7 +301,8 @@ export class DownloadManager {
           });
           metrics.bytes.inc({ scheme, outcome: 'success', source: 'origin' }, Math.max(0, origin.bytes - already));
           logSkipped(log, model.modelName, key, origin);
-          if (this.#o.peers) origin.pieces = await this.#o.peers.describe(staging, key, entry.abort.signal);
+          const pieces = await this.#o.peers?.describe(staging, key, entry.abort.signal);
+          if (pieces) origin.pieces = pieces;
           result = origin;
         }
       }

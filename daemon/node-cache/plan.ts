@@ -126,6 +126,8 @@ export interface NodeObservation {
   seedsFetching?: ReadonlyMap<string, readonly string[]>;
   /** Peer-to-peer on: keys wanted here too recently to choose their seed (other nodes have not reported yet). */
   seedSettling?: ReadonlySet<string>;
+  /** Peer-to-peer on: keys a peer holds complete but cannot share (no manifest: the model holds links). */
+  unshareable?: ReadonlySet<string>;
 }
 
 /** The reason a model's entry gives while this node waits for its zone's seed (other nodes read it). */
@@ -374,7 +376,13 @@ export function planNode(o: NodeObservation): NodeCachePlan {
  */
 function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | undefined {
   const key = m.storageKey;
-  if (!o.seedCandidates || o.self === undefined || o.disk.unmarked?.has(key) || (o.peers?.get(key)?.length ?? 0) > 0)
+  if (
+    !o.seedCandidates ||
+    o.self === undefined ||
+    o.disk.unmarked?.has(key) ||
+    o.unshareable?.has(key) ||
+    (o.peers?.get(key)?.length ?? 0) > 0
+  )
     return undefined;
   if (o.seedSettling?.has(key)) return SETTLING;
   const started = [...(o.seedsFetching?.get(key) ?? [])].sort();

@@ -176,7 +176,10 @@ export class NodeCacheReconciler {
   /** Peer-to-peer on: this node's address and what the other nodes offer; nothing until the peer server listens. */
   #peers(
     desired: readonly { storageKey: string }[],
-  ): Pick<NodeObservation, 'peerAddress' | 'peers' | 'self' | 'seedCandidates' | 'seedsFetching' | 'seedSettling'> {
+  ): Pick<
+    NodeObservation,
+    'peerAddress' | 'peers' | 'self' | 'seedCandidates' | 'seedsFetching' | 'seedSettling' | 'unshareable'
+  > {
     const d = this.#d;
     const address = d.peerAddress?.();
     if (!address || !this.#seeds) return {};
@@ -190,6 +193,7 @@ export class NodeCacheReconciler {
       seedCandidates: seeds.candidates,
       seedsFetching: seeds.fetching,
       seedSettling: seeds.settling,
+      unshareable: seeds.unshareable,
     };
   }
 

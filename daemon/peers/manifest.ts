@@ -27,6 +27,8 @@ export interface BuiltManifest {
   bytes: Buffer;
   manifest: PieceManifest;
   summary: ManifestSummary;
+  /** Entries that are neither files nor folders (links, sockets…): a manifest without them is not the model. */
+  unlisted: string[];
 }
 
 /**
@@ -42,12 +44,13 @@ export async function buildManifest(
 ): Promise<BuiltManifest> {
   if (!Number.isSafeInteger(pieceSize) || pieceSize < 1) throw new Error(`piece size ${pieceSize} is not a size`);
   const files: ManifestFile[] = [];
-  for (const path of (await regularFiles(dir, signal)).sort()) {
+  const unlisted: string[] = [];
+  for (const path of (await regularFiles(dir, signal, '', unlisted)).sort()) {
     files.push(await hashFile(join(dir, ...path.split('/')), path, pieceSize, signal));
   }
   const manifest: PieceManifest = { version: 1, storageKey, pieceSize, files };
   const bytes = serializeManifest(manifest);
-  return { bytes, manifest, summary: summarize(bytes, manifest) };
+  return { bytes, manifest, summary: summarize(bytes, manifest), unlisted };
 }
 
 /** The manifest's exact bytes: JSON with the keys in protocol.ts's order, one line, a trailing newline. */
@@ -138,7 +141,7 @@ function isPlainPath(path: string): boolean {
 }
 
 /** Paths ('/'-separated, relative) of the regular files below `dir`, walking real directories only. */
-async function regularFiles(dir: string, signal: AbortSignal, prefix = ''): Promise<string[]> {
+async function regularFiles(dir: string, signal: AbortSignal, prefix: string, unlisted: string[]): Promise<string[]> {
   if (signal.aborted) throw cancelled(signal);
   let entries: Dirent[];
   try {
@@ -150,8 +153,9 @@ async function regularFiles(dir: string, signal: AbortSignal, prefix = ''): Prom
   for (const e of entries) {
     if (isReservedInModel(e.name)) continue;
     const rel = prefix + e.name;
-    if (e.isDirectory()) out.push(...(await regularFiles(join(dir, e.name), signal, `${rel}/`)));
+    if (e.isDirectory()) out.push(...(await regularFiles(join(dir, e.name), signal, `${rel}/`, unlisted)));
     else if (e.isFile()) out.push(rel);
+    else unlisted.push(rel);
   }
   return out;
 }

@@ -39,10 +39,16 @@ export class SeedCandidates {
     self: string,
     wanted: ReadonlySet<string>,
     now: number,
-  ): { candidates: Map<string, string[]>; fetching: Map<string, string[]>; settling: Set<string> } {
+  ): {
+    candidates: Map<string, string[]>;
+    fetching: Map<string, string[]>;
+    settling: Set<string>;
+    unshareable: Set<string>;
+  } {
     const zone = nodeOf(self)?.metadata.labels?.[ZONE_LABEL];
     const out = new Map<string, string[]>();
     const fetching = new Map<string, string[]>();
+    const unshareable = new Set<string>();
     const progress = new Map<string, { seen: string; since: number }>();
     for (const lmn of lmns) {
       const name = lmn.metadata.name;
@@ -53,8 +59,11 @@ export class SeedCandidates {
         const key = m.storageKey;
         if (!wanted.has(key)) continue;
         const state = lmn.status.modelStatus?.[m.modelName];
-        if (state === 'ModelDownloaded' || state === 'ModelDownloadError') continue;
         const detail = lmn.status.models?.[m.modelName];
+        // A peer-serving node that holds it complete without a manifest cannot share it (it holds links).
+        if (state === 'ModelDownloaded' && !detail?.pieces && node?.metadata.labels?.[ZONE_LABEL] === zone)
+          unshareable.add(key);
+        if (state === 'ModelDownloaded' || state === 'ModelDownloadError') continue;
         const waiting = state === 'ModelDownloadPending' && detail?.reason === WAITING_FOR_SEED;
         // A node that stops waiting and starts fetching is fresh: the stall clock counts from that change.
         const seen = `${state ?? 'unreported'}/${waiting}/${detail?.bytesDone ?? 0}`;
@@ -75,6 +84,6 @@ export class SeedCandidates {
       if (now - since < SEED_SETTLE_MS) settling.add(key);
     }
     this.#wantedSince = wantedSince;
-    return { candidates: out, fetching, settling };
+    return { candidates: out, fetching, settling, unshareable };
   }
 }

@@ -45,8 +45,15 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
       await writeManifest(req.workDir, r.manifest);
       return { bytes: r.bytes, files: r.files };
     },
-    async describe(dir, storageKey, signal): Promise<PiecesSummary> {
+    async describe(dir, storageKey, signal): Promise<PiecesSummary | undefined> {
       const built = await buildManifest(dir, storageKey, signal);
+      if (built.unlisted.length > 0) {
+        o.log.warn(
+          { storageKey, links: built.unlisted.slice(0, 20), count: built.unlisted.length },
+          'model holds links (or other entries that are not files): peers cannot copy it, it is not offered to them',
+        );
+        return undefined;
+      }
       await writeManifest(dir, built.bytes);
       return built.summary;
     },

@@ -200,3 +200,17 @@ test('seed candidates: the stall clock starts again when a node stops waiting an
   assert.deepEqual(at(30_001, lmn('seed', 'ModelDownloadPending')), ['seed'], 'queued to fetch: fresh, not stalled');
   assert.deepEqual(at(40_002, lmn('seed', 'ModelDownloadPending')), [], 'queued for the stall time: passed over');
 });
+
+test('seeds: a model a peer holds complete but cannot share (links) is fetched from the origin, not waited for', () => {
+  const shared = lmn('done', 'ModelDownloaded', 100);
+  const c = new SeedCandidates(10_000).observe([shared], (n) => node(n), 'self', new Set(['k-a']), 0);
+  assert.deepEqual([...c.unshareable], ['k-a']);
+  const plan = planNode({
+    ...base,
+    desired: [model('a')],
+    self: 'self',
+    seedCandidates: new Map([['k-a', ['other-waiting-one']]]),
+    unshareable: c.unshareable,
+  });
+  assert.equal(plan.actions[0]?.kind, 'download', 'no waiting for a seed whose copy cannot be shared');
+});
