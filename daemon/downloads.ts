@@ -59,6 +59,8 @@ export interface PeerTransfer {
     signal: AbortSignal;
     /** Bytes of verified pieces written, and whether the peer they came from is in this node's zone. */
     onBytes: (n: number, zone: 'same' | 'cross') => void;
+    /** The peers that offer the same manifest now (as the latest plan saw them): new ones join the fetch. */
+    offers: () => readonly PeerOffer[];
   }): Promise<{ bytes: number; files: number }>;
   /**
    * Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary; undefined
@@ -67,12 +69,15 @@ export interface PeerTransfer {
   describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary | undefined>;
 }
 
+/** A download in flight as the manager keeps it: what the plan reads, how to stop it, its peers' latest offers. */
+type Running = InFlight & { abort: AbortController; offers?: readonly PeerOffer[] };
+
 /**
  * Runs this node's downloads: at most N at once (bottleneck), each with a capacity reservation,
  * into a staging directory that is committed atomically; failures are remembered with a retry time.
  */
 export class DownloadManager {
-  readonly #inFlight = new Map<string, InFlight & { abort: AbortController }>();
+  readonly #inFlight = new Map<string, Running>();
   readonly #failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
   /** Complete models being hashed into a piece manifest (peer-to-peer on). */
@@ -102,7 +107,7 @@ export class DownloadManager {
    */
   snapshot(): { inFlight: ReadonlyMap<string, InFlight>; failures: ReadonlyMap<string, Failure> } {
     const inFlight = new Map<string, InFlight>();
-    for (const [key, { abort: _abort, ...e }] of this.#inFlight) inFlight.set(key, e);
+    for (const [key, { abort: _abort, offers: _offers, ...e }] of this.#inFlight) inFlight.set(key, e);
     const failures = new Map<string, Failure>();
     for (const [key, { attempts: _attempts, ...f }] of this.#failures) failures.set(key, f);
     return { inFlight, failures };
@@ -112,7 +117,7 @@ export class DownloadManager {
   start(model: LocalModelInfo, from?: FromPeers): void {
     const key = model.storageKey;
     if (this.#inFlight.has(key) || this.#removing.has(key)) return;
-    const entry = {
+    const entry: Running = {
       modelName: model.modelName,
       uri: model.sourceModelUri,
       queued: true,
@@ -128,11 +133,7 @@ export class DownloadManager {
   }
 
   /** Runs one download in its slot; never rejects (a job dropped by stop() is logged, not thrown). */
-  async #schedule(
-    model: LocalModelInfo,
-    entry: InFlight & { abort: AbortController },
-    from?: FromPeers,
-  ): Promise<void> {
+  async #schedule(model: LocalModelInfo, entry: Running, from?: FromPeers): Promise<void> {
     const key = model.storageKey;
     // The run itself, once it started: stop() drops even running jobs from the limiter, but the
     // entry stays in flight until the run has really ended (its files are closed, its bytes counted).
@@ -165,6 +166,12 @@ export class DownloadManager {
   forgetFailuresExcept(wanted: ReadonlySet<string>): void {
     for (const key of this.#failures.keys()) if (!wanted.has(key)) this.#failures.delete(key);
     for (const key of this.#downloaded.keys()) if (!wanted.has(key)) this.#downloaded.delete(key);
+  }
+
+  /** The peers offering a running peer download's manifest now: the fetch asks those that joined, too. */
+  offer(key: string, peers: readonly PeerOffer[]): void {
+    const e = this.#inFlight.get(key);
+    if (e?.pieces) e.offers = peers;
   }
 
   cancel(key: string): void {
@@ -235,7 +242,7 @@ export class DownloadManager {
     await Promise.all([...this.#jobs]);
   }
 
-  async #run(model: LocalModelInfo, entry: InFlight & { abort: AbortController }, from?: FromPeers): Promise<void> {
+  async #run(model: LocalModelInfo, entry: Running, from?: FromPeers): Promise<void> {
     const { root, ledger, log, metrics } = this.#o;
     const key = model.storageKey;
     const uri = model.sourceModelUri;
@@ -257,6 +264,7 @@ export class DownloadManager {
       }
       entry.queued = false;
       entry.startedAt = rfc3339Now();
+      if (from && this.#o.peers) entry.pieces = from.pieces; // published while the copy runs: peers fetch from it
       this.#notify();
       metrics.inFlight.inc();
       running = true;
@@ -350,7 +358,7 @@ export class DownloadManager {
    */
   async #fromPeers(
     model: LocalModelInfo,
-    entry: InFlight & { abort: AbortController },
+    entry: Running,
     from: FromPeers,
     staging: string,
     progressed: () => void,
@@ -371,6 +379,7 @@ export class DownloadManager {
         limitBytes: Math.floor(model.modelSize * (1 + (this.#o.download?.sizeTolerance ?? 0.01))),
         from,
         signal,
+        offers: () => entry.offers ?? from.peers,
         onBytes: (n, zone) => {
           got += n;
           byZone[zone] += n;
@@ -399,6 +408,8 @@ export class DownloadManager {
         'peers could not provide the whole model: the rest comes from its source',
       );
       entry.bytesDone = 0;
+      delete entry.pieces; // the origin's bytes: no manifest is offered until they are hashed
+      delete entry.offers;
       return undefined;
     }
   }
@@ -480,12 +491,7 @@ export class DownloadManager {
   }
 
   /** Records a failed attempt by the failure policy: when to try again, and whether the bytes are kept. */
-  async #failed(
-    model: LocalModelInfo,
-    entry: InFlight & { abort: AbortController },
-    e: DownloadError,
-    seconds: number,
-  ): Promise<void> {
+  async #failed(model: LocalModelInfo, entry: Running, e: DownloadError, seconds: number): Promise<void> {
     const { root, log, metrics } = this.#o;
     const key = model.storageKey;
     const attempts = (this.#failures.get(key)?.attempts ?? 0) + 1;

@@ -20,15 +20,22 @@ import { SourceCredentialsReader } from './credentials.ts';
 import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { NodeCacheReconciler } from './node-cache/reconcile.ts';
+import { CopiesInProgress } from './peers/copies.ts';
 import { startPeerMode, type PeerMode } from './peers/peer-mode.ts';
 import { peerTransfer } from './peers/transfer.ts';
 import { StatusWriter } from './status-writer.ts';
 
-/** Whether a LocalModelNode update reports a model Downloaded that was not before (a new offer for peers). */
-function newlyDownloaded(old: LocalModelNode, now: LocalModelNode): boolean {
+/**
+ * Whether a LocalModelNode update makes a new offer for peers: a model Downloaded that was not before, or a manifest
+ * published that was not (a copy from peers that started, and serves its pieces meanwhile).
+ */
+function newOffer(old: LocalModelNode, now: LocalModelNode): boolean {
   const before = old.status?.modelStatus ?? {};
+  const had = old.status?.models ?? {};
   return Object.entries(now.status?.modelStatus ?? {}).some(
-    ([name, state]) => state === 'ModelDownloaded' && before[name] !== 'ModelDownloaded',
+    ([name, state]) =>
+      (state === 'ModelDownloaded' && before[name] !== 'ModelDownloaded') ||
+      (now.status?.models?.[name]?.pieces !== undefined && had[name]?.pieces === undefined),
   );
 }
 
@@ -73,6 +80,8 @@ export async function runDaemon(args: string[]): Promise<number> {
   // Peer-to-peer: the server starts with the other servers below; what the downloads need of it is made now.
   const peerListen = flags['peer-listen'];
   let peers: PeerMode | undefined;
+  // Copies fetched from peers while they run: the fetch records its verified pieces, the peer server serves them.
+  const copies = new CopiesInProgress();
   const downloads = new DownloadManager({
     root,
     ledger,
@@ -95,6 +104,7 @@ export async function runDaemon(args: string[]): Promise<number> {
             stallTimeoutMs: flags['stall-timeout-seconds'],
             metrics,
             log,
+            copies,
           }),
         }
       : {}),
@@ -149,6 +159,7 @@ export async function runDaemon(args: string[]): Promise<number> {
             ? flags['peer-identity']
             : [`system:serviceaccount:${flags.namespace}:modelcache-daemon`],
           maxUploads: flags['peer-max-uploads'],
+          copies,
           metrics,
           log,
         })
@@ -167,12 +178,12 @@ export async function runDaemon(args: string[]): Promise<number> {
     throw err;
   }
   // Another node's LocalModelNode or Node changes only who offers or seeds what: at most one pass per 2 s for those,
-  // except a copy that just completed (nodes waiting for it start copying at once).
+  // except a new offer (a copy that just completed or started from peers: nodes waiting for it copy from it at once).
   const wake = (o: { metadata: { name?: string } }): void =>
     o.metadata.name === nodeName ? queue.add(KEY) : queue.addAfter(KEY, 2000);
   informer.on({
     add: wake,
-    update: (old, o) => (newlyDownloaded(old, o) ? queue.add(KEY) : wake(o)),
+    update: (old, o) => (newOffer(old, o) ? queue.add(KEY) : wake(o)),
     delete: wake,
   });
   nodes.on({ add: wake, update: (_old, o) => wake(o), delete: wake });

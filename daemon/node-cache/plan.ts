@@ -53,9 +53,11 @@ export interface InFlight {
   startedAt: string;
   /** Bytes of bytesDone that came from peers. */
   bytesFromPeers?: number;
+  /** Copying from peers: the manifest fetched (and served while it runs); absent for a download from the origin. */
+  pieces?: PiecesSummary;
 }
 
-/** A node that holds a model complete and serves its pieces, as its LocalModelNode status says. */
+/** A node that holds a model (or copies it from peers) and serves its pieces, as its LocalModelNode status says. */
 export interface PeerOffer {
   node: string;
   /** host:port of its peer server. */
@@ -63,6 +65,8 @@ export interface PeerOffer {
   pieces: PiecesSummary;
   /** In this node's zone (topology.kubernetes.io/zone): asked first, and its bytes count as same-zone. */
   sameZone: boolean;
+  /** It is still copying the model from peers: it serves the pieces it has verified so far. */
+  inProgress?: true;
 }
 
 /** The last failure of a model's download, and when it may be tried again. */
@@ -161,6 +165,8 @@ type NodeAction =
   /** `from`: where the bytes come from: the model's source, or peers holding one manifest (origin when they fail). */
   | { kind: 'download'; model: LocalModelInfo; from: 'origin' }
   | { kind: 'download'; model: LocalModelInfo; from: 'peers'; pieces: PiecesSummary; peers: readonly PeerOffer[] }
+  /** A download from peers that runs: the peers that offer its manifest now (some may have joined since). */
+  | { kind: 'offers'; storageKey: string; peers: readonly PeerOffer[] }
   /** Peer-to-peer on: hash a complete copy that has no piece manifest yet (adopted, or cached before), to offer it. */
   | { kind: 'describe'; storageKey: string }
   | { kind: 'cancel'; storageKey: string }
@@ -271,7 +277,14 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           ...(s.running.bytesTotal !== undefined ? { bytesTotal: s.running.bytesTotal } : {}),
           ...(s.running.startedAt ? { startedAt: s.running.startedAt } : {}),
           ...(s.running.bytesFromPeers ? { bytesFromPeers: s.running.bytesFromPeers } : {}),
+          // A copy from peers serves its verified pieces meanwhile: its manifest is offered (never an origin download's).
+          ...(s.running.pieces && !s.running.queued ? { pieces: s.running.pieces } : {}),
         };
+        if (s.running.pieces) {
+          const digest = s.running.pieces.digest;
+          const peers = nearestFirst((o.peers?.get(key) ?? []).filter((p) => p.pieces.digest === digest));
+          if (peers.length > 0) actions.push({ kind: 'offers', storageKey: key, peers });
+        }
         continue;
       case 'failed':
         modelStatus[m.modelName] = 'ModelDownloadError';
@@ -405,11 +418,14 @@ function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefine
     (a, b) => b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
   )[0];
   if (!best) return { kind: 'download', model: m, from: 'origin' };
-  // Same zone first (cross-zone traffic is slower and often billed), then by name.
-  const peers = [...best].sort(
+  return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers: nearestFirst(best) };
+}
+
+/** Peers in this node's zone first (cross-zone traffic is slower and often billed), then by name. */
+function nearestFirst(peers: readonly PeerOffer[]): PeerOffer[] {
+  return [...peers].sort(
     (a, b) => Number(b.sameZone) - Number(a.sameZone) || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0),
   );
-  return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers };
 }
 
 /** StoragePathMatches False naming every mismatched group, its path, the root's and the fix; none when all match. */

@@ -159,7 +159,8 @@ export class NodeCacheReconciler {
             'this node seeds the model: it fetches it from its source, its peers copy it from here',
           );
         d.downloads.start(a.model, a.from === 'peers' ? { pieces: a.pieces, peers: a.peers } : undefined);
-      } else if (a.kind === 'describe') d.downloads.describe(a.storageKey);
+      } else if (a.kind === 'offers') d.downloads.offer(a.storageKey, a.peers);
+      else if (a.kind === 'describe') d.downloads.describe(a.storageKey);
       else if (a.kind === 'cancel') d.downloads.cancel(a.storageKey);
       else d.downloads.remove(a.storageKey);
     }

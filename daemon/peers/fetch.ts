@@ -8,16 +8,29 @@ import { asDownloadError } from '../../download/failure-policy.ts';
 import { cancelled } from '../../download/parallel.ts';
 import { backoffDelay, sleep } from '../../ops/backoff.ts';
 import type { Logger } from '../../ops/logger.ts';
+import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, type PeerAnswer } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
-import { manifestPath, pieceLength, piecePath, type ManifestSummary, type PieceManifest } from './protocol.ts';
+import {
+  decodeHave,
+  hasBit,
+  havePath,
+  manifestPath,
+  pieceLength,
+  pieceOffsets,
+  piecePath,
+  type ManifestSummary,
+  type PieceManifest,
+} from './protocol.ts';
 
-/** A node that holds the model, and where its daemon serves pieces. */
-interface PeerRef {
+/** A node that holds the model (or copies it from peers itself), and where its daemon serves pieces. */
+export interface PeerRef {
   node: string;
   /** Base URL, `http://host:port`. */
   url: string;
+  /** It is still copying the model: which pieces it holds is asked (`have`), and a 404 for a piece means "not yet". */
+  partial?: boolean;
 }
 
 export interface PeerFetchRequest {
@@ -29,6 +42,12 @@ export interface PeerFetchRequest {
   /** What the serving nodes published: the manifest is accepted only with exactly this digest. */
   summary: ManifestSummary;
   peers: readonly PeerRef[];
+  /** Peers offering the model now (polled while the fetch runs): those not known yet join it. */
+  morePeers?: () => readonly PeerRef[];
+  /** Where this copy is recorded while it runs, so this node's peer server serves the pieces verified so far. */
+  copies?: CopiesInProgress;
+  /** How often a peer still copying is asked which pieces it holds. Default 1 s. */
+  haveRefreshMs?: number;
   /** The bearer token, read again for every request (tokens rotate). */
   token: () => Promise<string>;
   signal: AbortSignal;
@@ -36,7 +55,10 @@ export interface PeerFetchRequest {
   maxPeers?: number;
   /** Failures in a row after which a peer is not asked again, and tries of one piece on one peer. Default 3. */
   pieceAttempts?: number;
-  /** Longest wait for an answer's headers, or between two chunks of its body. */
+  /**
+   * Longest wait for an answer's headers, or between two chunks of its body; and for a peer still copying to hold
+   * a piece no other peer has, before the fetch gives up on them.
+   */
   stallTimeoutMs: number;
   /** Wait before a peer that failed is asked again (its Retry-After when longer, capped at maxMs). */
   backoff?: { baseMs: number; maxMs: number };
@@ -62,6 +84,7 @@ export interface PeerFetchResult {
 /** Most bytes a manifest may have: a peer that sends more is not read further. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 5000 };
+const HAVE_REFRESH_MS = 1000;
 
 interface Peer {
   node: string;
@@ -73,6 +96,13 @@ interface Peer {
   /** Not asked before this time (after a failure). */
   readyAt: number;
   bytes: number;
+  /** Still copying the model: `have` says which pieces it holds, and a 404 for a piece is "not yet". */
+  partial: boolean;
+  /** The pieces it holds as last heard (undefined: every piece, a complete copy). */
+  have?: Uint8Array;
+  /** When it is asked `have` next (ms); whether it is being asked now. */
+  haveDue: number;
+  asking: boolean;
 }
 
 interface Task {
@@ -101,30 +131,45 @@ export async function fetchFromPeers(req: PeerFetchRequest): Promise<PeerFetchRe
 }
 
 async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult> {
-  const peers = req.peers.map(toPeer);
+  // Complete copies first: the manifest is asked of them before peers that may not serve it yet.
+  const peers = req.peers.map(toPeer).sort((a, b) => Number(a.partial) - Number(b.partial));
   const { manifest: m, bytes: manifest } = await getManifest(req, agent, peers);
   const kept = await pruneWorkDir(req.workDir, m, req.signal);
   await mkdir(join(req.workDir, DOWNLOAD_DIR), { recursive: true }).catch((err: unknown) => {
     throw diskError(err, `creating ${DOWNLOAD_DIR} in ${req.workDir}`);
   });
-  const left = new Map<number, number>();
-  const queue: Task[] = [];
-  for (const [i, f] of m.files.entries()) {
-    if (req.signal.aborted) throw cancelled(req.signal);
-    if (kept.has(i)) continue;
-    if (f.size === 0) {
-      await placeFile(req.workDir, f.path, undefined);
-      continue;
+  const copy = req.copies?.begin(req.storageKey, req.workDir, m, manifest);
+  try {
+    const left = new Map<number, number>();
+    const queue: Task[] = [];
+    for (const [i, f] of m.files.entries()) {
+      if (req.signal.aborted) throw cancelled(req.signal);
+      if (kept.has(i)) {
+        copy?.verifiedFile(i);
+        continue;
+      }
+      if (f.size === 0) {
+        await placeFile(req.workDir, f.path, undefined);
+        continue;
+      }
+      const partial = partialPath(req.workDir, f.path);
+      const done = await preparePartial(partial, f, m.pieceSize, req.signal);
+      for (const piece of done) copy?.verified({ file: i, piece });
+      if (done.size === f.pieces.length) await placeFile(req.workDir, f.path, partial);
+      else left.set(i, f.pieces.length - done.size);
+      for (let p = 0; p < f.pieces.length; p++) if (!done.has(p)) queue.push({ file: i, piece: p, fails: new Map() });
     }
-    const partial = partialPath(req.workDir, f.path);
-    const done = await preparePartial(partial, f, m.pieceSize, req.signal);
-    if (done.size === f.pieces.length) await placeFile(req.workDir, f.path, partial);
-    else left.set(i, f.pieces.length - done.size);
-    for (let p = 0; p < f.pieces.length; p++) if (!done.has(p)) queue.push({ file: i, piece: p, fails: new Map() });
+    // In an order of its own: nodes copying at once then hold different pieces, which they trade.
+    for (let i = queue.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [queue[i], queue[j]] = [queue[j]!, queue[i]!];
+    }
+    const byPeer = await fetchPieces(req, agent, m, peers, queue, left, copy);
+    await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
+    return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest };
+  } finally {
+    copy?.end();
   }
-  const byPeer = await fetchPieces(req, agent, m, peers, queue, left);
-  await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
-  return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest };
 }
 
 function toPeer(ref: PeerRef): Peer {
@@ -142,6 +187,9 @@ function toPeer(ref: PeerRef): Peer {
     consecutive: 0,
     readyAt: 0,
     bytes: 0,
+    partial: ref.partial === true,
+    haveDue: 0,
+    asking: false,
     ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
   };
 }
@@ -201,8 +249,12 @@ async function getManifest(
 
 /**
  * Fetches every queued piece: one request per peer at a time, at most `maxPeers` at once, the least loaded
- * peer first, a piece that failed tried on another peer first. Returns bytes fetched by node once every
- * piece is written and every complete file placed; throws once nothing is in flight and no peer is left.
+ * peer first, a piece that failed tried on another peer first. A peer still copying the model is asked only for
+ * pieces it said it holds (`have`, asked again every `haveRefreshMs`), and its 404 means "not yet", no failure;
+ * peers that join meanwhile (`morePeers`) are asked too. Each piece written is recorded in `copy` (served from
+ * here). Returns bytes fetched by node once every piece is written and every complete file placed; throws once
+ * nothing is in flight and no peer is left, or only peers still copying that held no missing piece for
+ * `stallTimeoutMs`.
  */
 async function fetchPieces(
   req: PeerFetchRequest,
@@ -211,23 +263,42 @@ async function fetchPieces(
   peers: Peer[],
   queue: Task[],
   left: Map<number, number>,
+  copy: CopyRecord | undefined,
 ): Promise<Map<string, number>> {
   const maxPeers = Math.max(1, req.maxPeers ?? 4);
   const attempts = Math.max(1, req.pieceAttempts ?? 3);
   const backoff = req.backoff ?? DEFAULT_BACKOFF;
+  const refreshMs = Math.max(1, req.haveRefreshMs ?? HAVE_REFRESH_MS);
   const total = queue.length;
+  const offsets = pieceOffsets(m);
+  const count = m.files.reduce((n, f) => n + f.pieces.length, 0);
   const stop = new AbortController();
   const signal = AbortSignal.any([req.signal, stop.signal]);
   const inflight = new Set<Promise<void>>();
+  const asks = new Set<Promise<void>>();
   const byPeer = new Map<string, number>();
   let fatal: unknown;
+  /** When the fetch last moved: a piece written, a peer heard to hold more, a peer joined. */
+  let movedAt = Date.now();
 
+  const holds = (p: Peer, t: Task): boolean => p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece);
+  const known = new Set(peers.map((p) => p.node));
+  const join = (): void => {
+    for (const ref of req.morePeers?.() ?? []) {
+      if (known.has(ref.node)) continue;
+      known.add(ref.node);
+      peers.push(toPeer(ref));
+      movedAt = Date.now();
+    }
+    for (const p of peers) if (p.partial && !p.have) p.have = new Uint8Array(Math.ceil(count / 8));
+  };
   const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
   const pick = (now: number): [Peer, number] | undefined => {
     const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
     for (const p of idle) {
       let fallback = -1;
       for (let k = 0; k < queue.length; k++) {
+        if (!holds(p, queue[k]!)) continue;
         const fails = queue[k]!.fails.get(p.node) ?? 0;
         if (fails === 0) return [p, k];
         if (fallback === -1 && fails < attempts) fallback = k;
@@ -239,9 +310,47 @@ async function fetchPieces(
   /** When a peer now waiting out a failure may take a queued piece, if any may. */
   const wakeAt = (now: number): number | undefined => {
     const waiting = peers.filter(
-      (p) => !p.dropped && !p.busy && p.readyAt > now && queue.some((t) => (t.fails.get(p.node) ?? 0) < attempts),
+      (p) =>
+        !p.dropped &&
+        !p.busy &&
+        p.readyAt > now &&
+        queue.some((t) => holds(p, t) && (t.fails.get(p.node) ?? 0) < attempts),
     );
     return waiting.length > 0 ? Math.min(...waiting.map((p) => p.readyAt)) : undefined;
+  };
+  /** Peers still copying, not dropped: they may come to hold what is missing. */
+  const copying = (): Peer[] => peers.filter((p) => p.partial && !p.dropped && p.base);
+
+  /** Asks `p` which pieces it holds; a 404 is none, trouble keeps what was heard (its pieces' answers tell). */
+  const ask = async (p: Peer): Promise<void> => {
+    try {
+      const a = await peerGet(agent, new URL(havePath(req.storageKey), p.base), {
+        token: await token(req),
+        signal,
+        timeoutMs: req.stallTimeoutMs,
+        maxBytes: Math.ceil(count / 6) + 256,
+      });
+      if (signal.aborted) return;
+      let bits: Uint8Array | undefined;
+      if (a.ok) {
+        try {
+          bits = decodeHave(JSON.parse(a.bytes.toString('utf8')), count);
+        } catch {
+          bits = undefined;
+        }
+        if (!bits) req.log.debug({ node: p.node, storageKey: req.storageKey }, 'peer sent no valid have; not used');
+      } else if (a.status === 404) bits = new Uint8Array(Math.ceil(count / 8));
+      if (!bits) return;
+      const before = p.have;
+      if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
+      p.have = bits;
+    } catch (err) {
+      fatal ??= err;
+      stop.abort(err);
+    } finally {
+      p.asking = false;
+      p.haveDue = Date.now() + refreshMs;
+    }
   };
 
   const failed = (p: Peer, t: Task, a: Exclude<PeerAnswer, { ok: true }>): void => {
@@ -275,6 +384,13 @@ async function fetchPieces(
         maxBytes: len,
       });
       if (signal.aborted) return;
+      if (!a.ok && a.status === 404 && p.partial && p.have) {
+        // Not there yet (or no longer in staging: it is being committed): asked again once `have` says so.
+        const i = offsets[t.file]! + t.piece;
+        p.have[i >> 3]! &= ~(0x80 >> (i & 7));
+        queue.unshift(t);
+        return;
+      }
       const bad = a.ok ? verdict(a.bytes, len, f.pieces[t.piece]!) : a.lied ? a.why : undefined;
       if (bad !== undefined) lied(p, t, bad);
       else if (!a.ok) failed(p, t, a);
@@ -284,6 +400,8 @@ async function fetchPieces(
       }
       const partial = partialPath(req.workDir, f.path);
       await writePiece(partial, t.piece * m.pieceSize, a.bytes);
+      copy?.verified(t);
+      movedAt = Date.now();
       p.consecutive = 0;
       p.bytes += len;
       byPeer.set(p.node, (byPeer.get(p.node) ?? 0) + len);
@@ -301,6 +419,14 @@ async function fetchPieces(
 
   while (fatal === undefined && !signal.aborted && (queue.length > 0 || inflight.size > 0)) {
     const now = Date.now();
+    join();
+    if (queue.length > 0)
+      for (const p of copying()) {
+        if (p.asking || p.haveDue > now) continue;
+        p.asking = true;
+        const job: Promise<void> = ask(p).finally(() => asks.delete(job));
+        asks.add(job);
+      }
     for (let next = pick(now); next && inflight.size < maxPeers; next = pick(now)) {
       const [p, k] = next;
       const t = queue.splice(k, 1)[0]!;
@@ -308,15 +434,33 @@ async function fetchPieces(
       const job: Promise<void> = fetchOne(p, t).finally(() => inflight.delete(job));
       inflight.add(job);
     }
+    const times: number[] = [];
     const wake = wakeAt(now);
-    if (inflight.size === 0 && wake === undefined) break; // pieces left, nobody left to ask
-    await waitForAny(inflight, wake === undefined ? undefined : wake - now, signal);
+    if (wake !== undefined) times.push(wake);
+    if (inflight.size === 0 && wake === undefined) {
+      // Nobody to ask now: only peers still copying may come to hold the rest, and not forever.
+      const waiting = copying();
+      if (waiting.length === 0 || now - movedAt > req.stallTimeoutMs) break;
+      times.push(movedAt + req.stallTimeoutMs + 1, ...waiting.filter((p) => !p.asking).map((p) => p.haveDue));
+    } else if (queue.length > 0)
+      times.push(
+        ...copying()
+          .filter((p) => !p.asking)
+          .map((p) => p.haveDue),
+      );
+    const until = times.length > 0 ? Math.max(0, Math.min(...times) - now) : undefined;
+    await waitForAny(new Set([...inflight, ...asks]), until, signal);
   }
-  await Promise.allSettled(inflight); // nothing keeps running (or writing) after this returns
+  await Promise.allSettled([...inflight, ...asks]); // nothing keeps running (or writing) after this returns
   if (req.signal.aborted) throw cancelled(req.signal);
   if (fatal !== undefined) throw fatal;
   if (queue.length > 0) {
-    const why = peers.map((p) => `${p.node}: ${p.dropped ?? 'failed every missing piece'}`).slice(0, 8);
+    const why = peers
+      .map(
+        (p) =>
+          `${p.node}: ${p.dropped ?? (p.partial ? 'still copying it, without the missing pieces' : 'failed every missing piece')}`,
+      )
+      .slice(0, 8);
     throw new DownloadError(
       'SourceUnavailable',
       `${req.storageKey}: ${queue.length} of ${total} pieces still missing and no peer left to ask ` +

@@ -5,7 +5,8 @@ import type { Node } from '../../kube/types.ts';
 
 /**
  * Which other nodes offer which model, from their LocalModelNode statuses (the API is the directory): a node
- * offers a model it reports Downloaded with a piece manifest, at the peer address it publishes. Pure.
+ * offers a model it reports Downloaded, or Downloading while it copies it from peers (in progress: it serves the
+ * pieces verified so far), with a piece manifest, at the peer address it publishes. Pure.
  */
 export function peerOffers(
   nodes: readonly LocalModelNode[],
@@ -20,9 +21,11 @@ export function peerOffers(
     if (!node || node === self || !address) continue;
     for (const [name, detail] of Object.entries(lmn.status?.models ?? {})) {
       const key = detail.storageKey;
-      if (!key || !detail.pieces || lmn.status?.modelStatus?.[name] !== 'ModelDownloaded') continue;
-      const sameZone = zone(node) === zone(self);
-      out.set(key, [...(out.get(key) ?? []), { node, address, pieces: detail.pieces, sameZone }]);
+      const state = lmn.status?.modelStatus?.[name];
+      if (!key || !detail.pieces || (state !== 'ModelDownloaded' && state !== 'ModelDownloading')) continue;
+      const offer: PeerOffer = { node, address, pieces: detail.pieces, sameZone: zone(node) === zone(self) };
+      if (state === 'ModelDownloading') offer.inProgress = true;
+      out.set(key, [...(out.get(key) ?? []), offer]);
     }
   }
   return out;

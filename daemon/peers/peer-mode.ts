@@ -4,6 +4,7 @@ import { reviewToken } from '../../kube/token-review.ts';
 import { parseAddr } from '../../ops/server.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import { PeerAuthenticator } from './auth.ts';
+import type { CopiesInProgress } from './copies.ts';
 import { PEER_AUDIENCE } from './protocol.ts';
 import { peerRoutes, startPeerServer } from './server.ts';
 
@@ -18,6 +19,8 @@ export interface PeerModeOptions {
   /** Service-account users whose tokens may fetch pieces. */
   allowed: readonly string[];
   maxUploads: number;
+  /** Copies this node is fetching from peers: their verified pieces are served too. */
+  copies: CopiesInProgress;
   metrics: DaemonMetrics;
   log: Logger;
 }
@@ -41,6 +44,7 @@ export async function startPeerMode(o: PeerModeOptions): Promise<PeerMode> {
   const routes = peerRoutes(o.root, {
     auth,
     maxUploads: o.maxUploads,
+    copies: o.copies,
     log,
     onServed: (bytes) => metrics.peerServed.inc(bytes),
   });

@@ -48,7 +48,7 @@ export interface PieceId {
   piece: number;
 }
 
-/** GET: the manifest's exact bytes (application/json); 404 when the model is not complete here. */
+/** GET: the manifest's exact bytes (application/json); 404 when this node neither holds nor copies the model. */
 export function manifestPath(storageKey: string): string {
   return `/v1/peer/models/${encodeURIComponent(storageKey)}/manifest`;
 }
@@ -56,6 +56,53 @@ export function manifestPath(storageKey: string): string {
 /** GET: the bytes of one piece (application/octet-stream); 404 when this node does not hold it verified. */
 export function piecePath(storageKey: string, id: PieceId): string {
   return `/v1/peer/models/${encodeURIComponent(storageKey)}/pieces/${id.file}/${id.piece}`;
+}
+
+/**
+ * GET: which pieces this node holds verified (application/json, a Have); 404 when it holds none of the model.
+ * A node still copying the model answers with the pieces it has so far, a complete one with all of them.
+ */
+export function havePath(storageKey: string): string {
+  return `/v1/peer/models/${encodeURIComponent(storageKey)}/have`;
+}
+
+/**
+ * The body of a `have` answer: bit i (most significant bit of byte i >> 3 first) of `bitmap` (base64) is set when
+ * piece i is held, pieces numbered across the manifest's files in order.
+ */
+export interface Have {
+  count: number;
+  bitmap: string;
+}
+
+/** Pieces numbered across files: the number of the first piece of each file of `m`. */
+export function pieceOffsets(m: PieceManifest): number[] {
+  const out: number[] = [];
+  let n = 0;
+  for (const f of m.files) {
+    out.push(n);
+    n += f.pieces.length;
+  }
+  return out;
+}
+
+/** A Have of `count` pieces whose bits are `bits` (ceil(count / 8) bytes). */
+export function encodeHave(count: number, bits: Uint8Array): Have {
+  return { count, bitmap: Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength).toString('base64') };
+}
+
+/** The bits of a Have for a manifest of `count` pieces, or undefined when it is not one (what a peer says is data). */
+export function decodeHave(doc: unknown, count: number): Uint8Array | undefined {
+  if (typeof doc !== 'object' || doc === null) return undefined;
+  const { count: c, bitmap } = doc as Record<string, unknown>;
+  if (c !== count || typeof bitmap !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(bitmap)) return undefined;
+  const bits = Buffer.from(bitmap, 'base64');
+  return bits.length === Math.ceil(count / 8) ? new Uint8Array(bits) : undefined;
+}
+
+/** Whether bit `i` of `bits` is set. */
+export function hasBit(bits: Uint8Array, i: number): boolean {
+  return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0;
 }
 
 /** Bytes of piece `piece` of a file of `size` bytes. */

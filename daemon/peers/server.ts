@@ -2,21 +2,25 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { readMarker } from '../../disk/inventory.ts';
 import { isValidKey, modelPaths } from '../../disk/layout.ts';
 import { isInside } from '../../download/containment.ts';
 import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
+import type { CopiesInProgress, CopyView } from './copies.ts';
 import { readManifest } from './manifest.ts';
-import { pieceLength, type ManifestFile, type PieceId, type PieceManifest } from './protocol.ts';
+import { partialPath } from './piece-files.ts';
+import { encodeHave, pieceLength, type PieceId, type PieceManifest } from './protocol.ts';
 
 export interface PeerRoutesOptions {
   auth: PeerAuthenticator;
   /** Piece responses in flight at most; one more is refused with 429. */
   maxUploads: number;
   log: Logger;
+  /** Copies this node is fetching from peers: their verified pieces are served too. */
+  copies?: CopiesInProgress;
   /** Hears of every piece sent whole: its bytes and model. */
   onServed?: (bytes: number, storageKey: string) => void;
 }
@@ -26,6 +30,7 @@ export type PeerHandler = (req: IncomingMessage, res: ServerResponse) => Promise
 
 type Route =
   | { kind: 'manifest'; key: string }
+  | { kind: 'have'; key: string }
   | { kind: 'piece'; key: string; id: PieceId }
   | { kind: 'refused'; status: 400 | 404; message: string };
 
@@ -44,8 +49,9 @@ const SEND_CHUNK = 1024 * 1024;
 const IDLE_TIMEOUT_MS = 60_000;
 
 /**
- * The peer endpoints of protocol.ts under /v1/peer/: a complete model's manifest, and its pieces read from
- * the files this node's own manifest names. Every request is authenticated first; piece responses are
+ * The peer endpoints of protocol.ts under /v1/peer/: the manifest of a model complete here or being copied from
+ * peers, which pieces of it are held, and the pieces themselves, read from the files this node's own manifest
+ * names (of a copy in progress, only pieces it verified, from its staging folder). Every request is authenticated first; piece responses are
  * capped at `maxUploads` at once. Each refused request is one log line (never with the token).
  */
 export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
@@ -78,16 +84,29 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     if (req.method !== 'GET') return refuse({ status: 405, message: 'only GET', headers: { allow: 'GET' } });
     const route = parseRoute(raw.slice(2));
     if (route.kind === 'refused') return refuse(route);
+    const copy = o.copies?.get(route.key);
     if (route.kind === 'manifest') {
+      if (copy) return sendBytes(res, copy.bytes, 'application/json');
       const found = await completeManifest(root, route.key);
       if ('status' in found) return refuse(found);
       return sendBytes(res, found.bytes, 'application/json');
+    }
+    if (route.kind === 'have') {
+      if (copy) {
+        const { count, bits } = copy.have();
+        return sendJson(res, 200, encodeHave(count, bits));
+      }
+      const found = await completeManifest(root, route.key);
+      if ('status' in found) return refuse(found);
+      const count = found.manifest.files.reduce((n, f) => n + f.pieces.length, 0);
+      const bits = new Uint8Array(Math.ceil(count / 8)).fill(0xff);
+      return sendJson(res, 200, encodeHave(count, bits));
     }
     if (uploads >= o.maxUploads)
       return refuse({ status: 429, message: `${o.maxUploads} pieces are being sent`, headers: { 'retry-after': '1' } });
     uploads++;
     try {
-      const sent = await servePiece(root, route.key, route.id, res, aborted.signal);
+      const sent = await servePiece(root, route.key, route.id, copy, res, aborted.signal);
       if (typeof sent !== 'number') return refuse(sent);
       if (res.writableFinished) o.onServed?.(sent, route.key);
       return true;
@@ -109,6 +128,7 @@ function parseRoute(raw: string[]): Route {
   const key = parts[1] ?? '';
   if (!isValidKey(key)) return { kind: 'refused', status: 400, message: `invalid storage key '${key.slice(0, 200)}'` };
   if (parts.length === 3 && parts[2] === 'manifest') return { kind: 'manifest', key };
+  if (parts.length === 3 && parts[2] === 'have') return { kind: 'have', key };
   if (parts.length !== 5 || parts[2] !== 'pieces') return { kind: 'refused', status: 404, message: 'not found' };
   const file = index(parts[3]);
   const piece = index(parts[4]);
@@ -137,26 +157,32 @@ async function completeManifest(
 }
 
 /**
- * Sends piece `id` of a complete model, read from the file this node's manifest names, opened without
- * following a link, really inside the model folder and of the size the manifest says. Resolves when the
- * response has ended (sent, or the connection gone: `gone` aborts) with the piece's length, or with the
+ * Sends piece `id` of a complete model, or of `copy` when it is being copied here and that piece is verified, read
+ * from the file this node's manifest names (a copy's partial file in its staging folder, or the file once placed),
+ * opened without following a link, really inside the model's folder and of the size the manifest says. Resolves
+ * when the response has ended (sent, or the connection gone: `gone` aborts) with the piece's length, or with the
  * refusal when nothing was sent.
  */
 async function servePiece(
   root: string,
   key: string,
   id: PieceId,
+  copy: CopyView | undefined,
   res: ServerResponse,
   gone: AbortSignal,
 ): Promise<Refusal | number> {
-  const found = await completeManifest(root, key);
+  const found = copy ?? (await completeManifest(root, key));
   if ('status' in found) return found;
   const { pieceSize, files } = found.manifest;
   const file = files[id.file];
   if (!file || id.piece >= file.pieces.length)
     return { status: 404, message: `model ${key} has no piece ${id.file}/${id.piece}` };
-  const dir = modelPaths(root, key).final;
-  const fh = await openContained(dir, file);
+  if (copy && !copy.has(id)) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not here yet` };
+  const fh = copy
+    ? // The partial file until the fetch places it (a rename: a descriptor opened before stays the same file).
+      ((await openContained(copy.workDir, relative(copy.workDir, partialPath(copy.workDir, file.path)), file.size)) ??
+      (await openContained(copy.workDir, file.path, file.size)))
+    : await openContained(modelPaths(root, key).final, file.path, file.size);
   if (!fh) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not held here` };
   const start = id.piece * pieceSize;
   const length = pieceLength(file.size, pieceSize, id.piece);
@@ -188,16 +214,16 @@ async function servePiece(
 }
 
 /**
- * `file` of the model folder `dir` opened for reading, or undefined: its last component is never followed,
- * its real path must be inside the folder and be the very file opened, and its size what the manifest says.
+ * `path` ('/'-separated, relative) of the folder `dir` opened for reading, or undefined: its last component is never
+ * followed, its real path must be inside the folder and be the very file opened, and its size `size`.
  */
-async function openContained(dir: string, file: ManifestFile): Promise<FileHandle | undefined> {
-  const abs = join(dir, ...file.path.split('/'));
+async function openContained(dir: string, path: string, size: number): Promise<FileHandle | undefined> {
+  const abs = join(dir, ...path.split('/'));
   const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
   if (!fh) return undefined;
   try {
     const st = await fh.stat();
-    if (!st.isFile() || st.size !== file.size) throw new Error('not the file the manifest lists');
+    if (!st.isFile() || st.size !== size) throw new Error('not the file the manifest lists');
     const [base, real] = await Promise.all([realpath(dir), realpath(abs)]);
     if (real === base || !isInside(base, real)) throw new Error('outside the model folder');
     const there = await stat(real);

@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { PiecesSummary } from '../../disk/layout.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { PeerTransfer } from '../downloads.ts';
-import { fetchFromPeers } from './fetch.ts';
+import type { PeerOffer } from '../node-cache/plan.ts';
+import type { CopiesInProgress } from './copies.ts';
+import { fetchFromPeers, type PeerRef } from './fetch.ts';
 import { buildManifest, writeManifest } from './manifest.ts';
 
 export interface PeerTransferOptions {
@@ -12,23 +14,37 @@ export interface PeerTransferOptions {
   stallTimeoutMs: number;
   metrics: DaemonMetrics;
   log: Logger;
+  /** Where copies fetched from peers are recorded while they run (this node's peer server serves them). */
+  copies?: CopiesInProgress;
+}
+
+function peerRef(p: PeerOffer): PeerRef {
+  return { node: p.node, url: `http://${p.address}`, ...(p.inProgress ? { partial: true } : {}) };
 }
 
 /**
  * What the download manager does with peers: fetch a model's verified pieces from the nodes that offer it
- * (writing the manifest they published beside it, so this node serves the same), and hash a folder the origin
- * filled into the manifest it will serve.
+ * (serving those verified so far meanwhile, and writing the manifest they published beside it, so this node
+ * serves the same once complete), and hash a folder the origin filled into the manifest it will serve.
  */
 export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
   return {
     async fetch(req) {
+      // Peers may join while the copy runs (req.offers): a node's zone is looked up among all offered so far.
       const sameZone = new Set(req.from.peers.filter((p) => p.sameZone).map((p) => p.node));
+      const offered = (): PeerRef[] => {
+        const now = req.offers();
+        for (const p of now) if (p.sameZone) sameZone.add(p.node);
+        return now.map(peerRef);
+      };
       const r = await fetchFromPeers({
         storageKey: req.model.storageKey,
         workDir: req.workDir,
         limitBytes: req.limitBytes,
         summary: req.from.pieces,
-        peers: req.from.peers.map((p) => ({ node: p.node, url: `http://${p.address}` })),
+        peers: req.from.peers.map(peerRef),
+        morePeers: offered,
+        ...(o.copies ? { copies: o.copies } : {}),
         token: async () => (await readFile(o.tokenFile, 'utf8')).trim(),
         signal: req.signal,
         stallTimeoutMs: o.stallTimeoutMs,

@@ -5,6 +5,8 @@ import type { Socket } from 'node:net';
 import { join, relative, resolve, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
+  encodeHave,
+  havePath,
   manifestPath,
   pieceCount,
   pieceLength,
@@ -23,7 +25,7 @@ export type PeerFault =
   | { stallMs: number; afterBytes?: number };
 
 export interface PeerRequest {
-  kind: 'manifest' | 'piece' | 'other';
+  kind: 'manifest' | 'have' | 'piece' | 'other';
   path: string;
   /** For pieces: file index and piece index. */
   file?: number;
@@ -82,6 +84,12 @@ export class TestPeer {
   /** Responses not yet closed. */
   active = 0;
   always: PeerFault | undefined;
+  /**
+   * A peer still copying the model: only these pieces (`file/piece`) are served, 404 for the others; `have` answers
+   * with them, or with every piece when `claimsAll` (a stale or lying answer). Undefined: a complete copy.
+   */
+  holding: Set<string> | undefined;
+  claimsAll = false;
   readonly #faults: PeerFault[] = [];
   readonly #sockets = new Set<Socket>();
   readonly #server: Server;
@@ -139,6 +147,19 @@ export class TestPeer {
     const record: PeerRequest = { kind: 'other', path, status: 0, ...(auth ? { authorization: auth } : {}) };
     this.requests.push(record);
     const prefix = `/v1/peer/models/${encodeURIComponent(this.#storageKey)}/pieces/`;
+    if (path === havePath(this.#storageKey)) {
+      record.kind = 'have';
+      record.status = 200;
+      const doc = JSON.parse(this.#manifest.toString('utf8')) as PieceManifest;
+      const count = doc.files.reduce((n, f) => n + f.pieces.length, 0);
+      const bits = new Uint8Array(Math.ceil(count / 8));
+      let i = 0;
+      for (const [file, f] of doc.files.entries())
+        for (let piece = 0; piece < f.pieces.length; piece++, i++)
+          if (!this.holding || this.claimsAll || this.holding.has(`${file}/${piece}`)) bits[i >> 3]! |= 0x80 >> (i & 7);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(encodeHave(count, bits)));
+      return;
+    }
     if (path === manifestPath(this.#storageKey)) {
       record.kind = 'manifest';
       record.status = 200;
@@ -148,8 +169,10 @@ export class TestPeer {
       return;
     }
     const m = path.startsWith(prefix) ? /^(\d+)\/(\d+)$/.exec(path.slice(prefix.length)) : null;
-    const bytes = m ? await this.#piece(Number(m[1]), Number(m[2])) : undefined;
+    const held = !m || !this.holding || this.holding.has(`${m[1]}/${m[2]}`);
+    const bytes = m && held ? await this.#piece(Number(m[1]), Number(m[2])) : undefined;
     if (!m || !bytes) {
+      if (m && !held) Object.assign(record, { kind: 'piece', file: Number(m[1]), piece: Number(m[2]) });
       record.status = 404;
       res.writeHead(404).end('not here');
       return;

@@ -74,7 +74,7 @@ test('daemon plan, peers: a complete copy reports its manifest and the bytes pee
   );
 });
 
-test('peer offers: only other nodes that report a model Downloaded with a manifest, at a published address', () => {
+test('peer offers: other nodes that report a model Downloaded, or Downloading (in progress), with a manifest, at a published address', () => {
   const pieces = { digest: digest('d'), pieceSize: 16, count: 1 };
   const lmn = (name: string, status: LocalModelNode['status']): LocalModelNode => ({
     apiVersion: 'serving.kserve.io/v1alpha1',
@@ -114,7 +114,18 @@ test('peer offers: only other nodes that report a model Downloaded with a manife
       metadata: { name: n, labels: { [ZONE_LABEL]: n === 'n1' ? 'z1' : 'z2' } },
     }),
   );
-  assert.deepEqual([...offers], [['k-a', [{ node: 'n1', address: 'n1:1', pieces, sameZone: false }]]]);
+  assert.deepEqual(
+    [...offers],
+    [
+      [
+        'k-a',
+        [
+          { node: 'n1', address: 'n1:1', pieces, sameZone: false },
+          { node: 'n2', address: 'n2:1', pieces, sameZone: true, inProgress: true },
+        ],
+      ],
+    ],
+  );
 });
 
 test('daemon plan, peers: a complete copy without a manifest (adopted, or cached before) is hashed to be offered', () => {
@@ -142,4 +153,50 @@ test("daemon plan, peers: peers in this node's zone are asked first", () => {
     a.peers.map((p) => p.node),
     ['n3', 'n4', 'n1', 'n2'],
   );
+});
+
+test('daemon plan, peers: a copy from peers running publishes its manifest and gets the latest offers; an origin download does not', () => {
+  const pieces = offer('n1').pieces;
+  const running = (extra: object) => ({
+    modelName: 'a',
+    queued: false,
+    uri: 's3://b/a',
+    bytesDone: 10,
+    startedAt: 't',
+    ...extra,
+  });
+  const peers = new Map([
+    ['k-a', [offer('n1'), offer('n2', digest('b')), { ...offer('n3'), inProgress: true as const }]],
+  ]);
+  const fromPeers = planNode({
+    ...base,
+    desired: [model('a')],
+    disk: { complete: new Map(), partial: new Set() },
+    inFlight: new Map([['k-a', running({ pieces })]]),
+    peers,
+    peerAddress: 'h:1',
+  });
+  assert.equal(fromPeers.status.modelStatus?.a, 'ModelDownloading');
+  assert.deepEqual(fromPeers.status.models?.a?.pieces, pieces, 'offered while it copies');
+  assert.deepEqual(fromPeers.actions, [
+    { kind: 'offers', storageKey: 'k-a', peers: [offer('n1'), { ...offer('n3'), inProgress: true }] },
+  ]);
+  const fromOrigin = planNode({
+    ...base,
+    desired: [model('a')],
+    disk: { complete: new Map(), partial: new Set() },
+    inFlight: new Map([['k-a', running({})]]),
+    peers,
+    peerAddress: 'h:1',
+  });
+  assert.equal(fromOrigin.status.models?.a?.pieces, undefined, 'an origin download offers nothing until hashed');
+  assert.deepEqual(fromOrigin.actions, []);
+  const queued = planNode({
+    ...base,
+    desired: [model('a')],
+    disk: { complete: new Map(), partial: new Set() },
+    inFlight: new Map([['k-a', running({ pieces, queued: true })]]),
+    peerAddress: 'h:1',
+  });
+  assert.equal(queued.status.models?.a?.pieces, undefined, 'not while it waits for a slot');
 });

@@ -378,3 +378,81 @@ test('left-overs in the folder: a wrong file of the right size is fetched again,
   await assertIdentical(dir);
   assert.deepEqual(await readdir(join(base, 'outside')), [], 'nothing written through the link');
 });
+
+/** Every piece of the model as `file/piece`, in manifest order. */
+const allPieces = (): string[] => model.manifest.files.flatMap((f, i) => f.pieces.map((_h, p) => `${i}/${p}`));
+
+test('a peer still copying is asked only for the pieces its `have` lists; a complete peer serves the rest', async (t) => {
+  const [copying, complete] = await startPeers(t, 2);
+  copying!.holding = new Set(allPieces().filter((_p, i) => i % 2 === 0));
+  const dir = await workDir();
+  const peers = [
+    { node: 'copying', url: copying!.url, partial: true },
+    { node: 'complete', url: complete!.url },
+  ];
+  const r = await fetchFromPeers(request([], dir, { peers, haveRefreshMs: 20 }));
+  await assertIdentical(dir);
+  assert.ok(
+    copying!.requests.some((q) => q.kind === 'have'),
+    'asked which pieces it holds',
+  );
+  const asked = copying!.pieceRequests();
+  assert.ok(asked.length > 0, 'pieces came from the peer still copying too');
+  assert.ok(
+    asked.every((q) => q.status === 200 && copying!.holding!.has(`${q.file}/${q.piece}`)),
+    'never asked for a piece it does not hold',
+  );
+  assert.equal((r.byPeer.get('copying') ?? 0) + (r.byPeer.get('complete') ?? 0), TOTAL);
+});
+
+test('a 404 from a peer still copying is "not yet", no failure: it stays asked and serves the rest once it has it', async (t) => {
+  const [copying] = await startPeers(t, 1);
+  const first = allPieces().slice(0, 3);
+  copying!.holding = new Set(first);
+  copying!.claimsAll = true; // its `have` says more than it serves: every other piece is a 404 for now
+  const dir = await workDir();
+  const bad: string[] = [];
+  const peers = [{ node: 'copying', url: copying!.url, partial: true }];
+  const fetching = fetchFromPeers(
+    request([], dir, { peers, haveRefreshMs: 10, onBadPiece: (n) => bad.push(n), stallTimeoutMs: 10_000 }),
+  );
+  const notYet = (): number => copying!.pieceRequests().filter((q) => q.status === 404).length;
+  await eventually(() => assert.ok(notYet() > 3, `more 404s than the 3 failures that drop a peer: ${notYet()}`));
+  copying!.holding = new Set(allPieces()); // it has copied the rest
+  const r = await fetching;
+  await assertIdentical(dir);
+  assert.equal(r.byPeer.get('copying'), TOTAL, 'every byte from the peer that answered 404 before');
+  assert.deepEqual(bad, []);
+});
+
+test('peers still copying that hold no missing piece for stallTimeoutMs: SourceUnavailable, verified pieces kept', async (t) => {
+  const [copying] = await startPeers(t, 1);
+  copying!.holding = new Set(allPieces().slice(0, 2));
+  const dir = await workDir();
+  const peers = [{ node: 'copying', url: copying!.url, partial: true }];
+  const started = Date.now();
+  const err = await downloadFailure(fetchFromPeers(request([], dir, { peers, haveRefreshMs: 10 })));
+  assert.equal(err.code, 'SourceUnavailable', err.message);
+  assert.match(err.message, /copying: still copying it, without the missing pieces/);
+  assert.ok(Date.now() - started >= 300, 'waited stallTimeoutMs for it to get further');
+  assert.equal(copying!.pieceRequests().length, 2, 'asked for exactly the pieces it holds');
+  await assertOnlyVerified(dir);
+});
+
+test('a peer that starts offering the model while the fetch runs (morePeers) is asked too', async (t) => {
+  const [copying, late] = await startPeers(t, 2);
+  copying!.holding = new Set(allPieces().slice(0, 4));
+  const dir = await workDir();
+  let joined = false;
+  const r = await fetchFromPeers(
+    request([], dir, {
+      peers: [{ node: 'copying', url: copying!.url, partial: true }],
+      morePeers: () => (joined ? [{ node: 'late', url: late!.url }] : []),
+      onBytes: () => void (joined = true),
+      haveRefreshMs: 10,
+      stallTimeoutMs: 5000,
+    }),
+  );
+  await assertIdentical(dir);
+  assert.ok((r.byPeer.get('late') ?? 0) > 0, 'the peer that joined served pieces');
+});
