@@ -1,6 +1,6 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
-import { SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/plan.ts';
+import { SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
 
 /** The label that says which zone a node is in (nodes without it are one zone together). */
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import type { LocalModelInfo } from '../../api/types.ts';
+import type { NodeAction, NodeObservation, PeerOffer } from './plan.ts';
+
+// The node plan's peer-to-peer rules: who fetches a model from its source for its zone (the seed), who waits,
+// and which peers a copy is taken from. Pure, like the plan that calls them.
+
+/** The reason a model's entry gives while this node waits for its zone's seed (other nodes read it). */
+export const WAITING_FOR_SEED = 'WaitingForSeed';
+
+/**
+ * How long a model newly wanted here waits before this node decides it seeds it: the controller writes the nodes'
+ * specs one after the other, and their daemons report them a moment later; deciding at once would see no one else.
+ */
+export const SEED_SETTLE_MS = 2000;
+
+/** How often a node waiting for its zone's seed looks again (events from the seed's status wake it sooner). */
+export const SEED_RECHECK_MS = 5000;
+
+/**
+ * The node that fetches a model from its source for its zone: the highest rendezvous score (sha256 of key and
+ * node name) among the candidates and `self`. Every node computes the same answer from the same statuses, and
+ * when the seed drops out only the models it seeded move. Pure.
+ */
+export function seedOf(key: string, self: string, candidates: readonly string[]): string {
+  let best = self;
+  let bestScore = '';
+  for (const node of new Set([self, ...candidates])) {
+    const score = createHash('sha256').update(`${key}\0${node}`).digest('hex');
+    if (score > bestScore || (score === bestScore && node < best)) [best, bestScore] = [node, score];
+  }
+  return best;
+}
+
+/**
+ * The seed this node waits for before it copies a model from peers, or undefined when it fetches now: peers off,
+ * a peer offers it already, a folder to adopt is here, or this node is the seed.
+ */
+export function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | undefined {
+  const key = m.storageKey;
+  if (
+    !o.seedCandidates ||
+    o.self === undefined ||
+    o.disk.unmarked?.has(key) ||
+    o.unshareable?.has(key) ||
+    (o.peers?.get(key)?.length ?? 0) > 0
+  )
+    return undefined;
+  if (o.seedSettling?.has(key)) return SETTLING;
+  const started = [...(o.seedsFetching?.get(key) ?? [])].sort();
+  if (started.length > 0) return started[0];
+  const seed = seedOf(key, o.self, o.seedCandidates.get(key) ?? []);
+  return seed === o.self ? undefined : seed;
+}
+
+/** waitsForSeed's answer while the seed cannot be chosen yet (a value no node name can be). */
+export const SETTLING = '';
+
+/**
+ * Where a model's bytes come from: the peers that offer the manifest most of them agree on (ties: the lower
+ * digest), in node-name order; the origin when no peer offers it. Peers that fail fall back to the origin.
+ */
+export function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefined): NodeAction {
+  const byDigest = new Map<string, PeerOffer[]>();
+  for (const p of offers ?? []) byDigest.set(p.pieces.digest, [...(byDigest.get(p.pieces.digest) ?? []), p]);
+  const best = [...byDigest.values()].sort(
+    (a, b) => b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
+  )[0];
+  if (!best) return { kind: 'download', model: m, from: 'origin' };
+  return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers: nearestFirst(best) };
+}
+
+/** Peers in this node's zone first (cross-zone traffic is slower and often billed), then by name. */
+export function nearestFirst(peers: readonly PeerOffer[]): PeerOffer[] {
+  return [...peers].sort(
+    (a, b) => Number(b.sameZone) - Number(a.sameZone) || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0),
+  );
+}
