@@ -19,6 +19,7 @@ import { CacheController } from '../controller/controller.ts';
 import { PEER_AUDIENCE } from '../daemon/peers/protocol.ts';
 import { KubeClient } from '../kube/client.ts';
 import { NAMESPACES, SERVICE_ACCOUNTS } from '../kube/resources.ts';
+import { ZONE_LABEL } from '../kube/node-facts.ts';
 import { requestToken } from '../kube/token-review.ts';
 import { ApiserverRelay } from '../localcluster/api-relay.ts';
 import { ensureBinaries } from '../localcluster/binaries.ts';
@@ -38,7 +39,6 @@ const PEER_PORT = 7070;
 const ORIGIN_PORT = 8080;
 const DAEMON_NS = 'modelcache-system';
 const PHASE_LABEL = 'bench.modelcache.io/p2p-phase';
-const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 interface Phase {
   label: string;

@@ -9,7 +9,7 @@ import {
 import type { KubeObject, Node } from '../kube/types.ts';
 import type { LocalModelNode } from '../api/types.ts';
 import { sameJson } from './conditions.ts';
-import { isNodeReady } from './placement/node-ready.ts';
+import { isNodeReady } from '../kube/node-facts.ts';
 import { labelsBesidesModels, modelLabels } from './node-labels/plan.ts';
 import type { ClusterView } from './cluster-view.ts';
 

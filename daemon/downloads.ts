@@ -16,7 +16,7 @@ import {
   type RetryDelays,
 } from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
-import type { SourceCredentials } from '../download/types.ts';
+import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type SourceCredentials } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
@@ -366,8 +366,8 @@ export class DownloadManager {
     const { log, metrics } = this.#o;
     const key = model.storageKey;
     const signal = entry.abort.signal;
-    let got = 0;
     const byZone = { same: 0, cross: 0 };
+    const got = (): number => byZone.same + byZone.cross;
     const count = (outcome: string): void => {
       for (const zone of ['same', 'cross'] as const)
         if (byZone[zone] > 0) metrics.bytes.inc({ scheme: 'peer', outcome, source: 'peer', zone }, byZone[zone]);
@@ -376,12 +376,11 @@ export class DownloadManager {
       const r = await this.#o.peers!.fetch({
         model,
         workDir: staging,
-        limitBytes: Math.floor(model.modelSize * (1 + (this.#o.download?.sizeTolerance ?? 0.01))),
+        limitBytes: sizeLimit(model.modelSize, { ...DEFAULT_DOWNLOAD_OPTIONS, ...this.#o.download }),
         from,
         signal,
         offers: () => entry.offers ?? from.peers,
         onBytes: (n, zone) => {
-          got += n;
           byZone[zone] += n;
           entry.bytesDone += n;
           entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
@@ -394,17 +393,17 @@ export class DownloadManager {
           model: model.modelName,
           storageKey: key,
           bytes: r.bytes,
-          fromPeers: got,
+          fromPeers: got(),
           peers: from.peers.map((p) => p.node),
         },
         'model fetched from peers',
       );
-      return { ...r, pieces: from.pieces, bytesFromPeers: got };
+      return { ...r, pieces: from.pieces, bytesFromPeers: got() };
     } catch (err) {
       count(signal.aborted ? 'cancelled' : 'error');
       if (signal.aborted) throw err;
       log.warn(
-        { model: model.modelName, storageKey: key, err: (err as Error)?.message ?? String(err), fromPeers: got },
+        { model: model.modelName, storageKey: key, err: (err as Error)?.message ?? String(err), fromPeers: got() },
         'peers could not provide the whole model: the rest comes from its source',
       );
       entry.bytesDone = 0;

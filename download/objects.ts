@@ -10,7 +10,7 @@ import { runAll } from './parallel.ts';
 import type { HttpClient } from './http-client.ts';
 import { fetchObject, type RemoteObject } from './ranged.ts';
 import type { Authorize } from './request.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult } from './types.ts';
+import { sizeLimit, type DownloadOptions, type DownloadRequest, type DownloadResult } from './types.ts';
 
 /** An object and where it goes in the model folder ('/'-separated, relative). */
 export interface ListedObject extends RemoteObject {
@@ -156,7 +156,7 @@ export async function downloadObjects(
   source: ObjectSource,
   http: HttpClient,
 ): Promise<DownloadResult> {
-  const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
+  const limit = sizeLimit(req.maxBytes, o);
   const { objects, single } = await source.list(req.signal);
   if (objects.length === 0)
     throw new DownloadError('SourceEmpty', `${req.uri} holds no objects: check the bucket, prefix or revision`);

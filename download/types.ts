@@ -19,6 +19,11 @@ export interface DownloadOptions {
   fileConcurrency: number;
 }
 
+/** Most bytes a model of `maxBytes` (its modelSize) may have: the size plus the tolerance. */
+export function sizeLimit(maxBytes: number, o: Pick<DownloadOptions, 'sizeTolerance'>): number {
+  return Math.floor(maxBytes * (1 + o.sizeTolerance));
+}
+
 export const DEFAULT_DOWNLOAD_OPTIONS: DownloadOptions = {
   attempts: 6,
   backoffBaseMs: 500,

@@ -9,7 +9,7 @@ import {
 import type { Node } from '../../kube/types.ts';
 import { findCondition, mergeConditions, sameJson, type ConditionInput } from '../conditions.ts';
 import type { CachePlacement } from '../placement/plan.ts';
-import { isNodeReady } from '../placement/node-ready.ts';
+import { isNodeReady } from '../../kube/node-facts.ts';
 import { formatBytes, parseQuantity } from '../../api/quantity.ts';
 import { progressPart, totalProgress } from '../../api/progress.ts';
 

@@ -1,6 +1,6 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import type { PeerOffer } from '../node-cache/plan.ts';
-import { ZONE_LABEL } from './seeds.ts';
+import { zoneOf } from '../../kube/node-facts.ts';
 import type { Node } from '../../kube/types.ts';
 
 /**
@@ -14,7 +14,6 @@ export function peerOffers(
   nodeOf: (name: string) => Node | undefined,
 ): Map<string, PeerOffer[]> {
   const out = new Map<string, PeerOffer[]>();
-  const zone = (name: string): string | undefined => nodeOf(name)?.metadata.labels?.[ZONE_LABEL];
   for (const lmn of nodes) {
     const node = lmn.metadata.name;
     const address = lmn.status?.peer?.address;
@@ -23,7 +22,12 @@ export function peerOffers(
       const key = detail.storageKey;
       const state = lmn.status?.modelStatus?.[name];
       if (!key || !detail.pieces || (state !== 'ModelDownloaded' && state !== 'ModelDownloading')) continue;
-      const offer: PeerOffer = { node, address, pieces: detail.pieces, sameZone: zone(node) === zone(self) };
+      const offer: PeerOffer = {
+        node,
+        address,
+        pieces: detail.pieces,
+        sameZone: zoneOf(nodeOf(node)) === zoneOf(nodeOf(self)),
+      };
       if (state === 'ModelDownloading') offer.inProgress = true;
       out.set(key, [...(out.get(key) ?? []), offer]);
     }

@@ -1,14 +1,7 @@
 import type { LocalModelNode } from '../../api/types.ts';
+import { isNodeReady, zoneOf } from '../../kube/node-facts.ts';
 import type { Node } from '../../kube/types.ts';
 import { SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
-
-/** The label that says which zone a node is in (nodes without it are one zone together). */
-export const ZONE_LABEL = 'topology.kubernetes.io/zone';
-
-/** A node is fit to seed when its Ready condition is True (as the kubelet reports it). */
-function ready(node: Node | undefined): boolean {
-  return node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-}
 
 /**
  * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone, serving
@@ -45,7 +38,7 @@ export class SeedCandidates {
     settling: Set<string>;
     unshareable: Set<string>;
   } {
-    const zone = nodeOf(self)?.metadata.labels?.[ZONE_LABEL];
+    const zone = zoneOf(nodeOf(self));
     const out = new Map<string, string[]>();
     const fetching = new Map<string, string[]>();
     const unshareable = new Set<string>();
@@ -54,15 +47,14 @@ export class SeedCandidates {
       const name = lmn.metadata.name;
       if (!name || name === self || !lmn.status?.peer?.address) continue;
       const node = nodeOf(name);
-      if (!ready(node) || node?.metadata.labels?.[ZONE_LABEL] !== zone) continue;
+      if (!node || !isNodeReady(node) || zoneOf(node) !== zone) continue;
       for (const m of lmn.spec?.localModels ?? []) {
         const key = m.storageKey;
         if (!wanted.has(key)) continue;
         const state = lmn.status.modelStatus?.[m.modelName];
         const detail = lmn.status.models?.[m.modelName];
         // A peer-serving node that holds it complete without a manifest cannot share it (it holds links).
-        if (state === 'ModelDownloaded' && !detail?.pieces && node?.metadata.labels?.[ZONE_LABEL] === zone)
-          unshareable.add(key);
+        if (state === 'ModelDownloaded' && !detail?.pieces) unshareable.add(key);
         if (state === 'ModelDownloaded' || state === 'ModelDownloadError') continue;
         const waiting = state === 'ModelDownloadPending' && detail?.reason === WAITING_FOR_SEED;
         // A node that stops waiting and starts fetching is fresh: the stall clock counts from that change.

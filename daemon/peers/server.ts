@@ -1,18 +1,16 @@
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
-import { readMarker } from '../../disk/inventory.ts';
 import { isValidKey, modelPaths } from '../../disk/layout.ts';
 import { isInside } from '../../download/containment.ts';
 import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
-import { readManifest } from './manifest.ts';
+import { ManifestCache } from './manifest-cache.ts';
 import { partialPath } from './piece-files.ts';
-import { encodeHave, pieceLength, type PieceId, type PieceManifest } from './protocol.ts';
+import { encodeHave, pieceLength, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
   auth: PeerAuthenticator;
@@ -56,6 +54,7 @@ const IDLE_TIMEOUT_MS = 60_000;
  */
 export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
   let uploads = 0;
+  const manifests = new ManifestCache(root);
   return async (req, res) => {
     const pathname = (req.url ?? '/').split('?')[0] ?? '/';
     const raw = pathname.split('/').slice(1);
@@ -87,7 +86,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     const copy = o.copies?.get(route.key);
     if (route.kind === 'manifest') {
       if (copy) return sendBytes(res, copy.bytes, 'application/json');
-      const found = await completeManifest(root, route.key);
+      const found = await manifests.get(route.key);
       if ('status' in found) return refuse(found);
       return sendBytes(res, found.bytes, 'application/json');
     }
@@ -96,7 +95,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
         const { count, bits } = copy.have();
         return sendJson(res, 200, encodeHave(count, bits));
       }
-      const found = await completeManifest(root, route.key);
+      const found = await manifests.get(route.key);
       if ('status' in found) return refuse(found);
       const count = found.manifest.files.reduce((n, f) => n + f.pieces.length, 0);
       const bits = new Uint8Array(Math.ceil(count / 8)).fill(0xff);
@@ -106,7 +105,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
       return refuse({ status: 429, message: `${o.maxUploads} pieces are being sent`, headers: { 'retry-after': '1' } });
     uploads++;
     try {
-      const sent = await servePiece(root, route.key, route.id, copy, res, aborted.signal);
+      const sent = await servePiece(root, manifests, route.key, route.id, copy, res, aborted.signal);
       if (typeof sent !== 'number') return refuse(sent);
       if (res.writableFinished) o.onServed?.(sent, route.key);
       return true;
@@ -141,21 +140,6 @@ function index(s: string | undefined): number | undefined {
   return s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined;
 }
 
-/** The manifest of a model complete on this node, the one its marker records when it records one. */
-async function completeManifest(
-  root: string,
-  key: string,
-): Promise<{ bytes: Buffer; manifest: PieceManifest } | Refusal> {
-  const marker = await readMarker(root, key);
-  if (!marker) return { status: 404, message: `model ${key} is not complete on this node` };
-  const found = await readManifest(modelPaths(root, key).final);
-  if (!found || found.manifest.storageKey !== key) return { status: 404, message: `model ${key} has no manifest here` };
-  const digest = `sha256:${createHash('sha256').update(found.bytes).digest('hex')}`;
-  if (marker.pieces && marker.pieces.digest !== digest)
-    return { status: 404, message: `the manifest of ${key} is not the one published`, detail: digest };
-  return found;
-}
-
 /**
  * Sends piece `id` of a complete model, or of `copy` when it is being copied here and that piece is verified, read
  * from the file this node's manifest names (a copy's partial file in its staging folder, or the file once placed),
@@ -165,13 +149,14 @@ async function completeManifest(
  */
 async function servePiece(
   root: string,
+  manifests: ManifestCache,
   key: string,
   id: PieceId,
   copy: CopyView | undefined,
   res: ServerResponse,
   gone: AbortSignal,
 ): Promise<Refusal | number> {
-  const found = copy ?? (await completeManifest(root, key));
+  const found = copy ?? (await manifests.get(key));
   if ('status' in found) return found;
   const { pieceSize, files } = found.manifest;
   const file = files[id.file];

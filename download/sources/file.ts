@@ -8,7 +8,7 @@ import { clearExtracted, extractOrPlace, placedResult, sizeBudget, type ByteBudg
 import { isInside } from '../containment.ts';
 import { DownloadError } from '../errors.ts';
 import { fsFault } from '../http-status.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
+import { sizeLimit, type DownloadOptions, type DownloadRequest, type DownloadResult } from '../types.ts';
 
 /**
  * Copies a host path (a file or a directory tree) into req.workDir, for air-gapped clusters.
@@ -37,7 +37,7 @@ export async function downloadFile(req: DownloadRequest, o: DownloadOptions): Pr
         : `${path} is not under an allowed file root (${o.fileRoots.join(', ')})`,
     );
   }
-  const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
+  const limit = sizeLimit(req.maxBytes, o);
   const budget = sizeBudget(limit);
   let done = 0;
   const progress = (n: number): void => {

@@ -18,7 +18,7 @@ import {
 } from '../archive.ts';
 import { DownloadError, redactUrl } from '../errors.ts';
 import { resumeMismatch, resumePoint, saveResumeMeta, type ResumeMeta } from '../resume-state.ts';
-import type { DownloadOptions, DownloadRequest, DownloadResult } from '../types.ts';
+import { sizeLimit, type DownloadOptions, type DownloadRequest, type DownloadResult } from '../types.ts';
 
 /** Longest file name most filesystems store (bytes). */
 const NAME_MAX = 255;
@@ -55,7 +55,7 @@ export async function downloadHttp(
   http: HttpClient,
 ): Promise<DownloadResult> {
   const { uri: url, workDir, signal } = req;
-  const limit = Math.floor(req.maxBytes * (1 + o.sizeTolerance));
+  const limit = sizeLimit(req.maxBytes, o);
   const name = fileNameFromUrl(url);
   const dl = join(workDir, DOWNLOAD_DIR);
   await mkdir(dl, { recursive: true }).catch((err: unknown) => {

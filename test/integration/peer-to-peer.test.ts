@@ -15,6 +15,7 @@ import {
 import { CacheController } from '../../controller/controller.ts';
 import { MANIFEST_FILE } from '../../daemon/peers/protocol.ts';
 import { requestToken } from '../../kube/token-review.ts';
+import { ZONE_LABEL } from '../../kube/node-facts.ts';
 import { NAMESPACES, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { ControlPlane } from '../../localcluster/control-plane.ts';
 import { eventually } from '../../localcluster/eventually.ts';
@@ -42,7 +43,6 @@ const group = uniqueName('p2p');
 const nodes = [1, 2, 3, 4, 5, 6].map((i) => `${group}-n${i}`);
 const daemons = new Map<string, ModelcacheProcess>();
 const MiB = 1024 * 1024;
-const ZONE = 'topology.kubernetes.io/zone';
 
 const cluster = useControlPlane({
   controllerManager: false,
@@ -75,7 +75,7 @@ const cluster = useControlPlane({
     });
     // n6 is in another zone than the others: what it copies from them counts as cross-zone.
     for (const n of nodes)
-      await createNode(c.client, n, { [`${group}/cache`]: 'yes', [ZONE]: n === nodes[5] ? 'zone-b' : 'zone-a' });
+      await createNode(c.client, n, { [`${group}/cache`]: 'yes', [ZONE_LABEL]: n === nodes[5] ? 'zone-b' : 'zone-a' });
   },
   teardown: async () => {
     stop.abort();
@@ -217,7 +217,7 @@ test('a peer that flips bits is caught by the piece hashes and avoided: nothing 
   const liar = await TestPeer.start(dir, key, await readFile(join(dir, MANIFEST_FILE)));
   liar.always = { flipBits: true };
   const liarNode = `${group}-liar`;
-  await createNode(cluster.client, liarNode, { [`${group}/cache`]: 'yes', [ZONE]: 'zone-a' });
+  await createNode(cluster.client, liarNode, { [`${group}/cache`]: 'yes', [ZONE_LABEL]: 'zone-a' });
   // It is in the group: the controller gives it a LocalModelNode like the others'.
   await eventually(async () => assert.equal((await lmnOf(liarNode))?.spec.localModels[0]?.storageKey, key));
   await cluster.client.patchStatus<LocalModelNode>(LOCAL_MODEL_NODES, liarNode, {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode, type PeerOffer } from '../../daemon/node-cache/plan.ts';
 import { peerOffers } from '../../daemon/peers/offers.ts';
-import { ZONE_LABEL } from '../../daemon/peers/seeds.ts';
+import { ZONE_LABEL } from '../../kube/node-facts.ts';
 import type { LocalModelInfo, LocalModelNode } from '../../api/types.ts';
 import { uriSha256 } from '../../disk/inventory.ts';
 

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode } from '../../daemon/node-cache/plan.ts';
 import { seedOf, SEED_RECHECK_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../../daemon/node-cache/peer-rules.ts';
-import { SeedCandidates, ZONE_LABEL } from '../../daemon/peers/seeds.ts';
+import { SeedCandidates } from '../../daemon/peers/seeds.ts';
+import { ZONE_LABEL } from '../../kube/node-facts.ts';
 import type { LocalModelInfo, LocalModelNode, ModelState } from '../../api/types.ts';
 import type { Node } from '../../kube/types.ts';
 
