@@ -477,7 +477,10 @@ export const localModelNodeCrd = crd(
               completedAt: { type: 'string', format: 'date-time' },
               /** Bytes of this copy that came from peer nodes rather than the model's source. */
               bytesFromPeers: { type: 'integer', format: 'int64' },
-              /** The piece manifest this node serves to its peers (peer-to-peer on); its bytes hash to digest. */
+              /**
+               * The piece manifest this node serves to its peers (peer-to-peer on); its bytes hash to digest. While
+               * a download runs it may be live: hashes are added as pieces arrive, and digest is its skeleton's.
+               */
               pieces: {
                 type: 'object',
                 required: ['digest', 'pieceSize', 'count'],
@@ -485,6 +488,8 @@ export const localModelNodeCrd = crd(
                   digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
                   pieceSize: { type: 'integer', format: 'int64', minimum: 1 },
                   count: { type: 'integer', format: 'int64', minimum: 0 },
+                  /** 'origin': hashed as this node fetches from the source; 'peers': copied from such a node. */
+                  live: { type: 'string', enum: ['origin', 'peers'] },
                 },
               },
             },

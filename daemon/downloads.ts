@@ -16,7 +16,12 @@ import {
   type RetryDelays,
 } from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
-import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type SourceCredentials } from '../download/types.ts';
+import {
+  DEFAULT_DOWNLOAD_OPTIONS,
+  sizeLimit,
+  type DownloadObserver,
+  type SourceCredentials,
+} from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
@@ -61,12 +66,24 @@ export interface PeerTransfer {
     onBytes: (n: number, zone: 'same' | 'cross') => void;
     /** The peers that offer the same manifest now (as the latest plan saw them): new ones join the fetch. */
     offers: () => readonly PeerOffer[];
-  }): Promise<{ bytes: number; files: number }>;
+  }): Promise<{ bytes: number; files: number; pieces: PiecesSummary }>;
   /**
-   * Hashes a folder the origin filled into its manifest, writes it in the folder, and returns its summary; undefined
-   * when the folder holds what a manifest cannot describe (links): such a model is not offered to peers.
+   * An origin download into `workDir` as a seed: its pieces are hashed as they are written and served to peers
+   * while it runs; `onOffer` hears the live summary to publish meanwhile (undefined: none any more).
    */
-  describe(dir: string, storageKey: string, signal: AbortSignal): Promise<PiecesSummary | undefined>;
+  seed(req: { storageKey: string; workDir: string; onOffer: (pieces: PiecesSummary | undefined) => void }): Seeding;
+  /**
+   * Hashes a folder the origin filled into its manifest (with the hashes `seeding` took as it was written, without
+   * reading those files again), writes it in the folder, and returns its summary; undefined when the folder holds
+   * what a manifest cannot describe (links): such a model is not offered to peers.
+   */
+  describe(dir: string, storageKey: string, signal: AbortSignal, seeding?: Seeding): Promise<PiecesSummary | undefined>;
+}
+
+/** An origin download served to peers while it runs (PeerTransfer.seed). */
+interface Seeding extends DownloadObserver {
+  /** It is not served any more: the download ended (committed, failed or cancelled). */
+  end(): void;
 }
 
 /** A download in flight as the manager keeps it: what the plan reads, how to stop it, its peers' latest offers. */
@@ -252,6 +269,7 @@ export class DownloadManager {
     let running = false;
     let received = 0;
     let lastNotice = 0;
+    let seeding: Seeding | undefined;
     try {
       scheme = checkSourceUri(uri);
       const staging = stagingFor(root, key);
@@ -264,7 +282,8 @@ export class DownloadManager {
       }
       entry.queued = false;
       entry.startedAt = rfc3339Now();
-      if (from && this.#o.peers) entry.pieces = from.pieces; // published while the copy runs: peers fetch from it
+      // Published while the copy runs: peers fetch from it (a live manifest copied as such).
+      if (from && this.#o.peers) entry.pieces = from.pieces.live ? { ...from.pieces, live: 'peers' } : from.pieces;
       this.#notify();
       metrics.inFlight.inc();
       running = true;
@@ -293,6 +312,15 @@ export class DownloadManager {
         if (fromPeers) result = fromPeers;
         else {
           const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
+          seeding = this.#o.peers?.seed({
+            storageKey: key,
+            workDir: staging,
+            onOffer: (pieces) => {
+              if (pieces) entry.pieces = pieces;
+              else delete entry.pieces;
+              this.#notify();
+            },
+          });
           const origin: typeof result = await downloadModel({
             uri,
             credentials,
@@ -300,6 +328,7 @@ export class DownloadManager {
             maxBytes: model.modelSize,
             signal: entry.abort.signal,
             options: this.#o.download,
+            ...(seeding ? { observer: seeding } : {}),
             onProgress: (p) => {
               received = p.bytesDone - already;
               entry.bytesDone = p.bytesDone;
@@ -309,7 +338,7 @@ export class DownloadManager {
           });
           metrics.bytes.inc({ scheme, outcome: 'success', source: 'origin' }, Math.max(0, origin.bytes - already));
           logSkipped(log, model.modelName, key, origin);
-          const pieces = await this.#o.peers?.describe(staging, key, entry.abort.signal);
+          const pieces = await this.#o.peers?.describe(staging, key, entry.abort.signal, seeding);
           if (pieces) origin.pieces = pieces;
           result = origin;
         }
@@ -344,6 +373,7 @@ export class DownloadManager {
       }
       await this.#failed(model, entry, e, (performance.now() - t0) / 1000);
     } finally {
+      seeding?.end(); // after the commit: peers read its pieces from staging until the folder is in place
       if (running) {
         ledger.release(key);
         metrics.inFlight.dec();
@@ -398,7 +428,7 @@ export class DownloadManager {
         },
         'model fetched from peers',
       );
-      return { ...r, pieces: from.pieces, bytesFromPeers: got() };
+      return { ...r, bytesFromPeers: got() };
     } catch (err) {
       count(signal.aborted ? 'cancelled' : 'error');
       if (signal.aborted) throw err;

@@ -33,6 +33,8 @@ export interface PiecesSummary {
   digest: string;
   pieceSize: number;
   count: number;
+  /** Published while a download runs: the manifest grows ('origin': hashed from the source; 'peers': copied). */
+  live?: 'origin' | 'peers';
 }
 
 /** True when `key` can name one folder directly under `models/`. */

@@ -30,11 +30,17 @@ function detectArchive(head: Uint8Array): ArchiveKind {
   return 'none';
 }
 
+/** Whether a file of this name may be unpacked (archiveKindFor then looks at its bytes); if not, it is kept as it is. */
+export function namedLikeArchive(name: string): boolean {
+  return /\.(zip|tar|tgz|tar\.gz)$/i.test(name);
+}
+
 /**
  * What KServe's storage initializer unpacks: a name ending .tar, .tgz, .tar.gz or .zip whose bytes
  * confirm it. Anything else (a .pt or .keras that is a zip inside, a gzipped checkpoint) is kept as it is.
  */
 export function archiveKindFor(name: string, head: Uint8Array): ArchiveKind {
+  if (!namedLikeArchive(name)) return 'none';
   const lower = name.toLowerCase();
   const bytes = detectArchive(head);
   if (lower.endsWith('.zip')) return bytes === 'zip' ? 'zip' : 'none';

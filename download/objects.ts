@@ -187,6 +187,10 @@ export async function downloadObjects(
   const partialOf = (x: ListedObject): string =>
     join(dl, createHash('sha256').update(x.path).digest('hex').slice(0, 32));
   const ctx = { o, http, authorize: source.authorize, onBytes, limit };
+  // Files placed as listed, every size known: the observer may serve their bytes as they land.
+  const observer = !single && bytesTotal !== undefined ? req.observer : undefined;
+  observer?.listed(objects.map((x) => ({ path: x.path, size: x.size!, partial: partialOf(x) })));
+  for (const p of kept) observer?.written(p, 0, wanted.get(p)!.size!);
 
   if (single) {
     const obj = objects[0]!;
@@ -209,7 +213,14 @@ export async function downloadObjects(
   const todo = objects.filter((x) => !kept.has(x.path));
   await runAll(todo, o.fileConcurrency, req.signal, async (obj, signal) => {
     const partial = partialOf(obj);
-    const bytes = await fetchObject(obj, partial, { ...ctx, signal, limit: limit - (listed - (obj.size ?? 0)) });
+    const bytes = await fetchObject(obj, partial, {
+      ...ctx,
+      signal,
+      limit: limit - (listed - (obj.size ?? 0)),
+      ...(observer
+        ? { onWritten: (at, n) => observer.written(obj.path, at, n), onReset: () => observer.reset(obj.path) }
+        : {}),
+    });
     if (done > limit)
       throw new DownloadError('SizeExceeded', `${req.uri} sent more than modelSize allows (${limit} bytes)`);
     const dest = join(req.workDir, ...obj.path.split('/'));

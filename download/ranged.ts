@@ -32,6 +32,10 @@ export interface FetchContext {
   onBytes: (n: number) => void;
   /** Most bytes this object may have (modelSize plus tolerance, minus what other files use). */
   limit: number;
+  /** Bytes [start, start + length) of the object are written (DownloadObserver.written, for this object). */
+  onWritten?: (start: number, length: number) => void;
+  /** What was written is void: the object is written again from its first byte. */
+  onReset?: () => void;
 }
 
 function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
@@ -75,6 +79,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
   let worthless = false;
   try {
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
+    for (const [i, d] of state.done.entries()) if (d > 0) ctx.onWritten?.(i * state.partSize, d);
     const pending = state.done.map((_, i) => i).filter((i) => !partComplete(state, i));
     await runAll(pending, o.partParallelism, ctx.signal, (i, signal) =>
       withRetries(`${redactUrl(obj.url)}${count > 1 ? ` part ${i + 1}/${count}` : ''}`, o, signal, () =>
@@ -150,6 +155,7 @@ async function fetchPart(
       ctx.onBytes(-state.done[0]!);
       state.done[0] = 0;
       start = 0;
+      ctx.onReset?.();
     } else if (res.statusCode === 206) {
       const { total } = contentRange(res, start);
       const etag = header(res.headers, 'etag');
@@ -162,12 +168,15 @@ async function fetchPart(
     }
     const end = Number.isFinite(len) ? base + len : undefined;
     stall = setTimeout(() => attempt.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
+    let at = start;
     const out = new BatchWriter(
       fh,
       start,
       (n) => {
         state.done[i]! += n; // counted once written (page cache): what a resume may skip
         ctx.onBytes(n);
+        ctx.onWritten?.(at, n);
+        at += n;
         saver.touch();
       },
       redactUrl(obj.url),

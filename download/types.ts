@@ -62,6 +62,30 @@ export interface DownloadRequest {
   credentials?: SourceCredentials;
   /** Nearer places holding the same bytes, tried in order before the source (the node cache; peers next). */
   alternatives?: readonly AlternativeLocation[];
+  /** Hears where the bytes land as they are written, so they can be served before the download ends. */
+  observer?: DownloadObserver;
+}
+
+/** A file of a download as an observer hears of it: its path in the model folder, its size, its partial file. */
+export interface ObservedFile {
+  path: string;
+  size: number;
+  /** Where its bytes are written until the file is moved to its path (then read from there). */
+  partial: string;
+}
+
+/**
+ * What a download tells of its bytes as they are written (a peer-to-peer seed hashes and serves them meanwhile).
+ * Told only of downloads whose files are placed as they are (no archive) with every size known from the source
+ * before the first byte; `written` ranges of one file never overlap until `reset`.
+ */
+export interface DownloadObserver {
+  /** Every file the download places, once, before any `written`. */
+  listed(files: readonly ObservedFile[]): void;
+  /** Bytes [start, start + length) of `path` are written (in its partial file, or the file is in place whole). */
+  written(path: string, start: number, length: number): void;
+  /** What was written of `path` is void: the download writes it again from its first byte. */
+  reset(path: string): void;
 }
 
 /** Another place that may hold the bytes of a source URI: the node cache for the agent today, peers next. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { LocalModelInfo } from '../../api/types.ts';
+import type { PiecesSummary } from '../../disk/layout.ts';
 import type { NodeAction, NodeObservation, PeerOffer } from './plan.ts';
 
 // The node plan's peer-to-peer rules: who fetches a model from its source for its zone (the seed), who waits,
@@ -43,7 +44,7 @@ export function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | un
     o.self === undefined ||
     o.disk.unmarked?.has(key) ||
     o.unshareable?.has(key) ||
-    (o.peers?.get(key)?.length ?? 0) > 0
+    usableGroups(o.peers?.get(key)).length > 0
   )
     return undefined;
   if (o.seedSettling?.has(key)) return SETTLING;
@@ -58,20 +59,40 @@ export const SETTLING = '';
 
 /**
  * Where a model's bytes come from: the peers that offer the manifest most of them agree on (ties: the lower
- * digest), in node-name order; the origin when no peer offers it. Peers that fail fall back to the origin.
+ * digest), complete manifests before live ones (those of a seed still fetching from the source: taken only with
+ * that seed among them, which vouches for the hashes), in node-name order; the origin when no peer offers it.
+ * Peers that fail fall back to the origin.
  */
 export function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefined): NodeAction {
-  const byDigest = new Map<string, PeerOffer[]>();
-  for (const p of offers ?? []) byDigest.set(p.pieces.digest, [...(byDigest.get(p.pieces.digest) ?? []), p]);
-  const best = [...byDigest.values()].sort(
-    (a, b) => b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
+  const live = (g: PeerOffer[]): boolean => g[0]!.pieces.live !== undefined;
+  const best = usableGroups(offers).sort(
+    (a, b) =>
+      Number(live(a)) - Number(live(b)) || b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
   )[0];
   if (!best) return { kind: 'download', model: m, from: 'origin' };
-  return { kind: 'download', model: m, from: 'peers', pieces: best[0]!.pieces, peers: nearestFirst(best) };
+  const seed = best.find((p) => p.pieces.live === 'origin');
+  return { kind: 'download', model: m, from: 'peers', pieces: (seed ?? best[0]!).pieces, peers: nearestFirst(best) };
+}
+
+/** Offers by the manifest they serve, without live ones whose seed is not among them (nobody vouches for those). */
+function usableGroups(offers: readonly PeerOffer[] | undefined): PeerOffer[][] {
+  const byDigest = new Map<string, PeerOffer[]>();
+  for (const p of offers ?? []) byDigest.set(p.pieces.digest, [...(byDigest.get(p.pieces.digest) ?? []), p]);
+  return [...byDigest.values()].filter((g) => !g[0]!.pieces.live || g.some((p) => p.pieces.live === 'origin'));
+}
+
+/**
+ * The peers a running copy from peers takes pieces from now: those offering its manifest; of a live copy, the
+ * complete ones too (the seed once done: it anchors the manifest the copy assembled).
+ */
+export function copySources(pieces: PiecesSummary, offers: readonly PeerOffer[] | undefined): PeerOffer[] {
+  return nearestFirst(
+    (offers ?? []).filter((p) => p.pieces.digest === pieces.digest || (pieces.live && !p.inProgress && !p.pieces.live)),
+  );
 }
 
 /** Peers in this node's zone first (cross-zone traffic is slower and often billed), then by name. */
-export function nearestFirst(peers: readonly PeerOffer[]): PeerOffer[] {
+function nearestFirst(peers: readonly PeerOffer[]): PeerOffer[] {
   return [...peers].sort(
     (a, b) => Number(b.sameZone) - Number(a.sameZone) || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0),
   );

@@ -8,7 +8,7 @@ import type { Condition } from '../../kube/types.ts';
 import { STORAGE_PATH_CONDITION } from '../../api/states.ts';
 import {
   downloadFrom,
-  nearestFirst,
+  copySources,
   SEED_RECHECK_MS,
   SEED_SETTLE_MS,
   SETTLING,
@@ -73,8 +73,10 @@ export interface PeerOffer {
   pieces: PiecesSummary;
   /** In this node's zone (topology.kubernetes.io/zone): asked first, and its bytes count as same-zone. */
   sameZone: boolean;
-  /** It is still copying the model from peers: it serves the pieces it has verified so far. */
+  /** It is still copying the model (from peers, or from the source as a seed): it serves the pieces verified so far. */
   inProgress?: true;
+  /** Of a copy in progress: the bytes it has so far, as last reported (a seed that makes progress is not stalled). */
+  bytesDone?: number;
 }
 
 /** The last failure of a model's download, and when it may be tried again. */
@@ -258,12 +260,11 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           ...(s.running.bytesTotal !== undefined ? { bytesTotal: s.running.bytesTotal } : {}),
           ...(s.running.startedAt ? { startedAt: s.running.startedAt } : {}),
           ...(s.running.bytesFromPeers ? { bytesFromPeers: s.running.bytesFromPeers } : {}),
-          // A copy from peers serves its verified pieces meanwhile: its manifest is offered (never an origin download's).
+          // A copy serves its verified pieces meanwhile: from peers, or from the origin as a seed (a live manifest).
           ...(s.running.pieces && !s.running.queued ? { pieces: s.running.pieces } : {}),
         };
-        if (s.running.pieces) {
-          const digest = s.running.pieces.digest;
-          const peers = nearestFirst((o.peers?.get(key) ?? []).filter((p) => p.pieces.digest === digest));
+        if (s.running.pieces && s.running.pieces.live !== 'origin') {
+          const peers = copySources(s.running.pieces, o.peers?.get(key));
           if (peers.length > 0) actions.push({ kind: 'offers', storageKey: key, peers });
         }
         continue;

@@ -1,12 +1,18 @@
-import { hasBit, pieceOffsets, type PieceId, type PieceManifest } from './protocol.ts';
+import { partialPath } from './piece-files.ts';
+import { countPieces, hasBit, pieceOffsets, serializeManifest, type PieceId, type PieceManifest } from './protocol.ts';
 
-/** What the peer server may read of a copy still being fetched from peers: never written through this view. */
+/** What the peer server may read of a copy still being made: never written through this view. */
 export interface CopyView {
   /** The staging folder the copy is written into (where its partial and placed files are). */
   readonly workDir: string;
   readonly manifest: PieceManifest;
-  /** The manifest's exact bytes, as verified against the digest its peers published. */
-  readonly bytes: Buffer;
+  /**
+   * The manifest's exact bytes: as verified against the digest its peers published, or, of a live manifest (one
+   * whose hashes are learnt as the copy runs), as it stands now.
+   */
+  manifestBytes(): Buffer;
+  /** Where the partial file of `path` (a file of the manifest) is, until it is placed at its path in workDir. */
+  partialOf(path: string): string;
   /** Whether piece `id` is written and verified. */
   has(id: PieceId): boolean;
   /** A copy of the bitmap of verified pieces (see protocol.ts Have), `count` pieces. */
@@ -22,24 +28,41 @@ export interface CopyRecord extends CopyView {
   end(): void;
 }
 
+/** How a copy's files are found and its manifest served (see CopiesInProgress.begin). */
+export interface CopyLayout {
+  /** The manifest's exact bytes when they are fixed; absent, a live manifest is serialized as it stands. */
+  bytes?: Buffer;
+  /** Where a file's partial is (default: a peer fetch's, piece-files.ts partialPath). */
+  partialOf?: (path: string) => string;
+}
+
 /**
- * The copies this node is fetching from peers, by storage key, so its peer server serves the pieces verified so
- * far (a fan-out tree instead of every node on the one seed). Created in main.ts: the fetch writes, the server reads.
+ * The copies this node is making (from peers, or from the origin as a seed), by storage key, so its peer server
+ * serves the pieces verified so far (a fan-out tree instead of every node on the one seed, and copies that start
+ * before the seed is done). Created in main.ts: the fetch or the seed writes, the server reads.
  */
 export class CopiesInProgress {
   readonly #copies = new Map<string, CopyRecord>();
 
-  /** Starts serving the copy of `storageKey` the fetch into `workDir` makes; it holds no piece yet. */
-  begin(storageKey: string, workDir: string, manifest: PieceManifest, bytes: Buffer): CopyRecord {
+  /**
+   * Starts serving the copy of `storageKey` made into `workDir`; it holds no piece yet. A live `manifest` is the
+   * fetch's own object: hashes it learns later are served with the pieces they verify.
+   */
+  begin(storageKey: string, workDir: string, manifest: PieceManifest, layout: CopyLayout = {}): CopyRecord {
     const offsets = pieceOffsets(manifest);
-    const count = manifest.files.reduce((n, f) => n + f.pieces.length, 0);
+    const count = countPieces(manifest);
     const bits = new Uint8Array(Math.ceil(count / 8));
-    const set = (i: number): void => void (bits[i >> 3]! |= 0x80 >> (i & 7));
+    let current = layout.bytes;
+    const set = (i: number): void => {
+      bits[i >> 3]! |= 0x80 >> (i & 7);
+      if (!layout.bytes) current = undefined; // a hash was learnt with it: serialized again when asked
+    };
     const copies = this.#copies;
     const record: CopyRecord = {
       workDir,
       manifest,
-      bytes,
+      manifestBytes: () => (current ??= serializeManifest(manifest)),
+      partialOf: layout.partialOf ?? ((path) => partialPath(workDir, path)),
       has: ({ file, piece }) => {
         const f = manifest.files[file];
         return f !== undefined && piece < f.pieces.length && hasBit(bits, offsets[file]! + piece);

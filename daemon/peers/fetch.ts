@@ -14,12 +14,16 @@ import { peerGet, type PeerAnswer } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
 import {
   decodeHave,
+  digestOf,
   hasBit,
   havePath,
+  liveSummary,
   manifestPath,
   pieceLength,
   pieceOffsets,
   piecePath,
+  serializeManifest,
+  UNKNOWN_HASH,
   type ManifestSummary,
   type PieceManifest,
 } from './protocol.ts';
@@ -31,6 +35,10 @@ export interface PeerRef {
   url: string;
   /** It is still copying the model: which pieces it holds is asked (`have`), and a 404 for a piece means "not yet". */
   partial?: boolean;
+  /** What it published of the model (its LocalModelNode status): which manifest it serves. */
+  summary?: ManifestSummary;
+  /** Still copying: the bytes it reported having. A vouching peer whose count grows is making progress, no stall. */
+  bytesDone?: number;
 }
 
 export interface PeerFetchRequest {
@@ -69,6 +77,11 @@ export interface PeerFetchRequest {
   log: Logger;
   /** Tests only: accept pieces smaller than a real manifest may use (1 MiB). */
   minPieceSize?: number;
+  /**
+   * A live copy (summary.live): how long, once every piece is written, a complete peer may take to publish the
+   * digest of the manifest assembled (the seed finishing); nothing is committed before. Default 60 s.
+   */
+  anchorTimeoutMs?: number;
 }
 
 export interface PeerFetchResult {
@@ -79,12 +92,16 @@ export interface PeerFetchResult {
   byPeer: Map<string, number>;
   /** The manifest's exact bytes as published: the caller writes them beside the model to serve it alike. */
   manifest: Buffer;
+  /** What this node publishes of it once complete (of a live copy: the summary the anchoring peer published). */
+  summary: ManifestSummary;
 }
 
 /** Most bytes a manifest may have: a peer that sends more is not read further. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 5000 };
 const HAVE_REFRESH_MS = 1000;
+const ANCHOR_TIMEOUT_MS = 60_000;
+const ANCHOR_POLL_MS = 200;
 
 interface Peer {
   node: string;
@@ -98,11 +115,19 @@ interface Peer {
   bytes: number;
   /** Still copying the model: `have` says which pieces it holds, and a 404 for a piece is "not yet". */
   partial: boolean;
+  summary: ManifestSummary | undefined;
+  /**
+   * Its piece hashes are taken (live copies): it fetches the model from its source itself (live 'origin'), or it
+   * is complete and serves the manifest whose digest it published.
+   */
+  vouches: boolean;
   /** The pieces it holds as last heard (undefined: every piece, a complete copy). */
   have?: Uint8Array;
   /** When it is asked `have` next (ms); whether it is being asked now. */
   haveDue: number;
   asking: boolean;
+  /** Bytes it reported having, as last heard (PeerRef.bytesDone). */
+  reported: number;
 }
 
 interface Task {
@@ -134,11 +159,12 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
   // Complete copies first: the manifest is asked of them before peers that may not serve it yet.
   const peers = req.peers.map(toPeer).sort((a, b) => Number(a.partial) - Number(b.partial));
   const { manifest: m, bytes: manifest } = await getManifest(req, agent, peers);
+  const live = req.summary.live !== undefined;
   const kept = await pruneWorkDir(req.workDir, m, req.signal);
   await mkdir(join(req.workDir, DOWNLOAD_DIR), { recursive: true }).catch((err: unknown) => {
     throw diskError(err, `creating ${DOWNLOAD_DIR} in ${req.workDir}`);
   });
-  const copy = req.copies?.begin(req.storageKey, req.workDir, m, manifest);
+  const copy = req.copies?.begin(req.storageKey, req.workDir, m, live ? {} : { bytes: manifest });
   try {
     const left = new Map<number, number>();
     const queue: Task[] = [];
@@ -165,8 +191,10 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
       [queue[i], queue[j]] = [queue[j]!, queue[i]!];
     }
     const byPeer = await fetchPieces(req, agent, m, peers, queue, left, copy);
+    const summary = live ? await anchored(req, m) : req.summary;
     await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
-    return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest };
+    const bytes = live ? serializeManifest(m) : manifest;
+    return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest: bytes, summary };
   } finally {
     copy?.end();
   }
@@ -188,8 +216,12 @@ function toPeer(ref: PeerRef): Peer {
     readyAt: 0,
     bytes: 0,
     partial: ref.partial === true,
+    summary: ref.summary,
+    vouches:
+      ref.summary !== undefined && (ref.summary.live === undefined ? !ref.partial : ref.summary.live === 'origin'),
     haveDue: 0,
     asking: false,
+    reported: ref.bytesDone ?? 0,
     ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
   };
 }
@@ -215,7 +247,7 @@ async function getManifest(
   let mismatch = false;
   for (const p of peers) {
     if (req.signal.aborted) throw cancelled(req.signal);
-    if (p.dropped || !p.base) continue;
+    if (p.dropped || !p.base || (req.summary.live && !p.vouches)) continue;
     const a = await peerGet(agent, new URL(manifestPath(key), p.base), {
       token: await token(req),
       signal: req.signal,
@@ -228,8 +260,7 @@ async function getManifest(
       continue;
     }
     try {
-      const manifest = parseManifest(a.bytes, req.summary, key, req.limitBytes, req.minPieceSize ?? MIN_PIECE_SIZE);
-      return { manifest, bytes: a.bytes };
+      return { manifest: acceptManifest(req, p, a.bytes), bytes: a.bytes };
     } catch (err) {
       // Other bytes than published: that peer is stale or lies; the next may serve the right ones. Any other
       // fault is in the published bytes themselves, which every peer serves alike.
@@ -245,6 +276,46 @@ async function getManifest(
     mismatch ? 'IntegrityMismatch' : 'SourceUnavailable',
     `no peer served the manifest of ${key} (${why})`,
   );
+}
+
+/**
+ * The manifest `p` served, parsed and checked: against the summary the fetch follows, and, of a complete peer in a
+ * live copy, against the digest that peer published too (its hashes are taken, so they must be the ones it vouches
+ * for). IntegrityMismatch when the bytes are not what was published.
+ */
+function acceptManifest(req: PeerFetchRequest, p: Peer, bytes: Buffer): PieceManifest {
+  const min = req.minPieceSize ?? MIN_PIECE_SIZE;
+  const own = req.summary.live && p.summary && !p.summary.live ? p.summary : req.summary;
+  const m = parseManifest(bytes, own, req.storageKey, req.limitBytes, min);
+  if (own !== req.summary && liveSummary(m, 'origin').digest !== req.summary.digest)
+    throw new DownloadError(
+      'IntegrityMismatch',
+      `the manifest ${p.node} published (${own.digest}) lists other files than the live one (${req.summary.digest})`,
+    );
+  return m;
+}
+
+/**
+ * A live copy whose every piece is written: waits until a complete peer publishes the digest of the manifest it
+ * assembled (the seed that vouched for the hashes, once done) and returns that peer's summary. SourceUnavailable
+ * when none does in time: the pieces stay for the next attempt.
+ */
+async function anchored(req: PeerFetchRequest, m: PieceManifest): Promise<ManifestSummary> {
+  const digest = digestOf(serializeManifest(m));
+  const deadline = Date.now() + (req.anchorTimeoutMs ?? ANCHOR_TIMEOUT_MS);
+  for (;;) {
+    const published = [...req.peers, ...(req.morePeers?.() ?? [])].map((r) => (r.partial ? undefined : r.summary));
+    const anchor = published.find((s) => s && !s.live && s.digest === digest);
+    if (anchor) return anchor;
+    if (Date.now() > deadline)
+      throw new DownloadError(
+        'SourceUnavailable',
+        `${req.storageKey}: every piece verified against the live manifest, but no complete peer published its ` +
+          `digest ${digest} (published: ${[...new Set(published.filter((s) => s && !s.live).map((s) => s!.digest))].join(', ') || 'none'}); ` +
+          'the pieces are kept',
+      );
+    await sleep(ANCHOR_POLL_MS, req.signal);
+  }
 }
 
 /**
@@ -281,10 +352,21 @@ async function fetchPieces(
   /** When the fetch last moved: a piece written, a peer heard to hold more, a peer joined. */
   let movedAt = Date.now();
 
-  const holds = (p: Peer, t: Task): boolean => p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece);
+  const live = req.summary.live !== undefined;
+  /** Pieces whose hash is not known yet (a live copy): not asked for until it is. */
+  let unknown = live ? m.files.reduce((n, f) => n + f.pieces.filter((h) => h === UNKNOWN_HASH).length, 0) : 0;
+  const holds = (p: Peer, t: Task): boolean =>
+    (unknown === 0 || m.files[t.file]!.pieces[t.piece] !== UNKNOWN_HASH) &&
+    (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
   const known = new Set(peers.map((p) => p.node));
   const join = (): void => {
     for (const ref of req.morePeers?.() ?? []) {
+      const p = peers.find((x) => x.node === ref.node);
+      // A seed still fetching from the source reports its bytes: while they grow, waiting for it is no stall.
+      if (p && p.vouches && ref.bytesDone !== undefined && ref.bytesDone > p.reported) {
+        p.reported = ref.bytesDone;
+        movedAt = Date.now();
+      }
       if (known.has(ref.node)) continue;
       known.add(ref.node);
       peers.push(toPeer(ref));
@@ -318,21 +400,59 @@ async function fetchPieces(
     );
     return waiting.length > 0 ? Math.min(...waiting.map((p) => p.readyAt)) : undefined;
   };
-  /** Peers still copying, not dropped: they may come to hold what is missing. */
-  const copying = (): Peer[] => peers.filter((p) => p.partial && !p.dropped && p.base);
+  /**
+   * Peers still copying, not dropped: they may come to hold what is missing; of a live copy whose hashes are not
+   * all known, the complete peers that vouch for hashes too.
+   */
+  const copying = (): Peer[] => peers.filter((p) => !p.dropped && p.base && (p.partial || (unknown > 0 && p.vouches)));
 
-  /** Asks `p` which pieces it holds; a 404 is none, trouble keeps what was heard (its pieces' answers tell). */
+  /**
+   * Takes the hashes a vouching peer's live manifest knows that this copy does not (a changed hash is fatal: that
+   * peer's source changed under it) and returns the pieces it holds: those it has hashes for, or all when complete.
+   */
+  const learn = (p: Peer, theirs: PieceManifest): Uint8Array | undefined => {
+    const bits = new Uint8Array(Math.ceil(count / 8));
+    for (const [i, f] of theirs.files.entries())
+      for (const [j, h] of f.pieces.entries()) {
+        if (h === UNKNOWN_HASH) continue;
+        const mine = m.files[i]!.pieces;
+        if (mine[j] === UNKNOWN_HASH) {
+          mine[j] = h;
+          unknown--;
+        } else if (mine[j] !== h)
+          throw new DownloadError(
+            'IntegrityMismatch',
+            `${p.node} now lists another hash for piece ${j} of '${f.path.slice(0, 200)}' of ${req.storageKey}`,
+          );
+        const k = offsets[i]! + j;
+        bits[k >> 3]! |= 0x80 >> (k & 7);
+      }
+    return p.partial ? bits : undefined;
+  };
+
+  /**
+   * Asks `p` which pieces it holds (of a live copy, a vouching peer's manifest: the hashes it knows, which are the
+   * pieces it holds); a 404 is none, trouble keeps what was heard (its pieces' answers tell).
+   */
   const ask = async (p: Peer): Promise<void> => {
     try {
-      const a = await peerGet(agent, new URL(havePath(req.storageKey), p.base), {
+      const hashes = live && p.vouches;
+      const a = await peerGet(agent, new URL((hashes ? manifestPath : havePath)(req.storageKey), p.base), {
         token: await token(req),
         signal,
         timeoutMs: req.stallTimeoutMs,
-        maxBytes: Math.ceil(count / 6) + 256,
+        maxBytes: hashes ? MAX_MANIFEST_BYTES : Math.ceil(count / 6) + 256,
       });
       if (signal.aborted) return;
       let bits: Uint8Array | undefined;
-      if (a.ok) {
+      const before = p.have;
+      const unknownBefore = unknown;
+      if (a.ok && hashes) {
+        bits = learn(p, acceptManifest(req, p, a.bytes));
+        if (unknown < unknownBefore) movedAt = Date.now();
+        p.have = bits;
+        return;
+      } else if (a.ok) {
         try {
           bits = decodeHave(JSON.parse(a.bytes.toString('utf8')), count);
         } catch {
@@ -341,7 +461,6 @@ async function fetchPieces(
         if (!bits) req.log.debug({ node: p.node, storageKey: req.storageKey }, 'peer sent no valid have; not used');
       } else if (a.status === 404) bits = new Uint8Array(Math.ceil(count / 8));
       if (!bits) return;
-      const before = p.have;
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
       p.have = bits;
     } catch (err) {

@@ -1,9 +1,16 @@
-import { createHash } from 'node:crypto';
 import { dirname } from 'node:path/posix';
 import { entryParts, reservedComponent } from '../../download/containment.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { MAX_LIST_OBJECTS } from '../../download/objects.ts';
-import { pieceCount, type ManifestFile, type ManifestSummary, type PieceManifest } from './protocol.ts';
+import {
+  digestOf,
+  liveSummary,
+  pieceCount,
+  UNKNOWN_HASH,
+  type ManifestFile,
+  type ManifestSummary,
+  type PieceManifest,
+} from './protocol.ts';
 
 const MiB = 1024 * 1024;
 /** Smallest piece a real manifest may use: smaller pieces only multiply requests (tests pass their own). */
@@ -16,6 +23,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * A manifest's exact bytes from a peer as a PieceManifest, or a DownloadError naming the problem.
  * Hostile input: the digest is checked first (IntegrityMismatch: that peer serves other bytes than the
  * summary names), then everything a fetch relies on (BadResponse, UnsafeObjectName for paths, SizeExceeded).
+ * A live summary (protocol.ts) names the skeleton: hashes may be UNKNOWN_HASH, and the digest is checked on the
+ * skeleton of what was parsed, after the rest.
  */
 export function parseManifest(
   bytes: Buffer,
@@ -28,12 +37,13 @@ export function parseManifest(
   const bad = (why: string): DownloadError => new DownloadError('BadResponse', `${what} refused: ${why}`);
   if (!/^sha256:[0-9a-f]{64}$/.test(expected.digest))
     throw bad(`the published digest '${expected.digest}' is no sha256`);
-  const got = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-  if (got !== expected.digest)
-    throw new DownloadError(
+  const mismatch = (got: string): DownloadError =>
+    new DownloadError(
       'IntegrityMismatch',
-      `${what} refused: its bytes hash to ${got}, ${expected.digest} published`,
+      `${what} refused: its ${expected.live ? 'skeleton hashes' : 'bytes hash'} to ${got}, ${expected.digest} published`,
     );
+  const got = digestOf(bytes);
+  if (!expected.live && got !== expected.digest) throw mismatch(got);
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
@@ -63,7 +73,7 @@ export function parseManifest(
     const want = pieceCount(f.size, pieceSize);
     if (hashes.length !== want)
       throw bad(`${name} has ${hashes.length} piece hashes, ${want} expected for ${f.size} bytes`);
-    const wrong = hashes.findIndex((h) => !HEX64.test(h));
+    const wrong = hashes.findIndex((h) => !HEX64.test(h) && !(expected.live && h === UNKNOWN_HASH));
     if (wrong !== -1) throw bad(`${name} piece ${wrong}: hash is not 64 lower-case hex digits`);
     total += f.size;
     pieces += want;
@@ -76,7 +86,12 @@ export function parseManifest(
   }
   if (pieces !== expected.count) throw bad(`it lists ${pieces} pieces, ${expected.count} published`);
   checkManifestPaths(files, what);
-  return { version: 1, storageKey, pieceSize, files };
+  const m: PieceManifest = { version: 1, storageKey, pieceSize, files };
+  if (expected.live) {
+    const skeleton = liveSummary(m, expected.live).digest;
+    if (skeleton !== expected.digest) throw mismatch(skeleton);
+  }
+  return m;
 }
 
 /**

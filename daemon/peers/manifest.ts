@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants, type Dirent } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeStateFile } from '../../disk/atomic.ts';
 import { isReservedInModel } from '../../disk/layout.ts';
@@ -11,6 +11,8 @@ import {
   MANIFEST_FILE,
   PIECE_SIZE,
   pieceCount,
+  serializeManifest,
+  summarize,
   type ManifestFile,
   type ManifestSummary,
   type PieceManifest,
@@ -35,42 +37,27 @@ export interface BuiltManifest {
  * Hashes every regular file of the model folder `dir` in pieces of `pieceSize` into a manifest.
  * Files are listed sorted by path; links and other non-regular entries are skipped and never followed, and
  * so is every name the cache reserves (the marker, this manifest, their temp files, the download folder).
+ * `known`: hashes taken as the download wrote the files (a seed's), used for a file still of that size and
+ * with every piece hashed, so it is not read again.
  */
 export async function buildManifest(
   dir: string,
   storageKey: string,
   signal: AbortSignal,
   pieceSize = PIECE_SIZE,
+  known?: ReadonlyMap<string, ManifestFile>,
 ): Promise<BuiltManifest> {
   if (!Number.isSafeInteger(pieceSize) || pieceSize < 1) throw new Error(`piece size ${pieceSize} is not a size`);
   const files: ManifestFile[] = [];
   const unlisted: string[] = [];
   for (const path of (await regularFiles(dir, signal, '', unlisted)).sort()) {
-    files.push(await hashFile(join(dir, ...path.split('/')), path, pieceSize, signal));
+    const abs = join(dir, ...path.split('/'));
+    files.push(
+      (await alreadyHashed(abs, known?.get(path), pieceSize)) ?? (await hashFile(abs, path, pieceSize, signal)),
+    );
   }
   const manifest: PieceManifest = { version: 1, storageKey, pieceSize, files };
-  const bytes = serializeManifest(manifest);
-  return { bytes, manifest, summary: summarize(bytes, manifest), unlisted };
-}
-
-/** The manifest's exact bytes: JSON with the keys in protocol.ts's order, one line, a trailing newline. */
-function serializeManifest(m: PieceManifest): Buffer {
-  const ordered: PieceManifest = {
-    version: m.version,
-    storageKey: m.storageKey,
-    pieceSize: m.pieceSize,
-    files: m.files.map((f) => ({ path: f.path, size: f.size, pieces: f.pieces })),
-  };
-  return Buffer.from(`${JSON.stringify(ordered)}\n`);
-}
-
-/** What a node publishes of a manifest: the digest of its exact bytes, its piece size and number of pieces. */
-function summarize(bytes: Buffer, m: PieceManifest): ManifestSummary {
-  return {
-    digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
-    pieceSize: m.pieceSize,
-    count: m.files.reduce((n, f) => n + f.pieces.length, 0),
-  };
+  return { bytes: serializeManifest(manifest), manifest, summary: summarize(manifest), unlisted };
 }
 
 /** Writes the manifest's bytes as MANIFEST_FILE in `dir` the way the marker is written (disk/atomic.ts). */
@@ -158,6 +145,18 @@ async function regularFiles(dir: string, signal: AbortSignal, prefix: string, un
     else unlisted.push(rel);
   }
   return out;
+}
+
+/** `known` when it holds every hash of the regular file `abs` at its present size. */
+async function alreadyHashed(
+  abs: string,
+  known: ManifestFile | undefined,
+  pieceSize: number,
+): Promise<ManifestFile | undefined> {
+  if (!known || known.pieces.length !== pieceCount(known.size, pieceSize)) return undefined;
+  if (known.pieces.some((h) => !HEX64.test(h))) return undefined;
+  const st = await lstat(abs).catch(() => undefined);
+  return st?.isFile() && st.size === known.size ? known : undefined;
 }
 
 /** One file's size and piece hashes, read once front to back through a descriptor that never follows a link. */

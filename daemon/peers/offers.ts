@@ -28,7 +28,10 @@ export function peerOffers(
         pieces: detail.pieces,
         sameZone: zoneOf(nodeOf(node)) === zoneOf(nodeOf(self)),
       };
-      if (state === 'ModelDownloading') offer.inProgress = true;
+      if (state === 'ModelDownloading') {
+        offer.inProgress = true;
+        if (detail.bytesDone !== undefined) offer.bytesDone = detail.bytesDone;
+      }
       out.set(key, [...(out.get(key) ?? []), offer]);
     }
   }

@@ -1,10 +1,21 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The peer protocol: what one daemon serves to another about a model it holds, and how a piece is named.
- * Both ends import this file; nothing else defines a path, a header or the manifest's shape.
+ * Both ends import this file; nothing else defines a path, a header or the manifest's shape or bytes.
  *
  * Trust: a manifest is accepted only when the SHA-256 of its exact bytes equals the digest the serving
  * node published in its own LocalModelNode status (which only that node's daemon may write), and a piece
  * only when its SHA-256 equals the manifest's. What a peer says about itself is never trusted.
+ *
+ * Live manifests: a node fetching a model from its source (a seed) serves it while the download runs. It
+ * publishes a live summary (`live: 'origin'`) whose digest is that of the manifest's skeleton (every piece hash
+ * empty: the files, their sizes and so the pieces are known from the source's listing before any byte), and
+ * serves the manifest with the hashes of the pieces it has written so far ('' for the others). A node copying
+ * from it accepts a manifest whose skeleton has the published digest, asks hashes only of the seed (or of a
+ * complete peer), verifies every piece against them as usual, and publishes `live: 'peers'` while it copies.
+ * Nothing is committed until the whole manifest it assembled hashes to a digest a complete peer published:
+ * a copy made while the seed was downloading ends anchored in the API like any other.
  */
 
 /** Bytes per piece: the part size of ranged downloads. The last piece of a file may be shorter. */
@@ -35,11 +46,51 @@ export interface PieceManifest {
 
 /** What a node publishes per model in its LocalModelNode status (status.models[name].pieces). */
 export interface ManifestSummary {
-  /** `sha256:<hex>` of the manifest's exact bytes as served. */
+  /** `sha256:<hex>` of the manifest's exact bytes as served (of a live manifest: of its skeleton). */
   digest: string;
   pieceSize: number;
   /** Pieces in all files. */
   count: number;
+  /**
+   * The manifest grows while this node's download runs: 'origin', it hashes the pieces it fetches from the source
+   * (and vouches for them); 'peers', it copies a live manifest from such a node. Absent: complete.
+   */
+  live?: 'origin' | 'peers';
+}
+
+/** A piece hash a live manifest does not know yet. */
+export const UNKNOWN_HASH = '';
+
+/** The manifest's exact bytes: JSON with the keys in this file's order, one line, a trailing newline. */
+export function serializeManifest(m: PieceManifest): Buffer {
+  const ordered: PieceManifest = {
+    version: m.version,
+    storageKey: m.storageKey,
+    pieceSize: m.pieceSize,
+    files: m.files.map((f) => ({ path: f.path, size: f.size, pieces: f.pieces })),
+  };
+  return Buffer.from(`${JSON.stringify(ordered)}\n`);
+}
+
+/** `sha256:<hex>` of `bytes`. */
+export function digestOf(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** What a node publishes of a complete manifest: the digest of its exact bytes, its piece size and piece count. */
+export function summarize(m: PieceManifest): ManifestSummary {
+  return { digest: digestOf(serializeManifest(m)), pieceSize: m.pieceSize, count: countPieces(m) };
+}
+
+/** The summary of `m`'s skeleton (every hash unknown): what a seed publishes while it fetches `m`'s pieces. */
+export function liveSummary(m: PieceManifest, live: 'origin' | 'peers'): ManifestSummary {
+  const skeleton = { ...m, files: m.files.map((f) => ({ ...f, pieces: f.pieces.map(() => UNKNOWN_HASH) })) };
+  return { ...summarize(skeleton), live };
+}
+
+/** Pieces in all files of `m`. */
+export function countPieces(m: PieceManifest): number {
+  return m.files.reduce((n, f) => n + f.pieces.length, 0);
 }
 
 /** A piece: file `file` (index into manifest.files), piece `piece` of it. */

@@ -9,7 +9,6 @@ import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
 import { ManifestCache } from './manifest-cache.ts';
-import { partialPath } from './piece-files.ts';
 import { encodeHave, pieceLength, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
@@ -85,7 +84,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     if (route.kind === 'refused') return refuse(route);
     const copy = o.copies?.get(route.key);
     if (route.kind === 'manifest') {
-      if (copy) return sendBytes(res, copy.bytes, 'application/json');
+      if (copy) return sendBytes(res, copy.manifestBytes(), 'application/json');
       const found = await manifests.get(route.key);
       if ('status' in found) return refuse(found);
       return sendBytes(res, found.bytes, 'application/json');
@@ -163,14 +162,15 @@ async function servePiece(
   if (!file || id.piece >= file.pieces.length)
     return { status: 404, message: `model ${key} has no piece ${id.file}/${id.piece}` };
   if (copy && !copy.has(id)) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not here yet` };
+  const start = id.piece * pieceSize;
+  const length = pieceLength(file.size, pieceSize, id.piece);
+  // Of a copy, the partial file until it is placed (a rename: a descriptor opened before stays the same file); a
+  // seed's partial grows as its origin download writes it, so it only has to hold the piece.
   const fh = copy
-    ? // The partial file until the fetch places it (a rename: a descriptor opened before stays the same file).
-      ((await openContained(copy.workDir, relative(copy.workDir, partialPath(copy.workDir, file.path)), file.size)) ??
+    ? ((await openContained(copy.workDir, relative(copy.workDir, copy.partialOf(file.path)), start + length, true)) ??
       (await openContained(copy.workDir, file.path, file.size)))
     : await openContained(modelPaths(root, key).final, file.path, file.size);
   if (!fh) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not held here` };
-  const start = id.piece * pieceSize;
-  const length = pieceLength(file.size, pieceSize, id.piece);
   try {
     await new Promise<void>((resolve) => {
       if (gone.aborted) return resolve(); // the peer left while the file was opened: no 'close' is to come
@@ -200,15 +200,22 @@ async function servePiece(
 
 /**
  * `path` ('/'-separated, relative) of the folder `dir` opened for reading, or undefined: its last component is never
- * followed, its real path must be inside the folder and be the very file opened, and its size `size`.
+ * followed, its real path must be inside the folder and be the very file opened, and its size `size` (with
+ * `atLeast`, no less than `size`).
  */
-async function openContained(dir: string, path: string, size: number): Promise<FileHandle | undefined> {
+async function openContained(
+  dir: string,
+  path: string,
+  size: number,
+  atLeast = false,
+): Promise<FileHandle | undefined> {
   const abs = join(dir, ...path.split('/'));
   const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
   if (!fh) return undefined;
   try {
     const st = await fh.stat();
-    if (!st.isFile() || st.size !== size) throw new Error('not the file the manifest lists');
+    if (!st.isFile() || (atLeast ? st.size < size : st.size !== size))
+      throw new Error('not the file the manifest lists');
     const [base, real] = await Promise.all([realpath(dir), realpath(abs)]);
     if (real === base || !isInside(base, real)) throw new Error('outside the model folder');
     const there = await stat(real);

@@ -4,7 +4,9 @@ import type { PiecesSummary } from '../../disk/layout.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { PeerTransfer } from '../downloads.ts';
 import type { PeerOffer } from '../node-cache/plan.ts';
-import type { CopiesInProgress } from './copies.ts';
+import { CopiesInProgress } from './copies.ts';
+import { LiveSeed } from './live-seed.ts';
+import { PIECE_SIZE } from './protocol.ts';
 import { fetchFromPeers, type PeerRef } from './fetch.ts';
 import { buildManifest, writeManifest } from './manifest.ts';
 
@@ -19,7 +21,13 @@ export interface PeerTransferOptions {
 }
 
 function peerRef(p: PeerOffer): PeerRef {
-  return { node: p.node, url: `http://${p.address}`, ...(p.inProgress ? { partial: true } : {}) };
+  return {
+    node: p.node,
+    url: `http://${p.address}`,
+    summary: p.pieces,
+    ...(p.inProgress ? { partial: true } : {}),
+    ...(p.bytesDone !== undefined ? { bytesDone: p.bytesDone } : {}),
+  };
 }
 
 /**
@@ -59,10 +67,13 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
         log: o.log,
       });
       await writeManifest(req.workDir, r.manifest);
-      return { bytes: r.bytes, files: r.files };
+      return { bytes: r.bytes, files: r.files, pieces: r.summary };
     },
-    async describe(dir, storageKey, signal): Promise<PiecesSummary | undefined> {
-      const built = await buildManifest(dir, storageKey, signal);
+    seed: ({ storageKey, workDir, onOffer }) =>
+      new LiveSeed({ storageKey, workDir, copies: o.copies ?? new CopiesInProgress(), log: o.log, onOffer }),
+    async describe(dir, storageKey, signal, seeding): Promise<PiecesSummary | undefined> {
+      const known = seeding instanceof LiveSeed ? await seeding.known() : undefined;
+      const built = await buildManifest(dir, storageKey, signal, PIECE_SIZE, known);
       if (built.unlisted.length > 0) {
         o.log.warn(
           { storageKey, links: built.unlisted.slice(0, 20), count: built.unlisted.length },

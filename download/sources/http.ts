@@ -10,6 +10,7 @@ import {
   clearExtracted,
   archiveKindFor,
   extractOrPlace,
+  namedLikeArchive,
   placedResult,
   sizeBudget,
   tarExtractor,
@@ -68,6 +69,9 @@ export async function downloadHttp(
   let streamed: Extractor | undefined;
   let lastError: unknown;
   let done = false;
+  // A file kept as it is, of a size the first answer gives: the observer hears of its bytes as they land.
+  let observed: number | undefined;
+  const observer = namedLikeArchive(name) ? undefined : req.observer;
 
   for (let attempt = 1; attempt <= o.attempts && !done; attempt++) {
     if (signal.aborted) throw new DownloadError('Cancelled', 'download cancelled', { cause: signal.reason });
@@ -99,12 +103,27 @@ export async function downloadHttp(
       const etag = header(res.headers, 'etag');
       const lastModified = header(res.headers, 'last-modified');
       await saveResumeMeta(metaPath, { url, etag, lastModified, total });
+      if (observer && observed === undefined && total !== undefined) {
+        observed = total;
+        observer.listed([{ path: name, size: total, partial }]);
+        if (offset > 0) observer.written(name, 0, offset);
+      } else if (observed !== undefined && (offset === 0 || total !== observed)) observer?.reset(name);
+      const observing = observed !== undefined && total === observed;
+      let at = offset;
       let received = 0;
       let head: Buffer | undefined = offset === 0 ? Buffer.alloc(0) : undefined;
       let lastProgress = 0;
       const budget = sizeBudget(limit);
       const fh = await open(partial, offset === 0 ? 'w' : 'r+');
-      const out = new BatchWriter(fh, offset, () => undefined, name);
+      const out = new BatchWriter(
+        fh,
+        offset,
+        (n) => {
+          if (observing) observer?.written(name, at, n);
+          at += n;
+        },
+        name,
+      );
       stall = setTimeout(() => attemptAbort.abort(new Error(`no bytes for ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
       try {
         for await (const chunk of res.body) {

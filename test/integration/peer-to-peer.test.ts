@@ -282,6 +282,57 @@ test('a cold model wanted by every node at once: one seed per zone fetches it fr
   assert.equal(seeds.length, 1, `exactly one node fetched from the origin: ${seeds.join(', ')}`);
 });
 
+test('a seed serves its origin download while it runs: the others copy pieces before it is done', async () => {
+  const size = 64 * MiB + 3;
+  const body = generated(size, 11);
+  origin.set('/m/live.bin', body, { rate: 8 * MiB }); // about 8 s from the origin
+  const uri = origin.url('/m/live.bin');
+  const key = storageKeyFor(uri);
+  const running = nodes.filter((n) => daemons.has(n));
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name: 'live' },
+    spec: { sourceModelUri: uri, modelSize: '65Mi', nodeGroups: [group] },
+  });
+  // Watched as it happens: some node holds bytes from peers while the seed still downloads, live.
+  const seen: string[] = [];
+  await eventually(
+    async () => {
+      const lmns = await Promise.all(running.map((n) => lmnOf(n)));
+      const seeding = lmns.find((l) => l?.status?.models?.live?.pieces?.live === 'origin');
+      const copying = lmns.filter((l) => (l?.status?.models?.live?.bytesFromPeers ?? 0) > 0);
+      if (seeding && seeding.status?.modelStatus?.live === 'ModelDownloading' && copying.length > 0)
+        seen.push(`${seeding.metadata.name}: ${copying.map((l) => l!.metadata.name).join(', ')}`);
+      assert.ok(
+        lmns.every((l) => l?.status?.modelStatus?.live === 'ModelDownloaded'),
+        'every node has it',
+      );
+    },
+    { timeoutMs: 90_000, intervalMs: 100 },
+  );
+  assert.ok(
+    seen.length > 0,
+    `a node copied from the seed while the seed was still downloading from the origin: ${JSON.stringify(
+      await Promise.all(
+        running.map(async (n) =>
+          (await daemons.get(n)!.logs()).filter((l) => l.model === 'live' || l.storageKey === key),
+        ),
+      ),
+    )}`,
+  );
+  assert.equal(origin.bytesSent.get('/m/live.bin'), size, 'the origin sent the model once');
+  const want = sha(toBuffer(generated(size, 11)));
+  const digests = new Set<string>();
+  for (const n of running) {
+    assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'live.bin'))), want, `${n} holds the bytes`);
+    const pieces = (await lmnOf(n))?.status?.models?.live?.pieces;
+    assert.ok(pieces && pieces.live === undefined, `${n} publishes a complete manifest`);
+    digests.add(pieces.digest);
+  }
+  assert.equal(digests.size, 1, 'every node serves the one manifest the seed published');
+});
+
 test('peers that are gone (killed before or during the transfer) are skipped: the others finish the copy', async () => {
   const [n1, n2, n3, , , n6] = nodes as [string, string, string, string, string, string];
   const before = { p2p: origin.bytesSent.get('/m/p2p.tar'), fanout: origin.bytesSent.get('/m/fanout.bin') };

@@ -5,6 +5,7 @@ import { peerOffers } from '../../daemon/peers/offers.ts';
 import { ZONE_LABEL } from '../../kube/node-facts.ts';
 import type { LocalModelInfo, LocalModelNode } from '../../api/types.ts';
 import { uriSha256 } from '../../disk/inventory.ts';
+import type { PiecesSummary } from '../../disk/layout.ts';
 
 const model = (name: string): LocalModelInfo => ({
   sourceModelUri: `s3://b/${name}`,
@@ -199,4 +200,67 @@ test('daemon plan, peers: a copy from peers running publishes its manifest and g
     peerAddress: 'h:1',
   });
   assert.equal(queued.status.models?.a?.pieces, undefined, 'not while it waits for a slot');
+});
+
+test('daemon plan, peers: a live manifest is copied only with its seed among the offers, and complete ones come first', () => {
+  const live = (node: string, kind: 'origin' | 'peers'): PeerOffer => ({
+    ...offer(node, digest('5')),
+    pieces: { ...offer(node, digest('5')).pieces, live: kind },
+    inProgress: true,
+  });
+  const plan = (offers: PeerOffer[]) =>
+    planNode({
+      ...base,
+      desired: [model('a')],
+      disk: { complete: new Map(), partial: new Set() },
+      peers: new Map([['k-a', offers]]),
+      peerAddress: 'h:1',
+    }).actions;
+  assert.deepEqual(
+    plan([live('n2', 'peers'), live('n3', 'peers')]),
+    [{ kind: 'download', model: model('a'), from: 'origin' }],
+    'copies of a live manifest whose seed is gone: nobody vouches for its hashes',
+  );
+  assert.deepEqual(plan([live('n2', 'peers'), live('n1', 'origin'), live('n3', 'peers')]), [
+    {
+      kind: 'download',
+      model: model('a'),
+      from: 'peers',
+      pieces: live('n1', 'origin').pieces,
+      peers: [live('n1', 'origin'), live('n2', 'peers'), live('n3', 'peers')],
+    },
+  ]);
+  assert.deepEqual(plan([live('n2', 'peers'), live('n1', 'origin'), offer('n9')]), [
+    { kind: 'download', model: model('a'), from: 'peers', pieces: offer('n9').pieces, peers: [offer('n9')] },
+  ]);
+});
+
+test('daemon plan, peers: a seed publishes its live manifest; a live copy is offered the complete peers too', () => {
+  const seedPieces = { digest: digest('5'), pieceSize: 16, count: 7, live: 'origin' as const };
+  const copyPieces = { ...seedPieces, live: 'peers' as const };
+  const inFlight = (pieces: PiecesSummary) =>
+    new Map([['k-a', { modelName: 'a', queued: false, uri: 's3://b/a', bytesDone: 10, startedAt: 't', pieces }]]);
+  const peers = new Map([
+    [
+      'k-a',
+      [
+        { ...offer('n1', digest('5')), pieces: seedPieces, inProgress: true as const },
+        offer('n2', digest('9')),
+        { ...offer('n3', digest('9')), inProgress: true as const },
+      ],
+    ],
+  ]);
+  const at = { ...base, desired: [model('a')], disk: { complete: new Map(), partial: new Set<string>() }, peers };
+  const seed = planNode({ ...at, inFlight: inFlight(seedPieces), peerAddress: 'h:1' });
+  assert.deepEqual(seed.status.models?.a?.pieces, seedPieces, 'the seed offers what it has hashed so far');
+  assert.deepEqual(seed.actions, [], 'a seed copies from nobody');
+  const copy = planNode({ ...at, inFlight: inFlight(copyPieces), peerAddress: 'h:1' });
+  assert.deepEqual(copy.status.models?.a?.pieces, copyPieces);
+  assert.deepEqual(copy.actions, [
+    {
+      kind: 'offers',
+      storageKey: 'k-a',
+      peers: [{ ...offer('n1', digest('5')), pieces: seedPieces, inProgress: true }, offer('n2', digest('9'))],
+    },
+  ]);
 });
