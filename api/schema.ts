@@ -499,7 +499,11 @@ export const localModelNodeCrd = crd(
         peer: {
           type: 'object',
           required: ['address'],
-          properties: { address: { type: 'string', maxLength: 261 } },
+          properties: {
+            address: { type: 'string', maxLength: 261 },
+            /** Bytes of pieces this daemon sent to peers since it started. */
+            bytesServed: { type: 'integer', format: 'int64', minimum: 0 },
+          },
         },
         summary: {
           type: 'object',

@@ -146,7 +146,8 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
     const cpu = new ProcessCpu(daemons.map((d) => d.managed.child.pid as number));
     // Counted from when the daemons are idle; what idle costs (informers, timers) is measured, to be taken off.
     const idleCpuPerSecond = await cpu.settleIdle(ctx.signal);
-    const cpu0 = await cpu.seconds();
+    const split0 = await cpu.split();
+    const cpu0 = split0.user + split0.system;
     const origin0 = await ctx.origin.bytesSent(path);
     const t0 = performance.now();
     await client.create(LOCAL_MODEL_CACHES, {
@@ -165,6 +166,7 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
     const done = new Map<string, { at: number; detail: LocalModelDetail }>();
     const timeoutS = 60 + (3 * phase.nodes * ctx.size) / ctx.originRate;
     let lastLog = 0;
+    let originFirstAt: number | undefined;
     while (done.size < names.length) {
       ctx.signal.throwIfAborted();
       const dead = daemons.find((d) => d.managed.child.exitCode !== null);
@@ -183,6 +185,7 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
         if (m?.bytesFromPeers && !firstPeer.has(node)) firstPeer.set(node, { at: now, bytes: m.bytesFromPeers });
         if (lmn.status?.modelStatus?.[group] === 'ModelDownloaded') done.set(node, { at: now, detail: m ?? {} });
       }
+      if (originFirstAt === undefined && (await ctx.origin.bytesSent(path)) > origin0) originFirstAt = now;
       if (now - lastLog >= 5) {
         lastLog = now;
         const o = ((await ctx.origin.bytesSent(path)) - origin0) / MiB;
@@ -213,6 +216,12 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
       if (first && d.at > first.at && fromPeers > first.bytes)
         result.peerRates.push((fromPeers - first.bytes) / (d.at - first.at));
     }
+    const split = await cpu.split();
+    const finished = [...done.values()].map((d) => d.at.toFixed(1)).sort((a, b) => Number(a) - Number(b));
+    log(
+      `${phase.label}: first origin byte at ${originFirstAt?.toFixed(1) ?? '-'} s, done at ${finished.join(', ')} s; ` +
+        `CPU user ${(split.user - split0.user).toFixed(1)} s, system ${(split.system - split0.system).toFixed(1)} s`,
+    );
     log(
       `${phase.label}: all ${names.length} done in ${result.seconds.toFixed(1)} s; origin sent ` +
         `${(result.originBytes / MiB).toFixed(0)} MiB, peers ${(result.bytesFromPeers / MiB).toFixed(0)} MiB, ` +

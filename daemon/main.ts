@@ -134,6 +134,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     metrics,
     log,
     peerAddress: () => peers?.address,
+    peerBytesServed: () => peers?.bytesServed() ?? 0,
     seedStallMs: 2 * flags['stall-timeout-seconds'],
   });
   const inv = await reconciler.inventory();
@@ -162,6 +163,7 @@ export async function runDaemon(args: string[]): Promise<number> {
           copies,
           metrics,
           log,
+          onServed: () => queue.addAfter(KEY, 2000), // the status says how much was served, every 2 s at most
         })
       : undefined;
     socket = socketPath ? await serveOnSocket(socketPath, artifacts) : undefined;

@@ -13,15 +13,24 @@ export class ProcessCpu {
   }
 
   async seconds(): Promise<number> {
+    const { user, system } = await this.split();
+    return user + system;
+  }
+
+  /** The CPU seconds so far in user space and in the kernel (system calls, and the network stack's work). */
+  async split(): Promise<{ user: number; system: number }> {
     const each = await Promise.all(
       this.#pids.map(async (pid) => {
         const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
         // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
         const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return (Number(fields[11]) + Number(fields[12])) / this.#tick;
+        return { user: Number(fields[11]) / this.#tick, system: Number(fields[12]) / this.#tick };
       }),
     );
-    return each.reduce((a, b) => a + b, 0);
+    return {
+      user: each.reduce((a, b) => a + b.user, 0),
+      system: each.reduce((a, b) => a + b.system, 0),
+    };
   }
 
   /**

@@ -125,6 +125,8 @@ export interface NodeObservation {
   peers?: ReadonlyMap<string, readonly PeerOffer[]>;
   /** Where this daemon serves pieces (host:port), published in the status, peer-to-peer on. */
   peerAddress?: string;
+  /** Bytes of pieces this daemon has sent to peers since it started (published with the address). */
+  peerBytesServed?: number;
   /** This node's name (peer-to-peer on): seeds are chosen among it and `seedCandidates`. */
   self?: string;
   /**
@@ -359,7 +361,12 @@ export function planNode(o: NodeObservation): NodeCachePlan {
   const status = statusOf(o.desired, modelStatus, models, pathCondition(mismatched, o));
   return {
     actions,
-    status: o.peerAddress ? { ...status, peer: { address: o.peerAddress } } : status,
+    status: o.peerAddress
+      ? {
+          ...status,
+          peer: { address: o.peerAddress, ...(o.peerBytesServed ? { bytesServed: o.peerBytesServed } : {}) },
+        }
+      : status,
     lastUse,
     ...(nextRetryAt !== undefined ? { nextRetryAt } : {}),
   };

@@ -37,6 +37,8 @@ export interface NodeCacheDeps {
   nodes: Informer<Node>;
   /** Peer-to-peer on: where this daemon serves pieces (host:port), published in its status; once it listens. */
   peerAddress?: () => string | undefined;
+  /** Peer-to-peer on: bytes of pieces served to peers so far. */
+  peerBytesServed?: () => number;
   /** How long a seed's copy may make no progress before the next node takes over (peer-to-peer on). */
   seedStallMs?: number;
   /** How long files stay on disk while this node's LocalModelNode is absent. */
@@ -118,6 +120,9 @@ export class NodeCacheReconciler {
     for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
       if (detail.storageKey) reportedKeys.set(name, detail.storageKey);
     const desired = lmn?.spec?.localModels ?? [];
+    // One clock for the pass: the seed rules' settle time and the plan's requeue for it must agree, or the pass
+    // meant to end the settling comes a moment early and waits once more.
+    const now = Date.now();
     const o: NodeObservation = {
       desired,
       disk: { complete: inv.complete, partial: inv.partial, unmarked: new Set(inv.unknown) },
@@ -125,13 +130,13 @@ export class NodeCacheReconciler {
       failures,
       reportedKeys,
       ...(lmn?.status?.conditions ? { reportedConditions: lmn.status.conditions } : {}),
-      now: Date.now(),
+      now,
       ...(paused ? { paused } : {}),
       ...(specMissingSince !== undefined ? { specMissingSince } : {}),
       orphanGraceMs: d.orphanGraceMs,
       ...(d.hostRoot !== undefined ? { hostRoot: d.hostRoot } : {}),
       lastUse: new Map(this.#lastUse),
-      ...this.#peers(desired),
+      ...this.#peers(desired, now),
     };
     // Free space and partial bytes are read only when a download may start: not on the passes in between.
     const startable = paused ? [] : startableKeys(o);
@@ -177,18 +182,27 @@ export class NodeCacheReconciler {
   /** Peer-to-peer on: this node's address and what the other nodes offer; nothing until the peer server listens. */
   #peers(
     desired: readonly { storageKey: string }[],
+    now: number,
   ): Pick<
     NodeObservation,
-    'peerAddress' | 'peers' | 'self' | 'seedCandidates' | 'seedsFetching' | 'seedSettling' | 'unshareable'
+    | 'peerAddress'
+    | 'peerBytesServed'
+    | 'peers'
+    | 'self'
+    | 'seedCandidates'
+    | 'seedsFetching'
+    | 'seedSettling'
+    | 'unshareable'
   > {
     const d = this.#d;
     const address = d.peerAddress?.();
     if (!address || !this.#seeds) return {};
     const lmns = d.informer.list();
     const wanted = new Set(desired.map((m) => m.storageKey));
-    const seeds = this.#seeds.observe(lmns, (n) => d.nodes.get(n), d.nodeName, wanted, Date.now());
+    const seeds = this.#seeds.observe(lmns, (n) => d.nodes.get(n), d.nodeName, wanted, now);
     return {
       peerAddress: address,
+      peerBytesServed: d.peerBytesServed?.() ?? 0,
       self: d.nodeName,
       peers: peerOffers(lmns, d.nodeName, (n) => d.nodes.get(n)),
       seedCandidates: seeds.candidates,

@@ -13,6 +13,8 @@ export interface CopyView {
   manifestBytes(): Buffer;
   /** Where the partial file of `path` (a file of the manifest) is, until it is placed at its path in workDir. */
   partialOf(path: string): string;
+  /** Of a seed: the bytes its origin download has written so far (protocol.ts PROGRESS_HEADER). */
+  progress?(): number;
   /** Whether piece `id` is written and verified. */
   has(id: PieceId): boolean;
   /** A copy of the bitmap of verified pieces (see protocol.ts Have), `count` pieces. */
@@ -34,6 +36,8 @@ export interface CopyLayout {
   bytes?: Buffer;
   /** Where a file's partial is (default: a peer fetch's, piece-files.ts partialPath). */
   partialOf?: (path: string) => string;
+  /** Of a seed: the bytes written so far. */
+  progress?: () => number;
 }
 
 /**
@@ -63,6 +67,7 @@ export class CopiesInProgress {
       manifest,
       manifestBytes: () => (current ??= serializeManifest(manifest)),
       partialOf: layout.partialOf ?? ((path) => partialPath(workDir, path)),
+      ...(layout.progress ? { progress: layout.progress } : {}),
       has: ({ file, piece }) => {
         const f = manifest.files[file];
         return f !== undefined && piece < f.pieces.length && hasBit(bits, offsets[file]! + piece);

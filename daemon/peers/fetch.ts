@@ -192,6 +192,8 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
     }
     const byPeer = await fetchPieces(req, agent, m, peers, queue, left, copy);
     const summary = live ? await anchored(req, m) : req.summary;
+    if (live)
+      for (const f of m.files) if (f.size > 0) await placeFile(req.workDir, f.path, partialPath(req.workDir, f.path));
     await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
     const bytes = live ? serializeManifest(m) : manifest;
     return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest: bytes, summary };
@@ -302,9 +304,16 @@ function acceptManifest(req: PeerFetchRequest, p: Peer, bytes: Buffer): PieceMan
  */
 async function anchored(req: PeerFetchRequest, m: PieceManifest): Promise<ManifestSummary> {
   const digest = digestOf(serializeManifest(m));
-  const deadline = Date.now() + (req.anchorTimeoutMs ?? ANCHOR_TIMEOUT_MS);
+  const wait = req.anchorTimeoutMs ?? ANCHOR_TIMEOUT_MS;
+  const start = Date.now();
+  let deadline = start + wait;
   for (;;) {
-    const published = [...req.peers, ...(req.morePeers?.() ?? [])].map((r) => (r.partial ? undefined : r.summary));
+    const refs = req.morePeers?.() ?? req.peers; // who offers the model now
+    // A seed still at work (hashing what it kept from an earlier run, committing) is waited for, up to 10 times as
+    // long; one that is gone is not.
+    if (refs.some((r) => r.partial && r.summary?.live === 'origin'))
+      deadline = Math.min(start + 10 * wait, Math.max(deadline, Date.now() + wait));
+    const published = refs.map((r) => (r.partial ? undefined : r.summary));
     const anchor = published.find((s) => s && !s.live && s.digest === digest);
     if (anchor) return anchor;
     if (Date.now() > deadline)
@@ -411,6 +420,15 @@ async function fetchPieces(
    * peer's source changed under it) and returns the pieces it holds: those it has hashes for, or all when complete.
    */
   const learn = (p: Peer, theirs: PieceManifest): Uint8Array | undefined => {
+    for (const [i, f] of theirs.files.entries())
+      for (const [j, h] of f.pieces.entries()) {
+        const mine = m.files[i]!.pieces[j]!;
+        if (h !== UNKNOWN_HASH && mine !== UNKNOWN_HASH && mine !== h)
+          throw new DownloadError(
+            'IntegrityMismatch',
+            `${p.node} lists another hash for piece ${j} of '${f.path.slice(0, 200)}' of ${req.storageKey}`,
+          );
+      }
     const bits = new Uint8Array(Math.ceil(count / 8));
     for (const [i, f] of theirs.files.entries())
       for (const [j, h] of f.pieces.entries()) {
@@ -419,11 +437,7 @@ async function fetchPieces(
         if (mine[j] === UNKNOWN_HASH) {
           mine[j] = h;
           unknown--;
-        } else if (mine[j] !== h)
-          throw new DownloadError(
-            'IntegrityMismatch',
-            `${p.node} now lists another hash for piece ${j} of '${f.path.slice(0, 200)}' of ${req.storageKey}`,
-          );
+        }
         const k = offsets[i]! + j;
         bits[k >> 3]! |= 0x80 >> (k & 7);
       }
@@ -448,8 +462,20 @@ async function fetchPieces(
       const before = p.have;
       const unknownBefore = unknown;
       if (a.ok && hashes) {
-        bits = learn(p, acceptManifest(req, p, a.bytes));
-        if (unknown < unknownBefore) movedAt = Date.now();
+        try {
+          bits = learn(p, acceptManifest(req, p, a.bytes));
+        } catch (err) {
+          // A complete peer with another manifest (another version of the model) is only not asked again; the seed
+          // itself changing its hashes ends the copy.
+          if (!(err instanceof DownloadError) || err.code !== 'IntegrityMismatch' || p.summary?.live === 'origin')
+            throw err;
+          p.dropped = err.message;
+          req.log.warn({ node: p.node, storageKey: req.storageKey, why: err.message }, 'peer not used for hashes');
+          return;
+        }
+        const wrote = a.progress !== undefined && a.progress > p.reported;
+        if (wrote) p.reported = a.progress!;
+        if (unknown < unknownBefore || wrote) movedAt = Date.now();
         p.have = bits;
         return;
       } else if (a.ok) {
@@ -527,7 +553,9 @@ async function fetchPieces(
       req.onBytes?.(len, p.node);
       const rest = left.get(t.file)! - 1;
       left.set(t.file, rest);
-      if (rest === 0) await placeFile(req.workDir, f.path, partial);
+      // A live copy's files stay partial until its manifest is anchored (see run): a fallback to the source never
+      // keeps a file verified only against a seed's hashes.
+      if (rest === 0 && !live) await placeFile(req.workDir, f.path, partial);
     } catch (err) {
       fatal ??= err;
       stop.abort(err);

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { DOWNLOAD_DIR } from '../../disk/layout.ts';
 import type { DownloadObserver, ObservedFile } from '../../download/types.ts';
 import type { CopiesInProgress, CopyRecord } from './copies.ts';
+import { isPlainPath } from './manifest.ts';
 import {
   liveSummary,
   PIECE_SIZE,
@@ -46,6 +47,10 @@ export class LiveSeed implements DownloadObserver {
   #void = false;
   #ended = false;
   #buffer: Buffer | undefined;
+  /** Bytes written so far, all files. */
+  #written = 0;
+  /** Per file index: how often its bytes were made void (reset); a hash read before a reset is dropped. */
+  #generation: number[] = [];
 
   constructor(o: LiveSeedOptions) {
     this.#o = o;
@@ -54,6 +59,8 @@ export class LiveSeed implements DownloadObserver {
 
   listed(files: readonly ObservedFile[]): void {
     if (this.#manifest || this.#ended) return;
+    // Paths as a manifest writes them ('a/b'); a listing with others ('a//b', './a') is not offered while it runs.
+    if (files.some((f) => !isPlainPath(f.path))) return;
     const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)); // as buildManifest
     const ps = this.#pieceSize;
     const manifest: PieceManifest = {
@@ -68,9 +75,11 @@ export class LiveSeed implements DownloadObserver {
     };
     for (const [index, f] of sorted.entries()) this.#files.set(f.path, { index, partial: f.partial });
     this.#covered = manifest.files.map((f) => new Array<number>(f.pieces.length).fill(0));
+    this.#generation = manifest.files.map(() => 0);
     this.#manifest = manifest;
     this.#record = this.#o.copies.begin(this.#o.storageKey, this.#o.workDir, manifest, {
       partialOf: (path) => this.#files.get(path)?.partial ?? join(this.#o.workDir, DOWNLOAD_DIR, 'unlisted'),
+      progress: () => this.#written,
     });
     const summary = liveSummary(manifest, 'origin');
     this.#o.log.info(
@@ -84,6 +93,7 @@ export class LiveSeed implements DownloadObserver {
     const at = this.#files.get(path);
     const m = this.#manifest;
     if (!at || !m || this.#void || this.#ended || length <= 0) return;
+    this.#written += length;
     const f = m.files[at.index]!;
     const ps = this.#pieceSize;
     const end = Math.min(start + length, f.size);
@@ -98,8 +108,12 @@ export class LiveSeed implements DownloadObserver {
   reset(path: string): void {
     const at = this.#files.get(path);
     if (!at || !this.#manifest || this.#void) return;
-    if (this.#manifest.files[at.index]!.pieces.some((h) => h !== UNKNOWN_HASH))
+    const f = this.#manifest.files[at.index]!;
+    const whole = (p: number): boolean => this.#covered[at.index]![p] === pieceLength(f.size, this.#pieceSize, p);
+    // A piece hashed, or all written and waiting to be hashed, may have been served (or is about to be).
+    if (f.pieces.some((h, p) => h !== UNKNOWN_HASH || whole(p)))
       return this.#withdraw(`the source restarted '${path.slice(0, 200)}' after pieces of it were served`);
+    this.#generation[at.index]!++;
     this.#covered[at.index]!.fill(0);
   }
 
@@ -127,20 +141,23 @@ export class LiveSeed implements DownloadObserver {
   }
 
   #hash(index: number, partial: string, piece: number): void {
-    this.#hashing = this.#hashing.then(() => this.#hashPiece(index, partial, piece));
+    const generation = this.#generation[index]!;
+    this.#hashing = this.#hashing
+      .then(() => this.#hashPiece(index, partial, piece, generation))
+      .catch((err: unknown) => this.#withdraw(`hashing a piece failed: ${(err as Error)?.message ?? String(err)}`));
   }
 
-  async #hashPiece(index: number, partial: string, piece: number): Promise<void> {
+  async #hashPiece(index: number, partial: string, piece: number, generation: number): Promise<void> {
     const m = this.#manifest!;
     const f = m.files[index]!;
-    if (this.#void || this.#ended) return;
+    if (this.#void || this.#ended || generation !== this.#generation[index]) return;
     const len = pieceLength(f.size, this.#pieceSize, piece);
     const buf = (this.#buffer ??= Buffer.allocUnsafe(this.#pieceSize)).subarray(0, len);
     // The partial, or the file once the download moved it to its place (a rename: one of the two is there).
     const read =
       (await readExactly(partial, buf, piece * this.#pieceSize)) ||
       (await readExactly(join(this.#o.workDir, ...f.path.split('/')), buf, piece * this.#pieceSize));
-    if (!read || this.#void) {
+    if (!read || this.#void || generation !== this.#generation[index]) {
       this.#o.log.debug({ storageKey: this.#o.storageKey, file: f.path, piece }, 'piece not readable to hash');
       return;
     }

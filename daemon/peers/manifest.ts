@@ -118,7 +118,7 @@ function checkManifest(bytes: Buffer): PieceManifest | undefined {
 }
 
 /** 'a/b' exactly as entryParts would make it (no '', '.', '..', '\\', NUL, absolute), with no reserved name. */
-function isPlainPath(path: string): boolean {
+export function isPlainPath(path: string): boolean {
   try {
     const parts = entryParts(path);
     return parts.length > 0 && parts.join('/') === path && reservedComponent(parts) === undefined;

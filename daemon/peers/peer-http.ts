@@ -1,8 +1,10 @@
 import type { Agent } from 'undici';
+import { PROGRESS_HEADER } from './protocol.ts';
 
 /** One answer of a peer: its whole body, or why not (`lied`: it sent more than was asked, never network trouble). */
 export type PeerAnswer =
-  { ok: true; bytes: Buffer } | { ok: false; lied: boolean; why: string; status?: number; retryAfterMs?: number };
+  | { ok: true; bytes: Buffer; progress?: number }
+  | { ok: false; lied: boolean; why: string; status?: number; retryAfterMs?: number };
 
 export interface PeerGetOptions {
   token: string;
@@ -45,22 +47,34 @@ export async function peerGet(agent: Agent, url: URL, o: PeerGetOptions): Promis
       ...(after !== undefined ? { retryAfterMs: after } : {}),
     };
   }
+  // One buffer of the announced length (a piece: 16 MiB), filled as chunks arrive: no list of chunks to join and
+  // collect afterwards. Without a usable Content-Length, chunks are joined at the end.
+  const announced = Number(res.headers['content-length']);
+  const whole = Number.isSafeInteger(announced) && announced >= 0 && announced <= o.maxBytes;
+  const into = whole ? Buffer.allocUnsafe(announced) : undefined;
   const chunks: Buffer[] = [];
   let n = 0;
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
-      n += chunk.length;
-      if (n > o.maxBytes) {
+      if (n + chunk.length > (into ? into.length : o.maxBytes)) {
         body.destroy();
-        return { ok: false, lied: true, why: `sent more than the ${o.maxBytes} bytes asked for` };
+        return { ok: false, lied: true, why: `sent more than the ${into?.length ?? o.maxBytes} bytes asked for` };
       }
-      chunks.push(chunk);
+      if (into) chunk.copy(into, n);
+      else chunks.push(chunk);
+      n += chunk.length;
     }
   } catch (err) {
     body.destroy();
     return { ok: false, lied: false, why: reason(err) };
   }
-  return { ok: true, bytes: Buffer.concat(chunks, n) };
+  if (into && n !== into.length) return { ok: false, lied: false, why: `body ended at byte ${n} of ${into.length}` };
+  const progress = Number(res.headers[PROGRESS_HEADER]);
+  return {
+    ok: true,
+    bytes: into ?? Buffer.concat(chunks, n),
+    ...(Number.isSafeInteger(progress) && progress >= 0 ? { progress } : {}),
+  };
 }
 
 function reason(err: unknown): string {

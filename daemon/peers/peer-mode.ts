@@ -23,11 +23,15 @@ export interface PeerModeOptions {
   copies: CopiesInProgress;
   metrics: DaemonMetrics;
   log: Logger;
+  /** A piece was sent (the status reports the bytes served). */
+  onServed?: () => void;
 }
 
 /** The peer server, listening, and the address this node publishes for it. */
 export interface PeerMode {
   address: string;
+  /** Bytes of pieces sent to peers since it started. */
+  bytesServed(): number;
   close(): Promise<void>;
 }
 
@@ -37,6 +41,7 @@ export interface PeerMode {
  */
 export async function startPeerMode(o: PeerModeOptions): Promise<PeerMode> {
   const { metrics, log } = o;
+  let served = 0;
   const auth = new PeerAuthenticator({
     review: (token, signal) => reviewToken(o.client, token, [PEER_AUDIENCE], signal),
     allowed: o.allowed,
@@ -46,7 +51,11 @@ export async function startPeerMode(o: PeerModeOptions): Promise<PeerMode> {
     maxUploads: o.maxUploads,
     copies: o.copies,
     log,
-    onServed: (bytes) => metrics.peerServed.inc(bytes),
+    onServed: (bytes) => {
+      served += bytes;
+      metrics.peerServed.inc(bytes);
+      o.onServed?.();
+    },
   });
   const server = await startPeerServer(o.listen, async (req, res) => {
     metrics.peerUploads.inc();
@@ -55,7 +64,7 @@ export async function startPeerMode(o: PeerModeOptions): Promise<PeerMode> {
   });
   const address = advertised(o, server.port);
   log.info({ peerListen: server.url, peerAddress: address, allowed: o.allowed }, 'serving pieces to peers');
-  return { address, close: () => server.close() };
+  return { address, bytesServed: () => served, close: () => server.close() };
 }
 
 /** host:port peers dial: --peer-advertise, else $POD_IP and the bound port, else the listening host. */

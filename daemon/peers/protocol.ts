@@ -99,6 +99,12 @@ export interface PieceId {
   piece: number;
 }
 
+/**
+ * On the manifest answer of a seed still fetching from the source: the bytes it has written so far. A copy waiting
+ * for the seed's next piece sees it grow, so a slow source is no stall.
+ */
+export const PROGRESS_HEADER = 'x-modelcache-bytes-written';
+
 /** GET: the manifest's exact bytes (application/json); 404 when this node neither holds nor copies the model. */
 export function manifestPath(storageKey: string): string {
   return `/v1/peer/models/${encodeURIComponent(storageKey)}/manifest`;

@@ -9,7 +9,7 @@ import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
 import { ManifestCache } from './manifest-cache.ts';
-import { encodeHave, pieceLength, type PieceId } from './protocol.ts';
+import { encodeHave, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
   auth: PeerAuthenticator;
@@ -84,7 +84,11 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     if (route.kind === 'refused') return refuse(route);
     const copy = o.copies?.get(route.key);
     if (route.kind === 'manifest') {
-      if (copy) return sendBytes(res, copy.manifestBytes(), 'application/json');
+      if (copy) {
+        const progress = copy.progress?.();
+        const headers: Record<string, string> = progress === undefined ? {} : { [PROGRESS_HEADER]: String(progress) };
+        return sendBytes(res, copy.manifestBytes(), 'application/json', headers);
+      }
       const found = await manifests.get(route.key);
       if ('status' in found) return refuse(found);
       return sendBytes(res, found.bytes, 'application/json');
@@ -238,8 +242,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   return true;
 }
 
-function sendBytes(res: ServerResponse, bytes: Buffer, type: string): true {
-  res.writeHead(200, { 'content-type': type, 'content-length': String(bytes.length) });
+function sendBytes(res: ServerResponse, bytes: Buffer, type: string, headers: Record<string, string> = {}): true {
+  res.writeHead(200, { ...headers, 'content-type': type, 'content-length': String(bytes.length) });
   res.end(bytes);
   return true;
 }

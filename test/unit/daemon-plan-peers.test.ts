@@ -47,6 +47,14 @@ test('daemon plan, peers: a model some peer offers is fetched from the peers tha
     { kind: 'download', model: model('b'), from: 'origin' },
   ]);
   assert.deepEqual(plan.status.peer, { address: '10.0.0.1:7000' }, 'the address peers reach this node at');
+  const serving = planNode({
+    ...base,
+    desired: [],
+    disk: { complete: new Map(), partial: new Set() },
+    peerAddress: '10.0.0.1:7000',
+    peerBytesServed: 42,
+  });
+  assert.deepEqual(serving.status.peer, { address: '10.0.0.1:7000', bytesServed: 42 }, 'and what it served');
 });
 
 test('daemon plan, peers: a complete copy reports its manifest and the bytes peers gave; off → no peer fields', () => {

@@ -20,6 +20,7 @@ import {
   liveSummary,
   manifestPath,
   piecePath,
+  PROGRESS_HEADER,
   serializeManifest,
   UNKNOWN_HASH,
   type ManifestSummary,
@@ -129,6 +130,12 @@ test('a seed serves the pieces it wrote while its download runs; a copy takes th
   await s.write('weights.bin', 0, 3 * KiB + 100);
   await eventually(async () => assert.equal((await get(piecePath(key, { file: 1, piece: 2 }))).status, 200));
   assert.equal((await get(piecePath(key, { file: 1, piece: 3 }))).status, 404, 'piece 3 is only partly written');
+  const m = await get(manifestPath(key));
+  assert.equal(
+    m.headers.get(PROGRESS_HEADER),
+    String(3 * KiB + 100),
+    'the bytes written so far, partial piece included',
+  );
 
   const refs: PeerRef[] = [{ node: 'seed', url: server.url, partial: true, summary: live }];
   let fetched = 0;
@@ -174,6 +181,9 @@ test('a live copy no complete peer vouches for in time is not committed; peers c
     (err: unknown) =>
       err instanceof DownloadError && err.code === 'SourceUnavailable' && /no complete peer/.test(err.message),
   );
+  // Every piece verified against the seed's hashes, but none anchored: no file sits where a fallback would keep it.
+  await assert.rejects(readFile(join(dir, 'weights.bin')), { code: 'ENOENT' });
+  await assert.rejects(readFile(join(dir, 'config.json')), { code: 'ENOENT' });
   // The same server announced as a node that itself copies from peers: its hashes are nobody's word.
   const copier: PeerRef = { node: 'copier', url: server.url, partial: true, summary: { ...live, live: 'peers' } };
   await assert.rejects(
@@ -181,6 +191,35 @@ test('a live copy no complete peer vouches for in time is not committed; peers c
     (err: unknown) => err instanceof DownloadError && /no peer served the manifest/.test(err.message),
   );
   s.seed.end();
+});
+
+test('a slow source is no stall: the copy waits for the seed as long as its written bytes grow', async () => {
+  const key = 'live-slow';
+  const s = await seeding(key);
+  const live = s.offers[0]!;
+  const refs: PeerRef[] = [{ node: 'seed', url: server.url, partial: true, summary: live }];
+  const dir = join(base, 'copy-slow');
+  await mkdir(dir, { recursive: true });
+  let fetched = 0;
+  // Hashes arrive about once a second, far apart against the 400 ms stall timeout; bytes every 50 ms.
+  const copying = fetchFromPeers(
+    request(key, dir, { summary: live, peers: refs, stallTimeoutMs: 400, onBytes: (n) => (fetched += n) }),
+  );
+  const failed = copying.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  await s.write('config.json', 0, CONFIG.length);
+  for (let at = 0; at < 2 * KiB; at += 64) {
+    await s.write('weights.bin', at, at + 64);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await eventually(() => assert.equal(fetched, 2 * KiB + CONFIG.length));
+  const early = await Promise.race([failed, new Promise((r) => setTimeout(r, 50, 'running'))]);
+  assert.equal(early, 'running', `the copy is still waiting for the seed: ${String(early)}`);
+  s.seed.end(); // the seed goes away: now the copy does stall, and gives up
+  const err = await failed;
+  assert.ok(err instanceof DownloadError && err.code === 'SourceUnavailable', String(err));
 });
 
 test('a source that restarts a file after pieces of it were served: the live offer is withdrawn, nothing more served', async () => {
