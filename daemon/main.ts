@@ -26,8 +26,9 @@ import { peerTransfer } from './peers/transfer.ts';
 import { StatusWriter } from './status-writer.ts';
 
 /**
- * Whether a LocalModelNode update makes a new offer for peers: a model Downloaded that was not before, or a manifest
- * published that was not (a copy from peers that started, and serves its pieces meanwhile).
+ * Whether a LocalModelNode update makes a new offer for peers (a model Downloaded that was not before, or a manifest
+ * published that was not: a copy that started, and serves its pieces meanwhile), or reports a model for the first
+ * time (nodes settling on a seed for it may decide now): worth a pass at once.
  */
 function newOffer(old: LocalModelNode, now: LocalModelNode): boolean {
   const before = old.status?.modelStatus ?? {};
@@ -35,7 +36,9 @@ function newOffer(old: LocalModelNode, now: LocalModelNode): boolean {
   return Object.entries(now.status?.modelStatus ?? {}).some(
     ([name, state]) =>
       (state === 'ModelDownloaded' && before[name] !== 'ModelDownloaded') ||
-      (now.status?.models?.[name]?.pieces !== undefined && had[name]?.pieces === undefined),
+      (now.status?.models?.[name]?.pieces !== undefined && had[name]?.pieces === undefined) ||
+      // First reported: a node settling who seeds it may decide now (see SEED_SETTLE_MIN_MS).
+      (had[name] === undefined && now.status?.models?.[name] !== undefined),
   );
 }
 

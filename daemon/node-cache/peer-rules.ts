@@ -15,6 +15,13 @@ export const WAITING_FOR_SEED = 'WaitingForSeed';
  */
 export const SEED_SETTLE_MS = 2000;
 
+/**
+ * The settle time ends after this much once every other node seen wanting the model has reported it (then nobody is
+ * left to wait for; specs written a moment later meet a seed that started, and wait for it). Settling nodes look
+ * again this often.
+ */
+export const SEED_SETTLE_MIN_MS = 500;
+
 /** How often a node waiting for its zone's seed looks again (events from the seed's status wake it sooner). */
 export const SEED_RECHECK_MS = 5000;
 

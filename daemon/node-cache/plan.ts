@@ -10,6 +10,7 @@ import {
   downloadFrom,
   copySources,
   SEED_RECHECK_MS,
+  SEED_SETTLE_MIN_MS,
   SEED_SETTLE_MS,
   SETTLING,
   WAITING_FOR_SEED,
@@ -307,7 +308,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
             ? 'looking for peers that fetch it too, to choose the one that fetches it from its source'
             : `waiting for ${seed}, this zone's seed, to fetch it from its source; then it is copied from peers`,
       };
-      const again = o.now + (seed === SETTLING ? SEED_SETTLE_MS : SEED_RECHECK_MS);
+      const again = o.now + (seed === SETTLING ? SEED_SETTLE_MIN_MS : SEED_RECHECK_MS);
       nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, again);
       continue;
     }

@@ -1,7 +1,7 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import { isNodeReady, zoneOf } from '../../kube/node-facts.ts';
 import type { Node } from '../../kube/types.ts';
-import { SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
+import { SEED_SETTLE_MIN_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
 
 /**
  * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone, serving
@@ -43,6 +43,8 @@ export class SeedCandidates {
     const fetching = new Map<string, string[]>();
     const unshareable = new Set<string>();
     const progress = new Map<string, { seen: string; since: number }>();
+    /** Storage key → whether every other node seen wanting it has reported it in its status. */
+    const reported = new Map<string, boolean>();
     for (const lmn of lmns) {
       const name = lmn.metadata.name;
       if (!name || name === self || !lmn.status?.peer?.address) continue;
@@ -53,6 +55,7 @@ export class SeedCandidates {
         if (!wanted.has(key)) continue;
         const state = lmn.status.modelStatus?.[m.modelName];
         const detail = lmn.status.models?.[m.modelName];
+        reported.set(key, (reported.get(key) ?? true) && detail !== undefined);
         // A peer-serving node that holds it complete without a manifest cannot share it (it holds links).
         if (state === 'ModelDownloaded' && !detail?.pieces) unshareable.add(key);
         if (state === 'ModelDownloaded' || state === 'ModelDownloadError') continue;
@@ -73,7 +76,9 @@ export class SeedCandidates {
     for (const key of wanted) {
       const since = this.#wantedSince.get(key) ?? now;
       wantedSince.set(key, since);
-      if (now - since < SEED_SETTLE_MS) settling.add(key);
+      const age = now - since;
+      // Alone so far: the whole settle time (others may not be seen yet); else until all others reported it.
+      if (age < SEED_SETTLE_MS && !(age >= SEED_SETTLE_MIN_MS && reported.get(key) === true)) settling.add(key);
     }
     this.#wantedSince = wantedSince;
     return { candidates: out, fetching, settling, unshareable };

@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode } from '../../daemon/node-cache/plan.ts';
-import { seedOf, SEED_RECHECK_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../../daemon/node-cache/peer-rules.ts';
+import {
+  seedOf,
+  SEED_RECHECK_MS,
+  SEED_SETTLE_MIN_MS,
+  SEED_SETTLE_MS,
+  WAITING_FOR_SEED,
+} from '../../daemon/node-cache/peer-rules.ts';
 import { SeedCandidates } from '../../daemon/peers/seeds.ts';
 import { ZONE_LABEL } from '../../kube/node-facts.ts';
 import type { LocalModelInfo, LocalModelNode, ModelState } from '../../api/types.ts';
@@ -156,11 +162,27 @@ test('daemon plan, seeds: a model wanted a moment ago waits to see who else want
   });
   assert.deepEqual(settling.actions, []);
   assert.equal(settling.status.models?.a?.reason, WAITING_FOR_SEED);
-  assert.equal(settling.nextRetryAt, base.now + SEED_SETTLE_MS);
+  assert.equal(settling.nextRetryAt, base.now + SEED_SETTLE_MIN_MS, 'looked at again soon');
   const seeds = new SeedCandidates(10_000);
   const nodeOf = (n: string): Node => node(n);
   assert.deepEqual([...seeds.observe([], nodeOf, 'self', new Set(['k-a']), 0).settling], ['k-a']);
   assert.deepEqual([...seeds.observe([], nodeOf, 'self', new Set(['k-a']), SEED_SETTLE_MS).settling], []);
+});
+
+test('seeds: the settle time ends early once every other node seen wanting the model has reported it', () => {
+  const nodeOf = (n: string): Node => node(n);
+  /** What settles at `t` for a node that first wanted the model at 0, seeing `others`. */
+  const at = (t: number, others: LocalModelNode[]): string[] => {
+    const s = new SeedCandidates(10_000);
+    s.observe(others, nodeOf, 'self', new Set(['k-a']), 0);
+    return [...s.observe(others, nodeOf, 'self', new Set(['k-a']), t).settling];
+  };
+  const reported = [lmn('a', 'ModelDownloadPending'), lmn('b', 'ModelDownloadPending')];
+  assert.deepEqual(at(SEED_SETTLE_MIN_MS - 1, reported), ['k-a'], 'not before the shortest settle time');
+  assert.deepEqual(at(SEED_SETTLE_MIN_MS, reported), [], 'everyone reported: decided');
+  assert.deepEqual(at(SEED_SETTLE_MIN_MS, [...reported, lmn('silent')]), ['k-a'], 'one has not reported yet');
+  assert.deepEqual(at(SEED_SETTLE_MIN_MS, []), ['k-a'], 'alone so far: the others may not be seen yet');
+  assert.deepEqual(at(SEED_SETTLE_MS, [lmn('silent')]), [], 'and never longer than the settle time');
 });
 
 test('seeds: a candidate already fetching the model stays its seed, whatever the hash says now', () => {
