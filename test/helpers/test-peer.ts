@@ -13,7 +13,11 @@ import {
   type ManifestSummary,
   type PieceManifest,
 } from '../../daemon/peers/protocol.ts';
+import { PeerAuthenticator } from '../../daemon/peers/auth.ts';
+import type { CopiesInProgress } from '../../daemon/peers/copies.ts';
+import { peerRoutes, startPeerServer, type PeerServer } from '../../daemon/peers/server.ts';
 import { isInside } from '../../download/containment.ts';
+import type { Logger } from '../../ops/logger.ts';
 import type { Fault } from '../../localcluster/origin.ts';
 
 /** One scripted misbehaviour, consumed by one piece request (the origin's status and reset faults, and more). */
@@ -230,4 +234,23 @@ export class TestPeer {
     }
     return buf;
   }
+}
+
+/**
+ * This node's real peer server over `root` and `copies`, its tokens checked by a table reviewer: `token` is the
+ * daemon's (username 'daemon', the one allowed), any other is unknown. The apiserver's side of the review is in
+ * test/integration/peer-server.test.ts.
+ */
+export async function startTablePeerServer(
+  root: string,
+  copies: CopiesInProgress,
+  token: string,
+  log: Logger,
+): Promise<PeerServer> {
+  const auth = new PeerAuthenticator({
+    review: (t) =>
+      Promise.resolve(t === token ? { authenticated: true, username: 'daemon' } : { authenticated: false }),
+    allowed: ['daemon'],
+  });
+  return startPeerServer('127.0.0.1:0', peerRoutes(root, { auth, maxUploads: 8, log, copies }));
 }

@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PeerAuthenticator } from '../../daemon/peers/auth.ts';
 import { CopiesInProgress } from '../../daemon/peers/copies.ts';
 import { fetchFromPeers, type PeerFetchRequest } from '../../daemon/peers/fetch.ts';
 import {
@@ -19,10 +18,10 @@ import {
   type ManifestSummary,
   type PieceManifest,
 } from '../../daemon/peers/protocol.ts';
-import { peerRoutes, startPeerServer, type PeerServer } from '../../daemon/peers/server.ts';
+import type { PeerServer } from '../../daemon/peers/server.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { buildManifest, TestPeer } from '../helpers/test-peer.ts';
+import { buildManifest, startTablePeerServer, TestPeer } from '../helpers/test-peer.ts';
 
 const KiB = 1024;
 const KEY = 'copy-model';
@@ -44,13 +43,8 @@ before(async () => {
   }
   model = await buildManifest(src, KEY, KiB);
   copies = new CopiesInProgress();
-  const auth = new PeerAuthenticator({
-    review: (token) =>
-      Promise.resolve(token === TOKEN ? { authenticated: true, username: 'daemon' } : { authenticated: false }),
-    allowed: ['daemon'],
-  });
   // The root holds no complete model: everything served comes from the copy in progress.
-  server = await startPeerServer('127.0.0.1:0', peerRoutes(join(base, 'root'), { auth, maxUploads: 8, log, copies }));
+  server = await startTablePeerServer(join(base, 'root'), copies, TOKEN, log);
 });
 after(async () => {
   await server?.close();

@@ -9,7 +9,6 @@ import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DownloadError } from '../../download/errors.ts';
-import { PeerAuthenticator } from '../../daemon/peers/auth.ts';
 import { CopiesInProgress } from '../../daemon/peers/copies.ts';
 import { fetchFromPeers, type PeerFetchRequest, type PeerRef } from '../../daemon/peers/fetch.ts';
 import { LiveSeed } from '../../daemon/peers/live-seed.ts';
@@ -26,9 +25,10 @@ import {
   type ManifestSummary,
   type PieceManifest,
 } from '../../daemon/peers/protocol.ts';
-import { peerRoutes, startPeerServer, type PeerServer } from '../../daemon/peers/server.ts';
+import type { PeerServer } from '../../daemon/peers/server.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createLogger } from '../../ops/logger.ts';
+import { startTablePeerServer } from '../helpers/test-peer.ts';
 
 const KiB = 1024;
 const TOKEN = 'daemon-token';
@@ -42,12 +42,7 @@ let server: PeerServer;
 before(async () => {
   base = await mkdtemp(join(tmpdir(), 'modelcache-live-seed-'));
   copies = new CopiesInProgress();
-  const auth = new PeerAuthenticator({
-    review: (token) =>
-      Promise.resolve(token === TOKEN ? { authenticated: true, username: 'daemon' } : { authenticated: false }),
-    allowed: ['daemon'],
-  });
-  server = await startPeerServer('127.0.0.1:0', peerRoutes(join(base, 'root'), { auth, maxUploads: 8, log, copies }));
+  server = await startTablePeerServer(join(base, 'root'), copies, TOKEN, log);
 });
 after(async () => {
   await server?.close();
