@@ -376,6 +376,17 @@ async function fetchPieces(
         p.reported = ref.bytesDone;
         movedAt = Date.now();
       }
+      if (p) {
+        // Its standing as it publishes it now: a seed that completed holds every piece, one whose download failed
+        // and copies from peers vouches for no hash any more.
+        const now = toPeer(ref);
+        p.summary = now.summary;
+        p.vouches = now.vouches;
+        if (p.partial !== now.partial) {
+          p.partial = now.partial;
+          delete p.have;
+        }
+      }
       if (known.has(ref.node)) continue;
       known.add(ref.node);
       peers.push(toPeer(ref));

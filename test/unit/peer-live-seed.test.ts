@@ -217,6 +217,39 @@ test('a slow source is no stall: the copy waits for the seed as long as its writ
   assert.ok(err instanceof DownloadError && err.code === 'SourceUnavailable', String(err));
 });
 
+test('a seed that stops vouching (it now copies from peers) is asked for no more hashes', async () => {
+  const key = 'live-demoted';
+  const s = await seeding(key);
+  const live = s.offers[0]!;
+  await s.write('weights.bin', 0, 3 * KiB);
+  const refs: PeerRef[] = [{ node: 'seed', url: server.url, partial: true, summary: live }];
+  const dir = join(base, 'copy-demoted');
+  await mkdir(dir, { recursive: true });
+  let fetched = 0;
+  const copying = fetchFromPeers(
+    request(key, dir, {
+      summary: live,
+      peers: refs,
+      morePeers: () => refs,
+      stallTimeoutMs: 1000,
+      anchorTimeoutMs: 300,
+      onBytes: (n) => (fetched += n),
+    }),
+  ).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  await eventually(() => assert.equal(fetched, 3 * KiB));
+  refs[0] = { ...refs[0]!, summary: { ...live, live: 'peers' } }; // as its status says now
+  await new Promise((r) => setTimeout(r, 100));
+  await s.write('weights.bin', 3 * KiB, WEIGHTS.length);
+  await s.write('config.json', 0, CONFIG.length);
+  const err = await copying;
+  assert.ok(err instanceof DownloadError && err.code === 'SourceUnavailable', String(err));
+  assert.equal(fetched, 3 * KiB, 'no piece whose hash only a non-vouching peer gave');
+  s.seed.end();
+});
+
 test('a source that restarts a file after pieces of it were served: the live offer is withdrawn, nothing more served', async () => {
   const key = 'live-restarted';
   const s = await seeding(key);
