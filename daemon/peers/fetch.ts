@@ -13,6 +13,7 @@ import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, type PeerAnswer } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
 import {
+  countPieces,
   decodeHave,
   digestOf,
   hasBit,
@@ -219,13 +220,17 @@ function toPeer(ref: PeerRef): Peer {
     bytes: 0,
     partial: ref.partial === true,
     summary: ref.summary,
-    vouches:
-      ref.summary !== undefined && (ref.summary.live === undefined ? !ref.partial : ref.summary.live === 'origin'),
+    vouches: vouches(ref),
     haveDue: 0,
     asking: false,
     reported: ref.bytesDone ?? 0,
     ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
   };
+}
+
+/** Whether a live copy takes `ref`'s hashes: it fetches from the source itself, or is complete (see Peer.vouches). */
+function vouches(ref: PeerRef): boolean {
+  return ref.summary !== undefined && (ref.summary.live === undefined ? !ref.partial : ref.summary.live === 'origin');
 }
 
 async function token(req: PeerFetchRequest): Promise<string> {
@@ -351,7 +356,7 @@ async function fetchPieces(
   const refreshMs = Math.max(1, req.haveRefreshMs ?? HAVE_REFRESH_MS);
   const total = queue.length;
   const offsets = pieceOffsets(m);
-  const count = m.files.reduce((n, f) => n + f.pieces.length, 0);
+  const count = countPieces(m);
   const stop = new AbortController();
   const signal = AbortSignal.any([req.signal, stop.signal]);
   const inflight = new Set<Promise<void>>();
@@ -379,11 +384,10 @@ async function fetchPieces(
       if (p) {
         // Its standing as it publishes it now: a seed that completed holds every piece, one whose download failed
         // and copies from peers vouches for no hash any more.
-        const now = toPeer(ref);
-        p.summary = now.summary;
-        p.vouches = now.vouches;
-        if (p.partial !== now.partial) {
-          p.partial = now.partial;
+        p.summary = ref.summary;
+        p.vouches = vouches(ref);
+        if (p.partial !== (ref.partial === true)) {
+          p.partial = ref.partial === true;
           delete p.have;
         }
       }

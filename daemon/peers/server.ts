@@ -9,7 +9,7 @@ import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
 import { ManifestCache } from './manifest-cache.ts';
-import { encodeHave, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
+import { countPieces, encodeHave, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
   auth: PeerAuthenticator;
@@ -100,7 +100,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
       }
       const found = await manifests.get(route.key);
       if ('status' in found) return refuse(found);
-      const count = found.manifest.files.reduce((n, f) => n + f.pieces.length, 0);
+      const count = countPieces(found.manifest);
       const bits = new Uint8Array(Math.ceil(count / 8)).fill(0xff);
       return sendJson(res, 200, encodeHave(count, bits));
     }
