@@ -7,7 +7,7 @@ import { adoptModel, commitModel, recordPieces, removeModel } from '../disk/atom
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths, type PiecesSummary } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
-import { DownloadError } from '../download/errors.ts';
+import { DownloadError, IncompleteCopyError } from '../download/errors.ts';
 import {
   asDownloadError,
   DEFAULT_RETRY_DELAYS,
@@ -20,6 +20,7 @@ import {
   DEFAULT_DOWNLOAD_OPTIONS,
   sizeLimit,
   type DownloadObserver,
+  type KeptPieces,
   type SourceCredentials,
 } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
@@ -290,7 +291,14 @@ export class DownloadManager {
       if (await this.#adopted(model, entry.abort.signal)) return;
       const already = await bytesWritten(staging);
       const kept = this.#downloaded.get(key);
-      let result: { bytes: number; files: number; skipped?: string[]; pieces?: PiecesSummary; bytesFromPeers?: number };
+      let result: {
+        bytes: number;
+        files: number;
+        skipped?: string[];
+        pieces?: PiecesSummary;
+        bytesFromPeers?: number;
+        keptBytes?: number;
+      };
       if (kept?.uriSha256 === uriSha256(uri) && already > 0) {
         log.info({ model: model.modelName, storageKey: key }, 'download complete in staging; committing it again');
         result = kept;
@@ -309,7 +317,7 @@ export class DownloadManager {
         };
         const fromPeers =
           from && this.#o.peers ? await this.#fromPeers(model, entry, from, staging, progressed) : undefined;
-        if (fromPeers) result = fromPeers;
+        if (fromPeers && !('kept' in fromPeers)) result = fromPeers;
         else {
           const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
           seeding = this.#o.peers?.seed({
@@ -329,6 +337,7 @@ export class DownloadManager {
             signal: entry.abort.signal,
             options: this.#o.download,
             ...(seeding ? { observer: seeding } : {}),
+            ...(fromPeers?.kept.length ? { kept: fromPeers.kept } : {}),
             onProgress: (p) => {
               received = p.bytesDone - already;
               entry.bytesDone = p.bytesDone;
@@ -336,7 +345,12 @@ export class DownloadManager {
               progressed();
             },
           });
-          metrics.bytes.inc({ scheme, outcome: 'success', source: 'origin' }, Math.max(0, origin.bytes - already));
+          const kept = origin.keptBytes ?? 0;
+          metrics.bytes.inc(
+            { scheme, outcome: 'success', source: 'origin' },
+            Math.max(0, origin.bytes - already - kept),
+          );
+          if (kept > 0) origin.bytesFromPeers = kept;
           logSkipped(log, model.modelName, key, origin);
           const pieces = await this.#o.peers?.describe(staging, key, entry.abort.signal, seeding);
           if (pieces) origin.pieces = pieces;
@@ -382,9 +396,9 @@ export class DownloadManager {
   }
 
   /**
-   * The model from peers, or undefined when they could not provide all of it (then the origin, into the same
-   * staging folder: pieces that verified are whole files there, and the origin's listing keeps files of the
-   * right size). A cancel is not a peer failure: it ends the download.
+   * The model from peers, or, when they could not provide all of it, the pieces they did (then the origin, into the
+   * same staging folder: it keeps complete files of the right size and the verified pieces it can check, and fetches
+   * the rest). A cancel is not a peer failure: it ends the download.
    */
   async #fromPeers(
     model: LocalModelInfo,
@@ -392,7 +406,9 @@ export class DownloadManager {
     from: FromPeers,
     staging: string,
     progressed: () => void,
-  ): Promise<{ bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | undefined> {
+  ): Promise<
+    { bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | { kept: readonly KeptPieces[] }
+  > {
     const { log, metrics } = this.#o;
     const key = model.storageKey;
     const signal = entry.abort.signal;
@@ -432,14 +448,21 @@ export class DownloadManager {
     } catch (err) {
       count(signal.aborted ? 'cancelled' : 'error');
       if (signal.aborted) throw err;
+      const kept = err instanceof IncompleteCopyError ? err.kept : [];
       log.warn(
-        { model: model.modelName, storageKey: key, err: (err as Error)?.message ?? String(err), fromPeers: got() },
+        {
+          model: model.modelName,
+          storageKey: key,
+          err: (err as Error)?.message ?? String(err),
+          fromPeers: got(),
+          keptPieces: kept.reduce((n, k) => n + k.pieces.length, 0),
+        },
         'peers could not provide the whole model: the rest comes from its source',
       );
       entry.bytesDone = 0;
       delete entry.pieces; // the origin's bytes: no manifest is offered until they are hashed
       delete entry.offers;
-      return undefined;
+      return { kept };
     }
   }
 

@@ -1,3 +1,5 @@
+import type { KeptPieces } from './types.ts';
+
 /** Stable reason codes: what goes to a LocalModelNode's status `reason`. */
 export type DownloadErrorCode =
   | 'InvalidUri'
@@ -27,6 +29,15 @@ export class DownloadError extends Error {
     this.name = 'DownloadError';
     this.code = code;
     this.retryable = opts.retryable ?? false;
+  }
+}
+
+/** A failed copy that leaves verified pieces behind: the download from the source that follows may keep them. */
+export class IncompleteCopyError extends DownloadError {
+  readonly kept: readonly KeptPieces[];
+  constructor(e: DownloadError, kept: readonly KeptPieces[]) {
+    super(e.code, e.message, { retryable: e.retryable, cause: e.cause });
+    this.kept = kept;
   }
 }
 

@@ -10,7 +10,13 @@ import { runAll } from './parallel.ts';
 import type { HttpClient } from './http-client.ts';
 import { fetchObject, type RemoteObject } from './ranged.ts';
 import type { Authorize } from './request.ts';
-import { sizeLimit, type DownloadOptions, type DownloadRequest, type DownloadResult } from './types.ts';
+import {
+  sizeLimit,
+  type DownloadOptions,
+  type DownloadRequest,
+  type DownloadResult,
+  type KeptPieces,
+} from './types.ts';
 
 /** An object and where it goes in the model folder ('/'-separated, relative). */
 export interface ListedObject extends RemoteObject {
@@ -193,6 +199,7 @@ export async function downloadObjects(
   for (const p of kept) observer?.written(p, 0, wanted.get(p)!.size!);
 
   if (single) {
+    await keptPiecesFor([], req.kept); // a single object may be an archive, whose files are not its pieces
     const obj = objects[0]!;
     const partial = partialOf(obj);
     const bytes = await fetchObject(obj, partial, { ...ctx, signal: req.signal });
@@ -211,12 +218,16 @@ export async function downloadObjects(
   }
 
   const todo = objects.filter((x) => !kept.has(x.path));
+  const pieces = await keptPiecesFor(todo, req.kept);
+  let keptBytes = 0;
   await runAll(todo, o.fileConcurrency, req.signal, async (obj, signal) => {
     const partial = partialOf(obj);
+    const mine = pieces.get(obj.path);
     const bytes = await fetchObject(obj, partial, {
       ...ctx,
       signal,
       limit: limit - (listed - (obj.size ?? 0)),
+      ...(mine ? { kept: mine, onKept: (n: number) => (keptBytes += n) } : {}),
       ...(observer
         ? { onWritten: (at, n) => observer.written(obj.path, at, n), onReset: () => observer.reset(obj.path) }
         : {}),
@@ -234,5 +245,26 @@ export async function downloadObjects(
   });
   await rm(dl, { recursive: true, force: true });
   req.onProgress?.({ bytesDone: done, bytesTotal: done });
-  return { bytes: objects.reduce((a, x) => a + (x.size ?? 0), 0), files: objects.length };
+  return {
+    bytes: objects.reduce((a, x) => a + (x.size ?? 0), 0),
+    files: objects.length,
+    ...(keptBytes > 0 ? { keptBytes } : {}),
+  };
+}
+
+/**
+ * The kept pieces (DownloadRequest.kept) of each object still to fetch, by path; those of no such object are removed
+ * at once, so their bytes never sit beside a second copy of the file.
+ */
+async function keptPiecesFor(
+  todo: readonly ListedObject[],
+  kept: readonly KeptPieces[] | undefined,
+): Promise<Map<string, KeptPieces>> {
+  const paths = new Set(todo.map((x) => x.path));
+  const out = new Map<string, KeptPieces>();
+  for (const k of kept ?? []) {
+    if (paths.has(k.path) && !out.has(k.path)) out.set(k.path, k);
+    else await rm(k.file, { force: true });
+  }
+  return out;
 }

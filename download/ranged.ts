@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BatchWriter } from './batch-writer.ts';
 import { DownloadError, diskError, redactUrl } from './errors.ts';
@@ -9,7 +9,7 @@ import { classify, contentRange, statusError } from './http-status.ts';
 import { runAll, withRetries } from './parallel.ts';
 import type { Authorize } from './request.ts';
 import { loadPartState, partLength, partStateSaver, type PartState, type StateSaver } from './resume-state.ts';
-import type { DownloadOptions } from './types.ts';
+import type { DownloadOptions, KeptPieces } from './types.ts';
 
 /** One object in a store, as a listing describes it. */
 export interface RemoteObject {
@@ -36,6 +36,10 @@ export interface FetchContext {
   onWritten?: (start: number, length: number) => void;
   /** What was written is void: the object is written again from its first byte. */
   onReset?: () => void;
+  /** Verified pieces of this object from a copy that failed (DownloadRequest.kept): kept when they can be checked. */
+  kept?: KeptPieces;
+  /** Bytes of `kept` taken instead of fetched. */
+  onKept?: (n: number) => void;
 }
 
 function planParts(obj: RemoteObject, o: DownloadOptions): { partSize: number; count: number } {
@@ -59,13 +63,16 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     );
   const { partSize, count } = planParts(obj, o);
   const statePath = `${partial}.state.json`;
-  const state = (await loadPartState(statePath, obj, partSize, count)) ?? {
+  const saved = await loadPartState(statePath, obj, partSize, count);
+  const state = saved ?? {
     url: obj.url,
     etag: obj.etag,
     size: obj.size,
     partSize,
-    done: new Array<number>(count).fill(0),
+    done: await takeKept(obj, partial, partSize, count, ctx),
   };
+  // This object's own resume state wins over pieces kept from elsewhere.
+  if (saved && ctx.kept) await rm(ctx.kept.file, { force: true });
   let fh: FileHandle;
   try {
     fh = await open(partial, state.done.every((d) => d === 0) ? 'w' : 'r+').catch(() => {
@@ -76,6 +83,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     throw diskError(err, `creating ${partial}`);
   }
   const saver = partStateSaver(statePath, state);
+  if (!saved && state.done.some((d) => d > 0)) saver.touch(true); // kept pieces survive a crash before a write
   let worthless = false;
   try {
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
@@ -102,6 +110,43 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
   if (obj.digest) await verifyDigest(partial, obj.digest, obj.url);
   await rm(statePath, { force: true });
   return bytes;
+}
+
+/**
+ * The parts' bytes done from `ctx.kept` (moved to `partial`), or none: kept pieces are taken only for an object of
+ * their size with a digest to check the whole file against, and only as whole parts of this part plan (of a single
+ * stream, the pieces from the first byte on without a gap). Kept pieces not taken are removed.
+ */
+async function takeKept(
+  obj: RemoteObject,
+  partial: string,
+  partSize: number,
+  count: number,
+  ctx: FetchContext,
+): Promise<number[]> {
+  const done = new Array<number>(count).fill(0);
+  const kept = ctx.kept;
+  if (!kept) return done;
+  const size = obj.size;
+  const have = new Set(kept.pieces);
+  if (size === kept.size && obj.digest && kept.pieceSize > 0) {
+    const state: PartState = { url: obj.url, size, partSize, done };
+    if (count === 1) {
+      let k = 0;
+      while (have.has(k)) k++;
+      done[0] = Math.min(size, k * kept.pieceSize);
+    } else if (partSize === kept.pieceSize)
+      for (let i = 0; i < count; i++) if (have.has(i)) done[i] = partLength(state, i);
+  }
+  const taken = done.reduce((a, b) => a + b, 0);
+  try {
+    if (taken > 0) await rename(kept.file, partial);
+    else await rm(kept.file, { force: true });
+  } catch (err) {
+    throw diskError(err, `taking the verified pieces in ${kept.file}`);
+  }
+  if (taken > 0) ctx.onKept?.(taken);
+  return done;
 }
 
 function partComplete(s: PartState, i: number): boolean {

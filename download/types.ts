@@ -64,6 +64,23 @@ export interface DownloadRequest {
   alternatives?: readonly AlternativeLocation[];
   /** Hears where the bytes land as they are written, so they can be served before the download ends. */
   observer?: DownloadObserver;
+  /** Pieces of files verified before this download (a copy from peers that could not finish): see KeptPieces. */
+  kept?: readonly KeptPieces[];
+}
+
+/**
+ * Pieces of one file that a copy from peers verified before it failed, at their offsets in `file` (in the staging
+ * folder's `.download/`). A ranged download of the same path and size keeps them and fetches only the rest, when the
+ * source gives a whole-file digest: that digest then checks the kept bytes and the new ones together, so bytes of two
+ * versions of the file are never committed. `file` is the download's to move or remove.
+ */
+export interface KeptPieces {
+  path: string;
+  size: number;
+  file: string;
+  pieceSize: number;
+  /** Indexes of the verified pieces: bytes [i × pieceSize, (i + 1) × pieceSize) of the file. */
+  pieces: readonly number[];
 }
 
 /** A file of a download as an observer hears of it: its path in the model folder, its size, its partial file. */
@@ -99,4 +116,6 @@ export interface DownloadResult {
   files: number;
   /** Archive entries skipped on purpose (devices, FIFOs), by name in the archive; absent when none were. */
   skipped?: string[];
+  /** Bytes of `kept` pieces the download took instead of fetching them; absent when none. */
+  keptBytes?: number;
 }

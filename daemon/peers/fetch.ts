@@ -3,9 +3,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { DOWNLOAD_DIR } from '../../disk/layout.ts';
-import { DownloadError, diskError } from '../../download/errors.ts';
+import { DownloadError, diskError, IncompleteCopyError } from '../../download/errors.ts';
 import { asDownloadError } from '../../download/failure-policy.ts';
 import { cancelled } from '../../download/parallel.ts';
+import type { KeptPieces } from '../../download/types.ts';
 import { backoffDelay, sleep } from '../../ops/backoff.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { CopiesInProgress, CopyRecord } from './copies.ts';
@@ -166,8 +167,9 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
     throw diskError(err, `creating ${DOWNLOAD_DIR} in ${req.workDir}`);
   });
   const copy = req.copies?.begin(req.storageKey, req.workDir, m, live ? {} : { bytes: manifest });
+  /** Verified pieces by file, of files not placed yet: handed to the source's download when the copy fails. */
+  const done = new Map<number, Set<number>>();
   try {
-    const left = new Map<number, number>();
     const queue: Task[] = [];
     for (const [i, f] of m.files.entries()) {
       if (req.signal.aborted) throw cancelled(req.signal);
@@ -180,27 +182,51 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
         continue;
       }
       const partial = partialPath(req.workDir, f.path);
-      const done = await preparePartial(partial, f, m.pieceSize, req.signal);
-      for (const piece of done) copy?.verified({ file: i, piece });
-      if (done.size === f.pieces.length) await placeFile(req.workDir, f.path, partial);
-      else left.set(i, f.pieces.length - done.size);
-      for (let p = 0; p < f.pieces.length; p++) if (!done.has(p)) queue.push({ file: i, piece: p, fails: new Map() });
+      const verified = await preparePartial(partial, f, m.pieceSize, req.signal);
+      for (const piece of verified) copy?.verified({ file: i, piece });
+      if (verified.size === f.pieces.length && !live) await placeFile(req.workDir, f.path, partial);
+      else done.set(i, verified);
+      for (let p = 0; p < f.pieces.length; p++)
+        if (!verified.has(p)) queue.push({ file: i, piece: p, fails: new Map() });
     }
     // In an order of its own: nodes copying at once then hold different pieces, which they trade.
     for (let i = queue.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [queue[i], queue[j]] = [queue[j]!, queue[i]!];
     }
-    const byPeer = await fetchPieces(req, agent, m, peers, queue, left, copy);
-    const summary = live ? await anchored(req, m) : req.summary;
-    if (live)
-      for (const f of m.files) if (f.size > 0) await placeFile(req.workDir, f.path, partialPath(req.workDir, f.path));
+    let byPeer: Map<string, number>;
+    let summary: ManifestSummary;
+    try {
+      byPeer = await fetchPieces(req, agent, m, peers, queue, done, copy);
+      summary = live ? await anchored(req, m) : req.summary;
+    } catch (err) {
+      if (req.signal.aborted) throw err;
+      throw new IncompleteCopyError(
+        asDownloadError(err, `fetching ${req.storageKey} from peers`),
+        keptPieces(req, m, done),
+      );
+    }
+    for (const i of done.keys())
+      await placeFile(req.workDir, m.files[i]!.path, partialPath(req.workDir, m.files[i]!.path));
     await rm(join(req.workDir, DOWNLOAD_DIR), { recursive: true, force: true });
     const bytes = live ? serializeManifest(m) : manifest;
     return { bytes: m.files.reduce((a, f) => a + f.size, 0), files: m.files.length, byPeer, manifest: bytes, summary };
   } finally {
     copy?.end();
   }
+}
+
+/** The verified pieces of files not placed, as the source's download may keep them (KeptPieces). */
+function keptPieces(req: PeerFetchRequest, m: PieceManifest, done: Map<number, Set<number>>): KeptPieces[] {
+  return [...done]
+    .filter(([, pieces]) => pieces.size > 0)
+    .map(([i, pieces]) => ({
+      path: m.files[i]!.path,
+      size: m.files[i]!.size,
+      file: partialPath(req.workDir, m.files[i]!.path),
+      pieceSize: m.pieceSize,
+      pieces: [...pieces].sort((a, b) => a - b),
+    }));
 }
 
 function toPeer(ref: PeerRef): Peer {
@@ -347,7 +373,7 @@ async function fetchPieces(
   m: PieceManifest,
   peers: Peer[],
   queue: Task[],
-  left: Map<number, number>,
+  done: Map<number, Set<number>>,
   copy: CopyRecord | undefined,
 ): Promise<Map<string, number>> {
   const maxPeers = Math.max(1, req.maxPeers ?? 4);
@@ -566,11 +592,14 @@ async function fetchPieces(
       p.bytes += len;
       byPeer.set(p.node, (byPeer.get(p.node) ?? 0) + len);
       req.onBytes?.(len, p.node);
-      const rest = left.get(t.file)! - 1;
-      left.set(t.file, rest);
-      // A live copy's files stay partial until its manifest is anchored (see run): a fallback to the source never
-      // keeps a file verified only against a seed's hashes.
-      if (rest === 0 && !live) await placeFile(req.workDir, f.path, partial);
+      const verified = done.get(t.file)!;
+      verified.add(t.piece);
+      // A live copy's files stay partial until its manifest is anchored (see run): a fallback to the source keeps
+      // bytes verified only against a seed's hashes only where the source's own digest checks them (KeptPieces).
+      if (verified.size === f.pieces.length && !live) {
+        await placeFile(req.workDir, f.path, partial);
+        done.delete(t.file);
+      }
     } catch (err) {
       fatal ??= err;
       stop.abort(err);

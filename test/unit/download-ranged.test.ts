@@ -1,12 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_DOWNLOAD_OPTIONS, type DownloadOptions } from '../../download/types.ts';
 import { DownloadError } from '../../download/errors.ts';
-import { fetchObject, type RemoteObject } from '../../download/ranged.ts';
+import { fetchObject, type FetchContext, type RemoteObject } from '../../download/ranged.ts';
 import { HttpClient } from '../../download/http-client.ts';
 import { generated, Origin, toBuffer } from '../../localcluster/origin.ts';
 
@@ -40,6 +40,7 @@ function fetchTo(
   o: DownloadOptions,
   signal = AbortSignal.timeout(30_000),
   partial = join(base, `f${n++}`),
+  more: Partial<FetchContext> = {},
 ) {
   let bytes = 0;
   const http = new HttpClient(o);
@@ -50,6 +51,7 @@ function fetchTo(
     authorize: (_u, h) => ({ ...h, authorization: 'Bearer t' }),
     onBytes: (k) => (bytes += k),
     limit: 20 * MiB,
+    ...more,
   });
   void result.finally(() => http.close()).catch(() => undefined);
   return { partial, result, bytes: () => bytes };
@@ -135,4 +137,65 @@ test('ranged: a wrong digest, a short body and a server ignoring Range are clear
   const single = fetchTo({ url: origin.url('/norange') }, opts());
   assert.equal(await single.result, body.length);
   assert.ok((await readFile(single.partial)).equals(body));
+});
+
+/** A file of the body's size holding only the given 4 MiB pieces of `content` (zeros elsewhere), as a copy leaves it. */
+async function piecesFile(name: string, pieces: number[], content = body): Promise<string> {
+  const buf = Buffer.alloc(content.length);
+  for (const i of pieces) content.copy(buf, i * 4 * MiB, i * 4 * MiB, (i + 1) * 4 * MiB);
+  const file = join(base, name);
+  await writeFile(file, buf);
+  return file;
+}
+
+test('ranged: pieces a failed copy verified are kept where the digest checks them; only the rest is fetched', async () => {
+  const digest = { algorithm: 'md5' as const, hex: md5 };
+  origin.set('/kept', body, { etag: '"v1"' });
+  const obj = { url: origin.url('/kept'), size: body.length, etag: '"v1"', digest };
+  const kept = (file: string, pieces: number[]) => ({
+    kept: { path: 'kept', size: body.length, file, pieceSize: 4 * MiB, pieces },
+  });
+
+  // Parts of the piece size: pieces 0 and 2 are kept, part 1 alone comes from the origin.
+  let taken = 0;
+  const parts = fetchTo(obj, opts(), undefined, undefined, {
+    ...kept(await piecesFile('k1', [0, 2]), [0, 2]),
+    onKept: (k) => (taken += k),
+  });
+  assert.equal(await parts.result, body.length);
+  assert.ok((await readFile(parts.partial)).equals(body), 'bytes identical');
+  assert.equal(origin.bytesSent.get('/kept'), 4 * MiB, 'only the missing part was sent');
+  assert.equal(taken, body.length - 4 * MiB, 'the kept bytes are reported');
+  assert.equal(parts.bytes(), body.length, 'progress adds up to the size');
+  await assert.rejects(stat(join(base, 'k1')), 'the kept file was moved into the download');
+
+  // One stream: the kept pieces from the first byte on without a gap (0 and 1; not 3 after the gap).
+  origin.bytesSent.clear();
+  const stream = fetchTo(
+    obj,
+    opts({ partParallelism: 1 }),
+    undefined,
+    undefined,
+    kept(await piecesFile('k2', [0, 1]), [0, 1]),
+  );
+  assert.equal(await stream.result, body.length);
+  assert.ok((await readFile(stream.partial)).equals(body));
+  assert.equal(origin.bytesSent.get('/kept'), body.length - 8 * MiB, 'fetched from the first missing byte on');
+
+  // No digest to check them: not kept, removed, the whole object fetched.
+  origin.bytesSent.clear();
+  const { digest: _d, ...unchecked } = obj;
+  const plain = fetchTo(unchecked, opts(), undefined, undefined, kept(await piecesFile('k3', [0, 1, 2]), [0, 1, 2]));
+  assert.equal(await plain.result, body.length);
+  assert.equal(origin.bytesSent.get('/kept'), body.length, 'everything from the origin');
+  await assert.rejects(stat(join(base, 'k3')), 'the unchecked pieces were removed');
+
+  // Pieces of another version of the file (or a lying copy): the digest refuses the whole file.
+  const other = Buffer.from(body);
+  other[5] = other[5]! ^ 0xff;
+  const wrong = fetchTo(obj, opts(), undefined, undefined, kept(await piecesFile('k4', [0], other), [0]));
+  await assert.rejects(
+    wrong.result,
+    (e: unknown) => e instanceof DownloadError && e.code === 'IntegrityMismatch' && /md5/.test(e.message),
+  );
 });
