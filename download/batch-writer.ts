@@ -6,7 +6,9 @@ const BATCH = 1024 * 1024;
 
 /**
  * Writes a byte stream to a file at increasing positions in ~1 MiB batches, one batch being
- * written while the next is received. `onWritten` hears of bytes only once they are written.
+ * written while the next is received. `onWritten` hears of bytes only once they are written, in order and without
+ * a gap: after a write fails, nothing more is written and every later call throws that failure (the bytes it heard
+ * of are exactly those from the first position on, what a resume may skip and a seed may hash).
  */
 export class BatchWriter {
   /** Next file position to hand to a write (bytes received so far end here plus `pending`). */
@@ -17,6 +19,8 @@ export class BatchWriter {
   #batch: Buffer[] = [];
   #batched = 0;
   #writing: Promise<void> | undefined;
+  /** The failure of a write: the writer is done. */
+  #failed: unknown;
 
   constructor(fh: FileHandle, position: number, onWritten: (n: number) => void, what: string) {
     this.#fh = fh;
@@ -32,6 +36,7 @@ export class BatchWriter {
 
   /** Takes a chunk; waits only when a full batch must queue behind the write in flight. */
   async push(chunk: Buffer): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
     this.#batch.push(chunk);
     this.#batched += chunk.length;
     if (this.#batched >= BATCH) await this.#issue();
@@ -49,6 +54,7 @@ export class BatchWriter {
     const prev = this.#writing;
     this.#writing = undefined;
     await prev;
+    if (this.#failed !== undefined) throw this.#failed;
     if (this.#batched === 0) return;
     const bufs = this.#batch;
     const n = this.#batched;
@@ -56,13 +62,26 @@ export class BatchWriter {
     this.#batch = [];
     this.#batched = 0;
     this.position += n;
-    const w = this.#fh.writev(bufs, at).then(
+    const w = writeAll(this.#fh, bufs, n, at).then(
       () => this.#onWritten(n),
       (err: unknown) => {
-        throw diskError(err, `writing ${this.#what}`);
+        this.#failed = diskError(err, `writing ${this.#what}`);
+        throw this.#failed;
       },
     );
     w.catch(() => undefined); // awaited by the next issue or by drain
     this.#writing = w;
+  }
+}
+
+/** Writes `bufs` (`n` bytes) at `at`, again from where a short write stopped (a disk nearly full writes less). */
+async function writeAll(fh: FileHandle, bufs: Buffer[], n: number, at: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(bufs, at);
+  if (bytesWritten === n) return;
+  const rest = Buffer.concat(bufs).subarray(bytesWritten);
+  for (let done = 0; done < rest.length;) {
+    const w = await fh.write(rest, done, rest.length - done, at + bytesWritten + done);
+    if (w.bytesWritten === 0) throw new Error(`no byte written at ${at + bytesWritten + done}`);
+    done += w.bytesWritten;
   }
 }
