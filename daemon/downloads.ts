@@ -3,11 +3,11 @@ import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
 import { rfc3339Now } from '../ops/time.ts';
 import { lstat } from 'node:fs/promises';
-import { adoptModel, commitModel, recordPieces, removeModel } from '../disk/atomic.ts';
+import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
 import { modelPaths, type PiecesSummary } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
-import { DownloadError, IncompleteCopyError } from '../download/errors.ts';
+import { DownloadError } from '../download/errors.ts';
 import {
   asDownloadError,
   DEFAULT_RETRY_DELAYS,
@@ -16,16 +16,12 @@ import {
   type RetryDelays,
 } from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
-import {
-  DEFAULT_DOWNLOAD_OPTIONS,
-  sizeLimit,
-  type DownloadObserver,
-  type KeptPieces,
-  type SourceCredentials,
-} from '../download/types.ts';
+import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type SourceCredentials } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
+import { CompleteModelDescriber } from './describe-complete.ts';
+import { copyFromPeers, type FromPeers, type PeerTransfer, type Seeding } from './peer-copy.ts';
 import { checkSourceUri, scrubUri, shownUri } from './source-uri.ts';
 
 export interface DownloadManagerOptions {
@@ -44,49 +40,6 @@ export interface DownloadManagerOptions {
   peers?: PeerTransfer;
 }
 
-/** Where the plan said a model's bytes come from, when that is peers (absent: the origin). */
-export interface FromPeers {
-  pieces: PiecesSummary;
-  peers: readonly PeerOffer[];
-}
-
-/** What the download manager needs of peer-to-peer (daemon/peers, wired in main.ts). */
-export interface PeerTransfer {
-  /**
-   * Puts the model into `workDir` from the offering peers, every piece verified against the manifest whose
-   * digest they published, and writes that manifest beside it (so this node serves the same). Throws when
-   * the peers cannot provide it all; verified pieces stay in `workDir` for the next attempt.
-   */
-  fetch(req: {
-    model: LocalModelInfo;
-    workDir: string;
-    limitBytes: number;
-    from: FromPeers;
-    signal: AbortSignal;
-    /** Bytes of verified pieces written, and whether the peer they came from is in this node's zone. */
-    onBytes: (n: number, zone: 'same' | 'cross') => void;
-    /** The peers that offer the same manifest now (as the latest plan saw them): new ones join the fetch. */
-    offers: () => readonly PeerOffer[];
-  }): Promise<{ bytes: number; files: number; pieces: PiecesSummary }>;
-  /**
-   * An origin download into `workDir` as a seed: its pieces are hashed as they are written and served to peers
-   * while it runs; `onOffer` hears the live summary to publish meanwhile (undefined: none any more).
-   */
-  seed(req: { storageKey: string; workDir: string; onOffer: (pieces: PiecesSummary | undefined) => void }): Seeding;
-  /**
-   * Hashes a folder the origin filled into its manifest (with the hashes `seeding` took as it was written, without
-   * reading those files again), writes it in the folder, and returns its summary; undefined when the folder holds
-   * what a manifest cannot describe (links): such a model is not offered to peers.
-   */
-  describe(dir: string, storageKey: string, signal: AbortSignal, seeding?: Seeding): Promise<PiecesSummary | undefined>;
-}
-
-/** An origin download served to peers while it runs (PeerTransfer.seed). */
-interface Seeding extends DownloadObserver {
-  /** It is not served any more: the download ended (committed, failed or cancelled). */
-  end(): void;
-}
-
 /** A download in flight as the manager keeps it: what the plan reads, how to stop it, its peers' latest offers. */
 type Running = InFlight & { abort: AbortController; offers?: readonly PeerOffer[] };
 
@@ -98,10 +51,8 @@ export class DownloadManager {
   readonly #inFlight = new Map<string, Running>();
   readonly #failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
-  /** Complete models being hashed into a piece manifest (peer-to-peer on). */
-  readonly #describing = new Set<string>();
-  /** Complete models not to hash again before a time (ms): they hold links (never), or hashing failed (a minute). */
-  readonly #notDescribed = new Map<string, { completedAt: string; until: number }>();
+  /** Hashes complete models for peers (peer-to-peer on). */
+  readonly #describer: CompleteModelDescriber | undefined;
   /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
   readonly #jobs = new Set<Promise<void>>();
   /** Downloads whose bytes are all in staging but whose commit failed: committed without downloading again. */
@@ -117,6 +68,18 @@ export class DownloadManager {
   constructor(o: DownloadManagerOptions) {
     this.#o = o;
     this.#limiter = new Bottleneck({ maxConcurrent: o.maxConcurrent });
+    if (o.peers)
+      this.#describer = new CompleteModelDescriber({
+        root: o.root,
+        log: o.log,
+        peers: o.peers,
+        signal: this.#stopping.signal,
+        onDescribed: () => this.#notify(),
+        track: (job) => {
+          this.#jobs.add(job);
+          void job.finally(() => this.#jobs.delete(job));
+        },
+      });
   }
 
   /**
@@ -196,52 +159,17 @@ export class DownloadManager {
     this.#inFlight.get(key)?.abort.abort(new Error('no longer wanted on this node'));
   }
 
-  /**
-   * Hashes a complete model's folder into its piece manifest and records the summary in its marker, so peers
-   * can be offered it; in the background, one model at a time per key. A failure is logged and tried again on
-   * a later pass (the plan asks while the marker has no summary).
-   */
+  /** Hashes a complete model's folder for peers in the background (see CompleteModelDescriber). */
   describe(key: string): void {
-    const peers = this.#o.peers;
-    if (!peers || this.#describing.has(key) || this.#removing.has(key) || this.#inFlight.has(key)) return;
-    this.#describing.add(key);
-    const { root, log } = this.#o;
-    let completedAt = '';
-    const job = (async () => {
-      const marker = await readMarker(root, key);
-      if (!marker || marker.pieces) return;
-      completedAt = marker.completedAt;
-      const held = this.#notDescribed.get(key);
-      if (held && held.completedAt === completedAt && held.until > Date.now()) return;
-      const pieces = await peers.describe(modelPaths(root, key).final, key, this.#stopping.signal);
-      if (!pieces) {
-        this.#notDescribed.set(key, { completedAt, until: Number.POSITIVE_INFINITY });
-        return;
-      }
-      // Removed or replaced meanwhile: its marker is not ours to write any more.
-      if ((await readMarker(root, key))?.completedAt !== marker.completedAt) return;
-      await recordPieces(root, key, marker, pieces);
-      this.#notify(); // the status offers it now
-      log.info(
-        { storageKey: key, pieces: pieces.count },
-        'piece manifest of a complete model written: offered to peers',
-      );
-    })()
-      .catch((err: unknown) => {
-        this.#notDescribed.set(key, { completedAt, until: Date.now() + 60_000 });
-        log.warn({ storageKey: key, err: String(err) }, 'could not hash the model for peers; trying again in a minute');
-      })
-      .finally(() => this.#describing.delete(key));
-    this.#jobs.add(job);
-    void job.finally(() => this.#jobs.delete(job));
+    if (this.#describer && !this.#removing.has(key) && !this.#inFlight.has(key)) this.#describer.describe(key);
   }
 
   /** Removes a model's files (complete or partial); no-op while a removal of the key runs. */
   remove(key: string): void {
-    if (this.#removing.has(key) || this.#inFlight.has(key) || this.#describing.has(key)) return;
+    if (this.#removing.has(key) || this.#inFlight.has(key) || this.#describer?.busy(key)) return;
     this.#removing.add(key);
     this.#downloaded.delete(key);
-    this.#notDescribed.delete(key);
+    this.#describer?.forget(key);
     void removeModel(this.#o.root, key)
       .then(() => this.#o.log.info({ storageKey: key }, 'model files removed'))
       .catch((err: unknown) => this.#o.log.error({ storageKey: key, err: String(err) }, 'could not remove model files'))
@@ -315,8 +243,31 @@ export class DownloadManager {
           lastNotice = Date.now();
           this.#notify();
         };
+        const peers = this.#o.peers;
         const fromPeers =
-          from && this.#o.peers ? await this.#fromPeers(model, entry, from, staging, progressed) : undefined;
+          from && peers
+            ? await copyFromPeers({
+                peers,
+                model,
+                from,
+                staging,
+                signal: entry.abort.signal,
+                limitBytes: sizeLimit(model.modelSize, { ...DEFAULT_DOWNLOAD_OPTIONS, ...this.#o.download }),
+                log,
+                metrics,
+                offers: () => entry.offers ?? from.peers,
+                onBytes: (n) => {
+                  entry.bytesDone += n;
+                  entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
+                  progressed();
+                },
+              })
+            : undefined;
+        if (fromPeers && 'kept' in fromPeers) {
+          entry.bytesDone = 0;
+          delete entry.pieces; // the origin's bytes: no manifest is offered until they are hashed
+          delete entry.offers;
+        }
         if (fromPeers && !('kept' in fromPeers)) result = fromPeers;
         else {
           const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
@@ -392,77 +343,6 @@ export class DownloadManager {
         ledger.release(key);
         metrics.inFlight.dec();
       }
-    }
-  }
-
-  /**
-   * The model from peers, or, when they could not provide all of it, the pieces they did (then the origin, into the
-   * same staging folder: it keeps complete files of the right size and the verified pieces it can check, and fetches
-   * the rest). A cancel is not a peer failure: it ends the download.
-   */
-  async #fromPeers(
-    model: LocalModelInfo,
-    entry: Running,
-    from: FromPeers,
-    staging: string,
-    progressed: () => void,
-  ): Promise<
-    { bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | { kept: readonly KeptPieces[] }
-  > {
-    const { log, metrics } = this.#o;
-    const key = model.storageKey;
-    const signal = entry.abort.signal;
-    const byZone = { same: 0, cross: 0 };
-    const got = (): number => byZone.same + byZone.cross;
-    const count = (outcome: string): void => {
-      for (const zone of ['same', 'cross'] as const)
-        if (byZone[zone] > 0) metrics.bytes.inc({ scheme: 'peer', outcome, source: 'peer', zone }, byZone[zone]);
-    };
-    try {
-      const r = await this.#o.peers!.fetch({
-        model,
-        workDir: staging,
-        limitBytes: sizeLimit(model.modelSize, { ...DEFAULT_DOWNLOAD_OPTIONS, ...this.#o.download }),
-        from,
-        signal,
-        offers: () => entry.offers ?? from.peers,
-        onBytes: (n, zone) => {
-          byZone[zone] += n;
-          entry.bytesDone += n;
-          entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
-          progressed();
-        },
-      });
-      count('success');
-      log.info(
-        {
-          model: model.modelName,
-          storageKey: key,
-          bytes: r.bytes,
-          fromPeers: got(),
-          peers: from.peers.map((p) => p.node),
-        },
-        'model fetched from peers',
-      );
-      return { ...r, bytesFromPeers: got() };
-    } catch (err) {
-      count(signal.aborted ? 'cancelled' : 'error');
-      if (signal.aborted) throw err;
-      const kept = err instanceof IncompleteCopyError ? err.kept : [];
-      log.warn(
-        {
-          model: model.modelName,
-          storageKey: key,
-          err: (err as Error)?.message ?? String(err),
-          fromPeers: got(),
-          keptPieces: kept.reduce((n, k) => n + k.pieces.length, 0),
-        },
-        'peers could not provide the whole model: the rest comes from its source',
-      );
-      entry.bytesDone = 0;
-      delete entry.pieces; // the origin's bytes: no manifest is offered until they are hashed
-      delete entry.offers;
-      return { kept };
     }
   }
 

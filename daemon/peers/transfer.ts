@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { PiecesSummary } from '../../disk/layout.ts';
 import type { DaemonMetrics } from '../metrics.ts';
-import type { PeerTransfer } from '../downloads.ts';
+import type { PeerTransfer } from '../peer-copy.ts';
 import type { PeerOffer } from '../node-cache/plan.ts';
 import { CopiesInProgress } from './copies.ts';
 import { LiveSeed } from './live-seed.ts';

@@ -1,0 +1,130 @@
+import type { Logger } from 'pino';
+import type { LocalModelInfo } from '../api/types.ts';
+import type { PiecesSummary } from '../disk/layout.ts';
+import { IncompleteCopyError } from '../download/errors.ts';
+import type { DownloadObserver, KeptPieces } from '../download/types.ts';
+import type { DaemonMetrics } from './metrics.ts';
+import type { PeerOffer } from './node-cache/plan.ts';
+
+// What the download manager needs of peer-to-peer (daemon/peers implements it, main.ts wires it), and one copy of a
+// model from peers as the manager runs it: bytes counted by zone, and what a failed copy leaves for the origin.
+
+/** Where the plan said a model's bytes come from, when that is peers (absent: the origin). */
+export interface FromPeers {
+  pieces: PiecesSummary;
+  peers: readonly PeerOffer[];
+}
+
+/** What the download manager needs of peer-to-peer (daemon/peers, wired in main.ts). */
+export interface PeerTransfer {
+  /**
+   * Puts the model into `workDir` from the offering peers, every piece verified against the manifest whose
+   * digest they published, and writes that manifest beside it (so this node serves the same). Throws when
+   * the peers cannot provide it all: an IncompleteCopyError lists the verified pieces left in `workDir`.
+   */
+  fetch(req: {
+    model: LocalModelInfo;
+    workDir: string;
+    limitBytes: number;
+    from: FromPeers;
+    signal: AbortSignal;
+    /** Bytes of verified pieces written, and whether the peer they came from is in this node's zone. */
+    onBytes: (n: number, zone: 'same' | 'cross') => void;
+    /** The peers that offer the same manifest now (as the latest plan saw them): new ones join the fetch. */
+    offers: () => readonly PeerOffer[];
+  }): Promise<{ bytes: number; files: number; pieces: PiecesSummary }>;
+  /**
+   * An origin download into `workDir` as a seed: its pieces are hashed as they are written and served to peers
+   * while it runs; `onOffer` hears the live summary to publish meanwhile (undefined: none any more).
+   */
+  seed(req: { storageKey: string; workDir: string; onOffer: (pieces: PiecesSummary | undefined) => void }): Seeding;
+  /**
+   * Hashes a folder the origin filled into its manifest (with the hashes `seeding` took as it was written, without
+   * reading those files again), writes it in the folder, and returns its summary; undefined when the folder holds
+   * what a manifest cannot describe (links): such a model is not offered to peers.
+   */
+  describe(dir: string, storageKey: string, signal: AbortSignal, seeding?: Seeding): Promise<PiecesSummary | undefined>;
+}
+
+/** An origin download served to peers while it runs (PeerTransfer.seed). */
+export interface Seeding extends DownloadObserver {
+  /** It is not served any more: the download ended (committed, failed or cancelled). */
+  end(): void;
+}
+
+/** One copy from peers as the download manager asks for it. */
+export interface PeerCopyRequest {
+  peers: PeerTransfer;
+  model: LocalModelInfo;
+  from: FromPeers;
+  staging: string;
+  signal: AbortSignal;
+  limitBytes: number;
+  log: Logger;
+  metrics: DaemonMetrics;
+  /** The peers that offer the manifest now (PeerTransfer.fetch's `offers`). */
+  offers: () => readonly PeerOffer[];
+  /** Bytes of verified pieces written. */
+  onBytes: (n: number) => void;
+}
+
+/**
+ * The model from peers, or, when they could not provide all of it, the pieces they did (then the origin, into the
+ * same staging folder: it keeps complete files of the right size and the verified pieces it can check, and fetches
+ * the rest). A cancel is not a peer failure: it ends the download (throws).
+ */
+export async function copyFromPeers(
+  req: PeerCopyRequest,
+): Promise<
+  { bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | { kept: readonly KeptPieces[] }
+> {
+  const { log, metrics, model, from, signal } = req;
+  const key = model.storageKey;
+  const byZone = { same: 0, cross: 0 };
+  const got = (): number => byZone.same + byZone.cross;
+  const count = (outcome: string): void => {
+    for (const zone of ['same', 'cross'] as const)
+      if (byZone[zone] > 0) metrics.bytes.inc({ scheme: 'peer', outcome, source: 'peer', zone }, byZone[zone]);
+  };
+  try {
+    const r = await req.peers.fetch({
+      model,
+      workDir: req.staging,
+      limitBytes: req.limitBytes,
+      from,
+      signal,
+      offers: req.offers,
+      onBytes: (n, zone) => {
+        byZone[zone] += n;
+        req.onBytes(n);
+      },
+    });
+    count('success');
+    log.info(
+      {
+        model: model.modelName,
+        storageKey: key,
+        bytes: r.bytes,
+        fromPeers: got(),
+        peers: from.peers.map((p) => p.node),
+      },
+      'model fetched from peers',
+    );
+    return { ...r, bytesFromPeers: got() };
+  } catch (err) {
+    count(signal.aborted ? 'cancelled' : 'error');
+    if (signal.aborted) throw err;
+    const kept = err instanceof IncompleteCopyError ? err.kept : [];
+    log.warn(
+      {
+        model: model.modelName,
+        storageKey: key,
+        err: (err as Error)?.message ?? String(err),
+        fromPeers: got(),
+        keptPieces: kept.reduce((n, k) => n + k.pieces.length, 0),
+      },
+      'peers could not provide the whole model: the rest comes from its source',
+    );
+    return { kept };
+  }
+}
