@@ -395,6 +395,9 @@ async function fetchPieces(
   const live = req.summary.live !== undefined;
   /** Pieces whose hash is not known yet (a live copy): not asked for until it is. */
   let unknown = live ? m.files.reduce((n, f) => n + f.pieces.filter((h) => h === UNKNOWN_HASH).length, 0) : 0;
+  /** Peers still copying that hold each piece, by piece index (undefined: recounted when next needed). */
+  let holders: Uint16Array | undefined;
+  const holdersNow = (): Uint16Array => (holders ??= holderCounts(peers, count));
   const holds = (p: Peer, t: Task): boolean =>
     (unknown === 0 || m.files[t.file]!.pieces[t.piece] !== UNKNOWN_HASH) &&
     (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
@@ -415,6 +418,7 @@ async function fetchPieces(
         if (p.partial !== (ref.partial === true)) {
           p.partial = ref.partial === true;
           delete p.have;
+          holders = undefined;
         }
       }
       if (known.has(ref.node)) continue;
@@ -422,19 +426,36 @@ async function fetchPieces(
       peers.push(toPeer(ref));
       movedAt = Date.now();
     }
-    for (const p of peers) if (p.partial && !p.have) p.have = new Uint8Array(Math.ceil(count / 8));
+    for (const p of peers)
+      if (p.partial && !p.have) {
+        p.have = new Uint8Array(Math.ceil(count / 8));
+        holders = undefined;
+      }
   };
   const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
+  /**
+   * The next piece for the least loaded idle peer: of those it holds that it has not failed, the one fewest peers
+   * still copying hold (rarest first: a seed's upload goes to pieces nobody else can give yet), the queue's own
+   * random order between equals; else one it failed fewer than `attempts` times.
+   */
   const pick = (now: number): [Peer, number] | undefined => {
     const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
     for (const p of idle) {
+      const rare = holdersNow();
+      const floor = p.have ? 1 : 0; // a peer still copying counts among the holders of what it holds
+      let best = -1;
+      let fewest = Number.POSITIVE_INFINITY;
       let fallback = -1;
-      for (let k = 0; k < queue.length; k++) {
-        if (!holds(p, queue[k]!)) continue;
-        const fails = queue[k]!.fails.get(p.node) ?? 0;
-        if (fails === 0) return [p, k];
-        if (fallback === -1 && fails < attempts) fallback = k;
+      for (let k = 0; k < queue.length && fewest > floor; k++) {
+        const t = queue[k]!;
+        if (!holds(p, t)) continue;
+        const fails = t.fails.get(p.node) ?? 0;
+        if (fails === 0) {
+          const r = rare[offsets[t.file]! + t.piece]!;
+          if (r < fewest) [best, fewest] = [k, r];
+        } else if (fallback === -1 && fails < attempts) fallback = k;
       }
+      if (best !== -1) return [p, best];
       if (fallback !== -1) return [p, fallback];
     }
     return undefined;
@@ -518,6 +539,7 @@ async function fetchPieces(
         if (wrote) p.reported = a.progress!;
         if (unknown < unknownBefore || wrote) movedAt = Date.now();
         p.have = bits;
+        holders = undefined;
         return;
       } else if (a.ok) {
         try {
@@ -530,6 +552,7 @@ async function fetchPieces(
       if (!bits) return;
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
       p.have = bits;
+      holders = undefined;
     } catch (err) {
       fatal ??= err;
       stop.abort(err);
@@ -574,6 +597,7 @@ async function fetchPieces(
         // Not there yet (or no longer in staging: it is being committed): asked again once `have` says so.
         const i = offsets[t.file]! + t.piece;
         p.have[i >> 3]! &= ~(0x80 >> (i & 7));
+        holders = undefined;
         queue.unshift(t);
         return;
       }
@@ -659,6 +683,16 @@ async function fetchPieces(
     );
   }
   return byPeer;
+}
+
+/** How many peers still copying (not dropped) hold each piece, by index over the whole manifest. */
+function holderCounts(peers: readonly Peer[], count: number): Uint16Array {
+  const out = new Uint16Array(count);
+  for (const p of peers) {
+    if (p.dropped || !p.have) continue;
+    for (let k = 0; k < count; k++) if (hasBit(p.have, k)) out[k]!++;
+  }
+  return out;
 }
 
 /** Why a piece's bytes are refused (its length, then its hash), or undefined when they verify. */

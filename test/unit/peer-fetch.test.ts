@@ -405,6 +405,26 @@ test('a peer still copying is asked only for the pieces its `have` lists; a comp
   assert.equal((r.byPeer.get('copying') ?? 0) + (r.byPeer.get('complete') ?? 0), TOTAL);
 });
 
+test('rarest first: a complete peer is asked for the pieces no peer still copying holds before the others', async (t) => {
+  const [copying, complete] = await startPeers(t, 2);
+  copying!.holding = new Set(allPieces().filter((_p, i) => i % 4 !== 0)); // 4 pieces only the complete peer has
+  const rare = allPieces().filter((p) => !copying!.holding!.has(p));
+  const dir = await workDir();
+  const peers = [
+    { node: 'copying', url: copying!.url, partial: true },
+    { node: 'complete', url: complete!.url },
+  ];
+  // One piece at a time: each goes to the least loaded peer, which takes the rarest piece it holds.
+  await fetchFromPeers(request([], dir, { peers, haveRefreshMs: 20, maxPeers: 1 }));
+  await assertIdentical(dir);
+  // Its first piece may be asked before the other peer's `have` is known; from then on, rare pieces come first.
+  const asked = complete!.pieceRequests().map((q) => `${q.file}/${q.piece}`);
+  const lastRare = Math.max(...asked.map((p, i) => (rare.includes(p) ? i : -1)));
+  const commonEarly = asked.slice(1, lastRare).filter((p) => !rare.includes(p));
+  assert.deepEqual(commonEarly, [], `pieces the other peer holds asked before rare ones: ${asked.join(' ')}`);
+  assert.ok(lastRare >= rare.length - 1, `the complete peer gave the rare pieces: ${asked.join(' ')}`);
+});
+
 test('a 404 from a peer still copying is "not yet", no failure: it stays asked and serves the rest once it has it', async (t) => {
   const [copying] = await startPeers(t, 1);
   const first = allPieces().slice(0, 3);
