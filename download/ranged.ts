@@ -73,6 +73,7 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
   };
   // This object's own resume state wins over pieces kept from elsewhere.
   if (saved && ctx.kept) await rm(ctx.kept.file, { force: true });
+  const taken = saved ? 0 : state.done.reduce((a, b) => a + b, 0);
   let fh: FileHandle;
   try {
     fh = await open(partial, state.done.every((d) => d === 0) ? 'w' : 'r+').catch(() => {
@@ -107,7 +108,21 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
     }
   }
   const bytes = state.size ?? state.done[0]!;
-  if (obj.digest) await verifyDigest(partial, obj.digest, obj.url);
+  if (obj.digest) {
+    try {
+      await verifyDigest(partial, obj.digest, obj.url);
+    } catch (err) {
+      if (taken === 0) throw err;
+      // Kept pieces of another version of the file (or of a lying copy): this object once more, whole, from the source.
+      await rm(statePath, { force: true });
+      await rm(partial, { force: true });
+      ctx.onBytes(-bytes);
+      ctx.onKept?.(-taken);
+      ctx.onReset?.();
+      const { kept: _kept, ...fresh } = ctx;
+      return fetchObject(obj, partial, fresh);
+    }
+  }
   await rm(statePath, { force: true });
   return bytes;
 }

@@ -104,6 +104,8 @@ const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 5000 };
 const HAVE_REFRESH_MS = 1000;
 const ANCHOR_TIMEOUT_MS = 60_000;
 const ANCHOR_POLL_MS = 200;
+/** Pieces a pick compares for rarity: the rarest of this many that the peer holds, in the queue's random order. */
+const RAREST_OF = 64;
 
 interface Peer {
   node: string;
@@ -201,10 +203,9 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
       summary = live ? await anchored(req, m) : req.summary;
     } catch (err) {
       if (req.signal.aborted) throw err;
-      throw new IncompleteCopyError(
-        asDownloadError(err, `fetching ${req.storageKey} from peers`),
-        keptPieces(req, m, done),
-      );
+      const e = asDownloadError(err, `fetching ${req.storageKey} from peers`);
+      // Hashes that changed under the copy (the seed's source changed): its pieces are likely of another version.
+      throw new IncompleteCopyError(e, e.code === 'IntegrityMismatch' ? [] : keptPieces(req, m, done));
     }
     for (const i of done.keys())
       await placeFile(req.workDir, m.files[i]!.path, partialPath(req.workDir, m.files[i]!.path));
@@ -435,8 +436,9 @@ async function fetchPieces(
   const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
   /**
    * The next piece for the least loaded idle peer: of those it holds that it has not failed, the one fewest peers
-   * still copying hold (rarest first: a seed's upload goes to pieces nobody else can give yet), the queue's own
-   * random order between equals; else one it failed fewer than `attempts` times.
+   * still copying hold (rarest first: a seed's upload goes to pieces nobody else can give yet), of the first
+   * RAREST_OF in the queue's own random order (a pick costs no more as the model grows); else one it failed fewer
+   * than `attempts` times.
    */
   const pick = (now: number): [Peer, number] | undefined => {
     const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
@@ -446,11 +448,13 @@ async function fetchPieces(
       let best = -1;
       let fewest = Number.POSITIVE_INFINITY;
       let fallback = -1;
-      for (let k = 0; k < queue.length && fewest > floor; k++) {
+      let seen = 0;
+      for (let k = 0; k < queue.length && fewest > floor && seen < RAREST_OF; k++) {
         const t = queue[k]!;
         if (!holds(p, t)) continue;
         const fails = t.fails.get(p.node) ?? 0;
         if (fails === 0) {
+          seen++;
           const r = rare[offsets[t.file]! + t.piece]!;
           if (r < fewest) [best, fewest] = [k, r];
         } else if (fallback === -1 && fails < attempts) fallback = k;
@@ -538,8 +542,8 @@ async function fetchPieces(
         const wrote = a.progress !== undefined && a.progress > p.reported;
         if (wrote) p.reported = a.progress!;
         if (unknown < unknownBefore || wrote) movedAt = Date.now();
+        if (!before || !bits || !sameBits(before, bits)) holders = undefined;
         p.have = bits;
-        holders = undefined;
         return;
       } else if (a.ok) {
         try {
@@ -551,8 +555,8 @@ async function fetchPieces(
       } else if (a.status === 404) bits = new Uint8Array(Math.ceil(count / 8));
       if (!bits) return;
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
+      if (!before || !sameBits(before, bits)) holders = undefined;
       p.have = bits;
-      holders = undefined;
     } catch (err) {
       fatal ??= err;
       stop.abort(err);
@@ -568,6 +572,7 @@ async function fetchPieces(
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
     if (p.consecutive >= attempts) {
       p.dropped = `${attempts} failures in a row, the last: ${a.why}`;
+      holders = undefined;
       req.log.warn({ ...where, why: a.why }, 'peer failed too often; not asked again for this model');
     } else {
       const delay = Math.max(a.retryAfterMs ?? 0, backoffDelay(p.consecutive, backoff));
@@ -577,6 +582,7 @@ async function fetchPieces(
   };
   const lied = (p: Peer, t: Task, why: string): void => {
     p.dropped = `served a bad piece (${why})`;
+    holders = undefined;
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
     req.log.warn({ ...where, why }, 'peer served a piece that does not verify; not asked again for this model');
     req.onBadPiece?.(p.node);
@@ -683,6 +689,10 @@ async function fetchPieces(
     );
   }
   return byPeer;
+}
+
+function sameBits(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** How many peers still copying (not dropped) hold each piece, by index over the whole manifest. */
