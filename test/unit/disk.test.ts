@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { DownloadError } from '../../download/errors.ts';
 import { asDownloadError } from '../../download/failure-policy.ts';
 import { downloadModel } from '../../download/fetch.ts';
 import { Origin, generated } from '../../localcluster/origin.ts';
+import { smallTmpfs } from '../helpers/tmpfs.ts';
 
 test('commit publishes staging with its marker; inventory sees complete, partial and unknown; remove leaves nothing', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'modelcache-disk-'));
@@ -64,18 +64,10 @@ test('capacity: reservations of downloads in flight and the margin count against
 });
 
 test('disk full on a real tmpfs: the capacity check refuses, and a download that fills the disk leaves nothing behind', async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to mount a tmpfs (run the suite as root to cover disk-full)');
-    return;
-  }
-  const mnt = await mkdtemp(join(tmpdir(), 'modelcache-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  const mnt = await smallTmpfs(t, '4m');
+  if (!mnt) return;
   const origin = await Origin.start();
-  t.after(async () => {
-    await origin.close();
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  });
+  t.after(() => origin.close());
   const ledger = new CapacityLedger(mnt, 0);
   await assert.rejects(ledger.reserve('big', 8 * 1024 * 1024), /needs 8Mi but only .* is available/);
   origin.set('/fill.bin', generated(6 * 1024 * 1024));

@@ -2,27 +2,18 @@
 // disk from its first position on, so a resume never skips a hole and a seed never hashes one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BatchWriter } from '../../download/batch-writer.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { generated, toBuffer } from '../../localcluster/origin.ts';
+import { smallTmpfs } from '../helpers/tmpfs.ts';
 
 const MiB = 1024 * 1024;
 
 test('a disk that fills mid-batch: only bytes really written are reported, and nothing is written after', async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to mount a tmpfs (run the suite as root to cover disk-full)');
-    return;
-  }
-  const mnt = await mkdtemp(join(tmpdir(), 'modelcache-batch-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-  t.after(async () => {
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  });
+  const mnt = await smallTmpfs(t, '2m');
+  if (!mnt) return;
   const filler = join(mnt, 'filler');
   await writeFile(filler, Buffer.alloc(256 * 1024, 1));
   const data = toBuffer(generated(3 * MiB, 4));

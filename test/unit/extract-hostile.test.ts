@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { pack as tarPack } from 'tar-stream';
 import { extractOrPlace, extractZip, sizeBudget, tarExtractor } from '../../download/archive.ts';
 import { DownloadError } from '../../download/errors.ts';
 import { makeTar, makeZip, type TarEntry, type ZipEntry } from '../../localcluster/archives.ts';
+import { smallTmpfs } from '../helpers/tmpfs.ts';
 
 let base: string;
 let n = 0;
@@ -435,16 +436,8 @@ test('only what KServe unpacks is unpacked: names ending .tar/.tgz/.tar.gz/.zip 
 });
 
 test('a disk that fills up during extraction is InsufficientCapacity, not a corrupt archive', async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to mount a tmpfs (run the suite as root to cover disk-full)');
-    return;
-  }
-  const mnt = await mkdtemp(join(tmpdir(), 'modelcache-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-  t.after(async () => {
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  });
+  const mnt = await smallTmpfs(t, '2m');
+  if (!mnt) return;
   const tar = await makeTar([{ name: 'w.bin', content: Buffer.alloc(4 << 20, 1) }], true);
   const ex = tarExtractor(mnt, 'tar.gz', sizeBudget(100 << 20));
   await feed(ex.input, tar);
