@@ -436,10 +436,13 @@ async function fetchPieces(
   const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
   /**
    * The next piece for the least loaded idle peer: of those it holds that it has not failed, the one fewest peers
-   * still copying hold (rarest first: a seed's upload goes to pieces nobody else can give yet), of the first
-   * RAREST_OF in the queue's own random order (a pick costs no more as the model grows); else one it failed fewer
+   * still copying hold (rarest first: a complete peer's upload goes to pieces nobody else can give yet), of the first
+   * `sample` in the queue's own random order (a pick costs no more as the model grows); else one it failed fewer
    * than `attempts` times.
    */
+  // In a live copy the seed's newest pieces are the rarest for every copier at once: all would ask the seed for the
+  // same piece. There the queue's random order alone spreads them (p2p bench: 2.01× against 2.06–2.13× with rarity).
+  const sample = live ? 1 : RAREST_OF;
   const pick = (now: number): [Peer, number] | undefined => {
     const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
     for (const p of idle) {
@@ -449,7 +452,7 @@ async function fetchPieces(
       let fewest = Number.POSITIVE_INFINITY;
       let fallback = -1;
       let seen = 0;
-      for (let k = 0; k < queue.length && fewest > floor && seen < RAREST_OF; k++) {
+      for (let k = 0; k < queue.length && fewest > floor && seen < sample; k++) {
         const t = queue[k]!;
         if (!holds(p, t)) continue;
         const fails = t.fails.get(p.node) ?? 0;
