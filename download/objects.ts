@@ -217,10 +217,10 @@ export async function downloadObjects(
     }
   }
 
-  const todo = objects.filter((x) => !kept.has(x.path));
-  const pieces = await keptPiecesFor(todo, req.kept);
+  const toFetch = objects.filter((x) => !kept.has(x.path));
+  const pieces = await keptPiecesFor(toFetch, req.kept);
   let keptBytes = 0;
-  await runAll(todo, o.fileConcurrency, req.signal, async (obj, signal) => {
+  await runAll(toFetch, o.fileConcurrency, req.signal, async (obj, signal) => {
     const partial = partialOf(obj);
     const mine = pieces.get(obj.path);
     const bytes = await fetchObject(obj, partial, {
@@ -257,10 +257,10 @@ export async function downloadObjects(
  * at once, so their bytes never sit beside a second copy of the file.
  */
 async function keptPiecesFor(
-  todo: readonly ListedObject[],
+  toFetch: readonly ListedObject[],
   kept: readonly KeptPieces[] | undefined,
 ): Promise<Map<string, KeptPieces>> {
-  const paths = new Set(todo.map((x) => x.path));
+  const paths = new Set(toFetch.map((x) => x.path));
   const out = new Map<string, KeptPieces>();
   for (const k of kept ?? []) {
     if (paths.has(k.path) && !out.has(k.path)) out.set(k.path, k);

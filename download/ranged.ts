@@ -38,7 +38,7 @@ export interface FetchContext {
   onReset?: () => void;
   /** Verified pieces of this object from a copy that failed (DownloadRequest.kept): kept when they can be checked. */
   kept?: KeptPieces;
-  /** Bytes of `kept` taken instead of fetched. */
+  /** Bytes of `kept` taken instead of fetched, once the object is complete (and checked). */
   onKept?: (n: number) => void;
 }
 
@@ -73,18 +73,19 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
   };
   // This object's own resume state wins over pieces kept from elsewhere.
   if (saved && ctx.kept) await rm(ctx.kept.file, { force: true });
-  const taken = saved ? 0 : state.done.reduce((a, b) => a + b, 0);
+  let taken = saved ? 0 : state.done.reduce((a, b) => a + b, 0);
   let fh: FileHandle;
   try {
     fh = await open(partial, state.done.every((d) => d === 0) ? 'w' : 'r+').catch(() => {
       state.done.fill(0); // the state outlived its file: start over
+      taken = 0;
       return open(partial, 'w');
     });
   } catch (err) {
     throw diskError(err, `creating ${partial}`);
   }
   const saver = partStateSaver(statePath, state);
-  if (!saved && state.done.some((d) => d > 0)) saver.touch(true); // kept pieces survive a crash before a write
+  if (taken > 0) saver.touch(true); // kept pieces survive a crash before a write
   let worthless = false;
   try {
     ctx.onBytes(state.done.reduce((a, b) => a + b, 0));
@@ -117,13 +118,13 @@ export async function fetchObject(obj: RemoteObject, partial: string, ctx: Fetch
       await rm(statePath, { force: true });
       await rm(partial, { force: true });
       ctx.onBytes(-bytes);
-      ctx.onKept?.(-taken);
       ctx.onReset?.();
       const { kept: _kept, ...fresh } = ctx;
       return fetchObject(obj, partial, fresh);
     }
   }
   await rm(statePath, { force: true });
+  if (taken > 0) ctx.onKept?.(taken); // reported once they are part of a complete, checked object
   return bytes;
 }
 
@@ -160,7 +161,6 @@ async function takeKept(
   } catch (err) {
     throw diskError(err, `taking the verified pieces in ${kept.file}`);
   }
-  if (taken > 0) ctx.onKept?.(taken);
   return done;
 }
 
