@@ -5,7 +5,7 @@ import { rfc3339Now } from '../ops/time.ts';
 import { lstat } from 'node:fs/promises';
 import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
-import { modelPaths, type PiecesSummary } from '../disk/layout.ts';
+import { modelPaths, PEER_PARTIAL_PREFIX, type PiecesSummary } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
 import { DownloadError } from '../download/errors.ts';
 import {
@@ -16,11 +16,12 @@ import {
   type RetryDelays,
 } from '../download/failure-policy.ts';
 import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
-import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type SourceCredentials } from '../download/types.ts';
+import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type KeptPieces, type SourceCredentials } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
 import { CompleteModelDescriber } from './describe-complete.ts';
+import { offerSeen } from './node-cache/peer-rules.ts';
 import { copyFromPeers, type FromPeers, type PeerTransfer, type Seeding } from './peer-copy.ts';
 import { checkSourceUri, scrubUri, shownUri } from './source-uri.ts';
 
@@ -38,10 +39,32 @@ export interface DownloadManagerOptions {
   retry?: RetryDelays;
   /** Peer-to-peer, when on: fetching from peers, and the manifest every copy this node makes is served with. */
   peers?: PeerTransfer;
+  /**
+   * Peer-to-peer on: a model's offers as the informer holds them now (the plan may have seen them a moment before).
+   * A copy that fails records its peers' offers from here: a dead node's last status is the one it keeps showing.
+   */
+  offersNow?: (storageKey: string) => readonly PeerOffer[];
 }
 
 /** A download in flight as the manager keeps it: what the plan reads, how to stop it, its peers' latest offers. */
 type Running = InFlight & { abort: AbortController; offers?: readonly PeerOffer[] };
+
+/**
+ * A model whose copy from peers failed for want of peers, handed back to the plan (which chooses again, without
+ * those peers while their offers stay the same): the pieces it verified, and how often that happened.
+ */
+interface HandedBack {
+  kept: readonly KeptPieces[];
+  /** node → its offer when the copy failed (offerSeen). */
+  avoided: ReadonlyMap<string, string>;
+  times: number;
+}
+
+/**
+ * Copies from peers of one model handed back to the plan, at most (a peer that stays reachable for the plan but not
+ * for this node would make it choose that peer again and again); after that a failed copy goes to the origin.
+ */
+const MAX_HAND_BACKS = 3;
 
 /**
  * Runs this node's downloads: at most N at once (bottleneck), each with a capacity reservation,
@@ -51,6 +74,8 @@ export class DownloadManager {
   readonly #inFlight = new Map<string, Running>();
   readonly #failures = new Map<string, Failure & { attempts: number }>();
   readonly #removing = new Set<string>();
+  /** By storage key: copies from peers that failed, handed back to the plan until the download completes. */
+  readonly #handedBack = new Map<string, HandedBack>();
   /** Hashes complete models for peers (peer-to-peer on). */
   readonly #describer: CompleteModelDescriber | undefined;
   /** Every scheduled download until it has ended (never rejects): stop() waits for them. */
@@ -86,12 +111,18 @@ export class DownloadManager {
    * What runs and what failed, as copies taken now: the plan reads them, and nothing outside changes them.
    * Read it before the disk: a download that completes meanwhile is then in flight here or on disk there.
    */
-  snapshot(): { inFlight: ReadonlyMap<string, InFlight>; failures: ReadonlyMap<string, Failure> } {
+  snapshot(): {
+    inFlight: ReadonlyMap<string, InFlight>;
+    failures: ReadonlyMap<string, Failure>;
+    avoided: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  } {
     const inFlight = new Map<string, InFlight>();
     for (const [key, { abort: _abort, offers: _offers, ...e }] of this.#inFlight) inFlight.set(key, e);
     const failures = new Map<string, Failure>();
     for (const [key, { attempts: _attempts, ...f }] of this.#failures) failures.set(key, f);
-    return { inFlight, failures };
+    const avoided = new Map<string, ReadonlyMap<string, string>>();
+    for (const [key, b] of this.#handedBack) avoided.set(key, new Map(b.avoided));
+    return { inFlight, failures, avoided };
   }
 
   /** Starts (queues) a model's download unless one runs or its files are being removed. */
@@ -147,6 +178,7 @@ export class DownloadManager {
   forgetFailuresExcept(wanted: ReadonlySet<string>): void {
     for (const key of this.#failures.keys()) if (!wanted.has(key)) this.#failures.delete(key);
     for (const key of this.#downloaded.keys()) if (!wanted.has(key)) this.#downloaded.delete(key);
+    for (const key of this.#handedBack.keys()) if (!wanted.has(key)) this.#handedBack.delete(key);
   }
 
   /** The peers offering a running peer download's manifest now: the fetch asks those that joined, too. */
@@ -169,6 +201,7 @@ export class DownloadManager {
     if (this.#removing.has(key) || this.#inFlight.has(key) || this.#describer?.busy(key)) return;
     this.#removing.add(key);
     this.#downloaded.delete(key);
+    this.#handedBack.delete(key);
     this.#describer?.forget(key);
     void removeModel(this.#o.root, key)
       .then(() => this.#o.log.info({ storageKey: key }, 'model files removed'))
@@ -244,6 +277,7 @@ export class DownloadManager {
           this.#notify();
         };
         const peers = this.#o.peers;
+        const back = this.#handedBack.get(key);
         const fromPeers =
           from && peers
             ? await copyFromPeers({
@@ -256,6 +290,7 @@ export class DownloadManager {
                 log,
                 metrics,
                 offers: () => entry.offers ?? from.peers,
+                ...(back?.kept.length ? { earlier: back.kept } : {}),
                 onBytes: (n) => {
                   entry.bytesDone += n;
                   entry.bytesFromPeers = (entry.bytesFromPeers ?? 0) + n;
@@ -264,12 +299,35 @@ export class DownloadManager {
               })
             : undefined;
         if (fromPeers && 'kept' in fromPeers) {
+          if (fromPeers.peersFailed && (back?.times ?? 0) < MAX_HAND_BACKS) {
+            // The plan chooses again: another peer, the next seed (this node, or one it then copies from), the origin.
+            const avoided = new Map(back?.avoided);
+            const now = this.#o.offersNow?.(key) ?? entry.offers ?? from?.peers ?? [];
+            for (const p of entry.offers ?? from?.peers ?? []) {
+              const seen = now.find((o) => o.node === p.node);
+              if (seen) avoided.set(p.node, offerSeen(seen));
+            }
+            this.#handedBack.set(key, { kept: fromPeers.kept, avoided, times: (back?.times ?? 0) + 1 });
+            log.info(
+              { model: model.modelName, storageKey: key, avoided: [...avoided.keys()] },
+              'copy from peers handed back: where the rest comes from is chosen again, without the peers that failed',
+            );
+            return;
+          }
           entry.bytesDone = 0;
           delete entry.pieces; // the origin's bytes: no manifest is offered until they are hashed
           delete entry.offers;
         }
-        if (fromPeers && !('kept' in fromPeers)) result = fromPeers;
-        else {
+        if (fromPeers && !('kept' in fromPeers)) {
+          // Pieces it found verified in staging came from peers too, when an earlier copy handed back left them.
+          const found = Math.min(fromPeers.bytes - fromPeers.bytesFromPeers, keptBytes(back?.kept ?? []));
+          result = { ...fromPeers, bytesFromPeers: fromPeers.bytesFromPeers + found };
+        } else {
+          const keep = fromPeers ? fromPeers.kept : (back?.kept ?? []);
+          if (back) this.#handedBack.set(key, { ...back, kept: [] }); // the origin download takes them or removes them
+          /** Bytes an origin download resumes from (a copy's verified pieces are counted as kept, not as resumed). */
+          const resumed = await bytesWritten(staging, (name) => name.startsWith(PEER_PARTIAL_PREFIX));
+          const offered = keptBytes(keep);
           const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
           seeding = this.#o.peers?.seed({
             storageKey: key,
@@ -288,9 +346,10 @@ export class DownloadManager {
             signal: entry.abort.signal,
             options: this.#o.download,
             ...(seeding ? { observer: seeding } : {}),
-            ...(fromPeers?.kept.length ? { kept: fromPeers.kept } : {}),
+            ...(keep.length ? { kept: keep } : {}),
             onProgress: (p) => {
-              received = p.bytesDone - already;
+              // Less what kept pieces may have given (an origin download that fails does not say what it took).
+              received = p.bytesDone - resumed - offered;
               entry.bytesDone = p.bytesDone;
               if (p.bytesTotal !== undefined) entry.bytesTotal = p.bytesTotal;
               progressed();
@@ -299,7 +358,7 @@ export class DownloadManager {
           const kept = origin.keptBytes ?? 0;
           metrics.bytes.inc(
             { scheme, outcome: 'success', source: 'origin' },
-            Math.max(0, origin.bytes - already - kept),
+            Math.max(0, origin.bytes - resumed - kept),
           );
           if (kept > 0) origin.bytesFromPeers = kept;
           logSkipped(log, model.modelName, key, origin);
@@ -310,6 +369,7 @@ export class DownloadManager {
       }
       await this.#commit(key, uri, result);
       this.#failures.delete(key);
+      this.#handedBack.delete(key);
       metrics.downloads.inc({ outcome: 'success', reason: '' });
       metrics.duration.observe({ outcome: 'success' }, (performance.now() - t0) / 1000);
       log.info(
@@ -455,6 +515,13 @@ export class DownloadManager {
       plan.retryAt === undefined ? 'download failed; not retried until the spec changes' : 'download failed',
     );
   }
+}
+
+/** Bytes of the verified pieces `kept` lists (a file's last piece ends with the file). */
+function keptBytes(kept: readonly KeptPieces[]): number {
+  let n = 0;
+  for (const k of kept) for (const i of k.pieces) n += Math.max(0, Math.min(k.pieceSize, k.size - i * k.pieceSize));
+  return n;
 }
 
 /** Most names of skipped archive entries one log line shows. */

@@ -21,6 +21,7 @@ import { DownloadManager } from './downloads.ts';
 import { DaemonMetrics } from './metrics.ts';
 import { NodeCacheReconciler } from './node-cache/reconcile.ts';
 import { CopiesInProgress } from './peers/copies.ts';
+import { peerOffers } from './peers/offers.ts';
 import { startPeerMode, type PeerMode } from './peers/peer-mode.ts';
 import { peerTransfer } from './peers/transfer.ts';
 import { StatusWriter } from './status-writer.ts';
@@ -109,6 +110,8 @@ export async function runDaemon(args: string[]): Promise<number> {
             log,
             copies,
           }),
+          // The informer below: read only once a copy runs, long after it is made.
+          offersNow: (key: string) => peerOffers(informer.list(), nodeName, (n) => nodes.get(n)).get(key) ?? [],
         }
       : {}),
   });

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { LocalModelInfo } from '../api/types.ts';
 import type { PiecesSummary } from '../disk/layout.ts';
-import { IncompleteCopyError } from '../download/errors.ts';
+import { IncompleteCopyError, type DownloadErrorCode } from '../download/errors.ts';
+import { asDownloadError } from '../download/failure-policy.ts';
 import type { DownloadObserver, KeptPieces } from '../download/types.ts';
 import type { DaemonMetrics } from './metrics.ts';
 import type { PeerOffer } from './node-cache/plan.ts';
@@ -66,17 +67,25 @@ export interface PeerCopyRequest {
   offers: () => readonly PeerOffer[];
   /** Bytes of verified pieces written. */
   onBytes: (n: number) => void;
+  /** Pieces an earlier copy of the model kept in `staging` (they stay there: a copy writes only verified pieces). */
+  earlier?: readonly KeptPieces[];
 }
 
+/** Failures of a copy that are this node's own (its disk, a bug): other peers would not do better. */
+const OWN_FAULTS: ReadonlySet<DownloadErrorCode> = new Set(['DiskError', 'InsufficientCapacity', 'Internal']);
+
 /**
- * The model from peers, or, when they could not provide all of it, the pieces they did (then the origin, into the
- * same staging folder: it keeps complete files of the right size and the verified pieces it can check, and fetches
- * the rest). A cancel is not a peer failure: it ends the download (throws).
+ * The model from peers, or, when they could not provide all of it, the pieces they did (kept in the same staging
+ * folder: the origin keeps complete files of the right size and the verified pieces it can check, and fetches the
+ * rest; a copy from other peers finds them by their hashes), and whether the peers were at fault (`peersFailed`:
+ * the plan then chooses again without them) or this node was. A cancel is not a peer failure: it ends the download
+ * (throws).
  */
 export async function copyFromPeers(
   req: PeerCopyRequest,
 ): Promise<
-  { bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number } | { kept: readonly KeptPieces[] }
+  | { bytes: number; files: number; pieces: PiecesSummary; bytesFromPeers: number }
+  | { kept: readonly KeptPieces[]; peersFailed: boolean }
 > {
   const { log, metrics, model, from, signal } = req;
   const key = model.storageKey;
@@ -114,7 +123,13 @@ export async function copyFromPeers(
   } catch (err) {
     count(signal.aborted ? 'cancelled' : 'error');
     if (signal.aborted) throw err;
-    const kept = err instanceof IncompleteCopyError ? err.kept : [];
+    const code = asDownloadError(err, `copying ${key} from peers`).code;
+    // Hashes that changed under the copy (its source changed): no piece of either copy is likely the version wanted.
+    const kept =
+      code === 'IntegrityMismatch'
+        ? []
+        : mergeKept(req.earlier ?? [], err instanceof IncompleteCopyError ? err.kept : []);
+    const peersFailed = !OWN_FAULTS.has(code);
     log.warn(
       {
         model: model.modelName,
@@ -122,9 +137,21 @@ export async function copyFromPeers(
         err: (err as Error)?.message ?? String(err),
         fromPeers: got(),
         keptPieces: kept.reduce((n, k) => n + k.pieces.length, 0),
+        peers: from.peers.map((p) => p.node),
       },
-      'peers could not provide the whole model: the rest comes from its source',
+      'peers could not provide the whole model: the verified pieces are kept for the rest',
     );
-    return { kept };
+    return { kept, peersFailed };
   }
+}
+
+/** The pieces of both lists, file by file; of a file listed with another size or piece size, `later`'s. */
+function mergeKept(earlier: readonly KeptPieces[], later: readonly KeptPieces[]): KeptPieces[] {
+  const byFile = new Map(earlier.map((k) => [k.file, k]));
+  for (const k of later) {
+    const e = byFile.get(k.file);
+    const same = e && e.size === k.size && e.pieceSize === k.pieceSize;
+    byFile.set(k.file, same ? { ...k, pieces: [...new Set([...e.pieces, ...k.pieces])].sort((a, b) => a - b) } : k);
+  }
+  return [...byFile.values()];
 }

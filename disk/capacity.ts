@@ -103,12 +103,15 @@ export class CapacityLedger {
   }
 }
 
-/** Bytes really written under a directory (what a resume starts from), 0 when it does not exist. */
-export async function bytesWritten(dir: string): Promise<number> {
+/**
+ * Bytes really written under a directory (what a resume starts from), 0 when it does not exist; files whose name
+ * `except` matches are not counted.
+ */
+export async function bytesWritten(dir: string, except?: (name: string) => boolean): Promise<number> {
   let sum = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
-    if (e.isFile())
+    if (e.isFile() && !except?.(e.name))
       sum += await stat(join(e.parentPath, e.name)).then(
         (s) => Math.min(s.size, s.blocks * 512),
         () => 0,

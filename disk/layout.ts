@@ -11,6 +11,8 @@ const LEGACY_STAGING = '.staging';
 const LEGACY_TRASH = '.trash';
 /** A download's scratch folder inside a model's work directory (partial files, resume state). */
 export const DOWNLOAD_DIR = '.download';
+/** How a copy from peers names its partial files in DOWNLOAD_DIR (never an origin download's partial of the file). */
+export const PEER_PARTIAL_PREFIX = 'peer-';
 const KEY = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 export interface Marker {

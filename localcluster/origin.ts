@@ -222,14 +222,47 @@ export class Origin {
     rate: number | undefined,
     path: string,
   ): Promise<void> {
-    const CHUNK = rate ? Math.max(1024, Math.min(256 * 1024, Math.floor(rate / 20))) : 256 * 1024;
-    for (let off = 0; off < length; off += CHUNK) {
-      const n = Math.min(CHUNK, length - off);
-      const data = Buffer.isBuffer(body) ? body.subarray(start + off, start + off + n) : body.chunk(start + off, n);
-      this.bytesSent.set(path, (this.bytesSent.get(path) ?? 0) + n);
-      if (!res.write(data)) await new Promise((r) => res.once('drain', r));
-      if (res.destroyed) return;
-      if (rate) await new Promise((r) => setTimeout(r, (n / rate) * 1000).unref());
-    }
+    await sendPaced(
+      res,
+      length,
+      (off, n) => (Buffer.isBuffer(body) ? body.subarray(start + off, start + off + n) : body.chunk(start + off, n)),
+      rate,
+      (n) => this.bytesSent.set(path, (this.bytesSent.get(path) ?? 0) + n),
+    );
+  }
+}
+
+/**
+ * Writes `length` bytes (`read(offset, n)` gives them) to `res` in chunks, at most `rate` bytes a second when set
+ * (a function: read again for every chunk, so a test can slow a transfer down while it runs), counting each chunk
+ * handed to the socket (`onSent`); stops when the client is gone. Does not end `res`.
+ */
+export async function sendPaced(
+  res: ServerResponse,
+  length: number,
+  read: (offset: number, n: number) => Buffer,
+  rate?: number | (() => number | undefined),
+  onSent?: (n: number) => void,
+): Promise<void> {
+  const rateNow = (): number | undefined => (typeof rate === 'function' ? rate() : rate);
+  const first = rateNow();
+  const CHUNK = first ? Math.max(1024, Math.min(256 * 1024, Math.floor(first / 20))) : 256 * 1024;
+  for (let off = 0; off < length; off += CHUNK) {
+    const n = Math.min(CHUNK, length - off);
+    const data = read(off, n);
+    onSent?.(n);
+    if (!res.write(data))
+      await new Promise<void>((resolve) => {
+        const go = (): void => {
+          res.off('drain', go);
+          res.off('close', go);
+          resolve();
+        };
+        res.on('drain', go);
+        res.on('close', go);
+      });
+    if (res.destroyed) return;
+    const r = rateNow();
+    if (r) await new Promise((done) => setTimeout(done, (n / r) * 1000).unref());
   }
 }

@@ -51,14 +51,37 @@ export function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | un
     o.self === undefined ||
     o.disk.unmarked?.has(key) ||
     o.unshareable?.has(key) ||
-    usableGroups(o.peers?.get(key)).length > 0
+    usableGroups(offersFor(key, o)).length > 0
   )
     return undefined;
   if (o.seedSettling?.has(key)) return SETTLING;
-  const started = [...(o.seedsFetching?.get(key) ?? [])].sort();
+  // A seed this node's copy failed with, whose status has not changed since (dead, or stuck), is no seed any more.
+  const failed = new Set(
+    (o.peers?.get(key) ?? []).filter((p) => p.pieces.live === 'origin' && avoided(key, p, o)).map((p) => p.node),
+  );
+  const started = (o.seedsFetching?.get(key) ?? []).filter((n) => !failed.has(n)).sort();
   if (started.length > 0) return started[0];
-  const seed = seedOf(key, o.self, o.seedCandidates.get(key) ?? []);
+  const seed = seedOf(
+    key,
+    o.self,
+    (o.seedCandidates.get(key) ?? []).filter((n) => !failed.has(n)),
+  );
   return seed === o.self ? undefined : seed;
+}
+
+/** What an offer says of its node's copy: when it is the same as when a copy from it failed, it is not taken. */
+export function offerSeen(p: PeerOffer): string {
+  return `${p.inProgress ? 'copying' : 'complete'}/${p.pieces.live ?? ''}/${p.pieces.digest}/${p.bytesDone ?? ''}`;
+}
+
+/** Whether `p` stands as it did when a copy of `key` from it failed (NodeObservation.avoided). */
+function avoided(key: string, p: PeerOffer, o: NodeObservation): boolean {
+  return o.avoided?.get(key)?.get(p.node) === offerSeen(p);
+}
+
+/** The offers of `key` a copy may be taken from: those a failed copy met are not, until they change. */
+export function offersFor(key: string, o: NodeObservation): PeerOffer[] | undefined {
+  return o.peers?.get(key)?.filter((p) => !avoided(key, p, o));
 }
 
 /** waitsForSeed's answer while the seed cannot be chosen yet (a value no node name can be). */

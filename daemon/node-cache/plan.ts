@@ -9,6 +9,7 @@ import { STORAGE_PATH_CONDITION } from '../../api/states.ts';
 import {
   downloadFrom,
   copySources,
+  offersFor,
   SEED_RECHECK_MS,
   SEED_SETTLE_MIN_MS,
   SEED_SETTLE_MS,
@@ -145,6 +146,12 @@ export interface NodeObservation {
   seedSettling?: ReadonlySet<string>;
   /** Peer-to-peer on: keys a peer holds complete but cannot share (no manifest: the model holds links). */
   unshareable?: ReadonlySet<string>;
+  /**
+   * Peer-to-peer on: by storage key, the peers a copy from them failed with, and their offer then (offerSeen). An
+   * offer that stays the same (the status of a dead node does) is not copied from again, nor such a seed waited for:
+   * the next seed takes over.
+   */
+  avoided?: ReadonlyMap<string, ReadonlyMap<string, string>>;
 }
 
 export type NodeAction =
@@ -267,7 +274,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           ...(s.running.pieces && !s.running.queued ? { pieces: s.running.pieces } : {}),
         };
         if (s.running.pieces && s.running.pieces.live !== 'origin') {
-          const peers = copySources(s.running.pieces, o.peers?.get(key));
+          const peers = copySources(s.running.pieces, offersFor(key, o));
           if (peers.length > 0) actions.push({ kind: 'offers', storageKey: key, peers });
         }
         continue;
@@ -329,7 +336,7 @@ export function planNode(o: NodeObservation): NodeCachePlan {
     // Started now: Pending (queued for a download slot) until the slot runs it.
     modelStatus[m.modelName] = 'ModelDownloadPending';
     models[m.modelName] = { storageKey: key, bytesDone: 0, bytesTotal: m.modelSize };
-    actions.push(downloadFrom(m, o.peers?.get(key)));
+    actions.push(downloadFrom(m, offersFor(key, o)));
   }
 
   const onDisk = new Set([...o.disk.complete.keys(), ...o.disk.partial]);

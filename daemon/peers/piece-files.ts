@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { DOWNLOAD_DIR } from '../../disk/layout.ts';
+import { DOWNLOAD_DIR, PEER_PARTIAL_PREFIX } from '../../disk/layout.ts';
 import { safeJoin } from '../../download/containment.ts';
 import { diskError } from '../../download/errors.ts';
 import { fsFault } from '../../download/http-status.ts';
@@ -14,9 +14,10 @@ import { pieceLength, type ManifestFile, type PieceManifest } from './protocol.t
 
 const NOFOLLOW = constants.O_NOFOLLOW;
 
-/** The partial file of `path` ('peer-' so it never mixes with an origin download's partial of the same file). */
+/** The partial file of `path` (PEER_PARTIAL_PREFIX: it never mixes with an origin download's partial of the file). */
 export function partialPath(workDir: string, path: string): string {
-  return join(workDir, DOWNLOAD_DIR, `peer-${createHash('sha256').update(path).digest('hex').slice(0, 32)}`);
+  const name = `${PEER_PARTIAL_PREFIX}${createHash('sha256').update(path).digest('hex').slice(0, 32)}`;
+  return join(workDir, DOWNLOAD_DIR, name);
 }
 
 /** Indexes of the pieces of `file` whose bytes in `abs` (a regular file, never followed) hash as listed. */

@@ -23,7 +23,7 @@ export class SeedCandidates {
 
   /**
    * The candidates by storage key for the models in `wanted` (keys this node wants), seen at `now`; those of them
-   * already fetching it from the source (Downloading, or Pending without waiting for a seed); and the keys wanted
+   * already fetching it from the source (Downloading not from peers, or Pending without waiting for a seed); and the keys wanted
    * too recently to decide (see SEED_SETTLE_MS).
    */
   observe(
@@ -67,7 +67,9 @@ export class SeedCandidates {
         progress.set(`${name}/${key}`, { seen, since });
         if (!waiting && now - since > this.#stallMs) continue;
         out.set(key, [...(out.get(key) ?? []), name]);
-        if (!waiting && state !== undefined) fetching.set(key, [...(fetching.get(key) ?? []), name]);
+        // Fetching from the source: not copying from peers (which publishes the copy's manifest meanwhile).
+        const copying = detail?.pieces !== undefined && detail.pieces.live !== 'origin';
+        if (!waiting && !copying && state !== undefined) fetching.set(key, [...(fetching.get(key) ?? []), name]);
       }
     }
     this.#progress = progress;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sendPaced } from '../../localcluster/origin.ts';
 
 export interface HubRepo {
   /** Revision name (branch or tag) → commit sha. */
@@ -44,6 +45,10 @@ export class HfHub {
   pageSize = 2;
   /** 'self': every tree page's `Link: rel=next` names the first page again; 'cycle': pages 1 and 2 name each other. */
   pagination: 'normal' | 'self' | 'cycle' = 'normal';
+  /** Most bytes a second the CDN sends on each request (unset: as fast as it can); read as each chunk goes. */
+  rate: number | undefined;
+  /** Bytes of file bodies the CDN has handed to its sockets, by sha256 of the body. */
+  readonly cdnBytesSent = new Map<string, number>();
 
   static async start(): Promise<HfHub> {
     const hub = new HfHub();
@@ -137,15 +142,24 @@ export class HfHub {
     const body = hash ? this.#blobs.get(hash) : undefined;
     if (!body) return void res.writeHead(404).end();
     const r = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (!r) return void res.writeHead(200, { 'content-length': String(body.length) }).end(body);
-    const start = Number(r[1]);
-    const end = r[2] ? Math.min(Number(r[2]), body.length - 1) : body.length - 1;
-    res
-      .writeHead(206, {
+    const start = r ? Number(r[1]) : 0;
+    const end = r?.[2] ? Math.min(Number(r[2]), body.length - 1) : body.length - 1;
+    if (r)
+      res.writeHead(206, {
         'content-length': String(end - start + 1),
         'content-range': `bytes ${start}-${end}/${body.length}`,
-      })
-      .end(body.subarray(start, end + 1));
+      });
+    else res.writeHead(200, { 'content-length': String(body.length) });
+    const count = (n: number): void => void this.cdnBytesSent.set(hash!, (this.cdnBytesSent.get(hash!) ?? 0) + n);
+    void sendPaced(
+      res,
+      end - start + 1,
+      (off, n) => body.subarray(start + off, start + off + n),
+      () => this.rate,
+      count,
+    )
+      .then(() => res.end())
+      .catch(() => res.destroy());
   }
 
   async close(): Promise<void> {

@@ -25,6 +25,7 @@ import { makeTar } from '../../localcluster/archives.ts';
 import { freePort, Reaper } from '../../localcluster/processes.ts';
 import { createLogger } from '../../ops/logger.ts';
 import { useControlPlane, uniqueName } from '../helpers/cluster.ts';
+import { HfHub } from '../helpers/hf-hub.ts';
 import { createNode, grantShippedRbac, installShippedCrds } from '../helpers/kube-fixtures.ts';
 import { TestPeer } from '../helpers/test-peer.ts';
 
@@ -34,6 +35,8 @@ import { TestPeer } from '../helpers/test-peer.ts';
 const stop = new AbortController();
 let running: Promise<void> | undefined;
 let origin: Origin;
+/** A second origin: its LFS files have sha256 digests, which check pieces a failed copy kept. */
+let hub: HfHub;
 let work: string;
 let reaper: Reaper;
 let daemonKubeconfig: string;
@@ -51,6 +54,7 @@ const cluster = useControlPlane({
     await grantShippedRbac(c.client, 'daemon', ControlPlane.username('tester-2'));
     daemonKubeconfig = await c.cp.kubeconfigFor('tester-2');
     origin = await Origin.start();
+    hub = await HfHub.start();
     work = await mkdtemp(join(tmpdir(), 'modelcache-p2p-'));
     reaper = new Reaper();
     // The daemons' peer identity: a token of the modelcache-daemon service account with the peer audience,
@@ -83,6 +87,7 @@ const cluster = useControlPlane({
     await Promise.all([...daemons.values()].map((d) => d.stop('SIGKILL')));
     reaper.close();
     await origin.close();
+    await hub.close();
     await rm(work, { recursive: true, force: true });
   },
 });
@@ -118,6 +123,7 @@ async function startDaemon(node: string): Promise<ModelcacheProcess> {
     ],
     work,
     reaper,
+    { ...process.env, HF_ENDPOINT: hub.endpoint },
   );
   daemons.set(node, d);
   return d;
@@ -338,6 +344,73 @@ test('a seed serves its origin download while it runs: the others copy pieces be
     digests.add(pieces.digest);
   }
   assert.equal(digests.size, 1, 'every node serves the one manifest the seed published');
+});
+
+test('a seed killed halfway: the next node by hash takes over from the origin, the others copy from it', async (t) => {
+  const PIECE = 16 * MiB;
+  const weights = toBuffer(generated(8 * PIECE + 9, 13));
+  hub.addRepo('org/takeover', {
+    revisions: { main: 'feed000000000000000000000000000000000000' },
+    files: { 'weights.bin': weights, 'config.json': Buffer.from('{"arch":"takeover"}') },
+  });
+  hub.rate = 4 * MiB; // per request: 4 parts at once, the first 4 pieces in about 4 s
+  const sent = (): number => hub.cdnBytesSent.get(sha(weights)) ?? 0;
+  const zoneA = nodes.filter((n) => daemons.has(n) && n !== nodes[5]);
+  assert.equal(zoneA.length, 5);
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name: 'takeover' },
+    spec: { sourceModelUri: 'hf://org/takeover', modelSize: '130Mi', nodeGroups: [group] },
+  });
+  // The seed is killed once the others hold its first 4 pieces; from its first 4 pieces on, the origin is slow, so
+  // that the seed is still far from done then.
+  const seed = await eventually(
+    async () => {
+      const lmns = await Promise.all(zoneA.map((n) => lmnOf(n)));
+      const s = lmns.find((l) => l?.status?.models?.takeover?.pieces?.live === 'origin');
+      assert.ok(s && s.status?.modelStatus?.takeover === 'ModelDownloading', 'a seed fetches it from the origin');
+      if ((s.status.models?.takeover?.bytesDone ?? 0) >= 4 * PIECE) hub.rate = 256 * 1024;
+      const others = lmns.filter((l) => l !== s);
+      assert.ok(
+        others.every((l) => (l?.status?.models?.takeover?.bytesFromPeers ?? 0) >= 4 * PIECE),
+        `the others copied its first pieces: ${others.map((l) => l?.status?.models?.takeover?.bytesFromPeers)}`,
+      );
+      const name = s.metadata.name;
+      assert.ok(name);
+      return name;
+    },
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
+  await daemons.get(seed)!.stop('SIGKILL');
+  const atDeath = sent();
+  assert.ok(atDeath < weights.length, `the seed had not fetched it all (${atDeath} bytes)`);
+  hub.rate = 4 * MiB;
+  const rest = zoneA.filter((n) => n !== seed);
+  const logs = async (): Promise<string> =>
+    JSON.stringify(
+      await Promise.all(
+        rest.map(async (n) =>
+          (await daemons.get(n)!.logs()).filter((l) => l.model === 'takeover' && Number(l.level) >= 30),
+        ),
+      ),
+    );
+  const statuses = await Promise.all(rest.map((n) => waitNodeDownloaded(n, 'takeover', 120_000)));
+  const key = storageKeyFor('hf://org/takeover');
+  for (const n of rest)
+    assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'weights.bin'))), sha(weights), `${n}'s bytes`);
+  // After the kill, the survivors lacked the same half of the model (what the seed had not hashed yet). With a
+  // takeover the origin sends it once, to the new seed; without one each of the 4 fetched it (twice the model).
+  const after = sent() - atDeath;
+  t.diagnostic(`the origin sent ${(after / weights.length).toFixed(2)} times the model after the kill`);
+  assert.ok(after <= 0.75 * weights.length, `after the kill the origin sent ${after} bytes: ${await logs()}`);
+  const fromPeers = statuses.filter(
+    (s) => s.status?.models?.takeover?.bytesFromPeers === s.status?.models?.takeover?.bytesDone,
+  );
+  assert.ok(fromPeers.length >= rest.length - 1, `all but the new seed copied every byte from peers: ${await logs()}`);
+  // The killed seed comes back and copies the model, as it is wanted there too.
+  await startDaemon(seed);
+  await waitNodeDownloaded(seed, 'takeover', 120_000);
 });
 
 test('peers that are gone (killed before or during the transfer) are skipped: the others finish the copy', async () => {

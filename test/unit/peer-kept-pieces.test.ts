@@ -1,7 +1,8 @@
-// A copy from peers that cannot finish hands the pieces it verified to the download from the source, which fetches
-// only the rest (download/types.ts KeptPieces). Real parts throughout: a LiveSeed whose origin download stops halfway
-// (its daemon stalled), this process's peer server serving what it hashed, a DownloadManager with the real peer
-// transfer copying from it, and a local Hugging Face hub as the source, whose LFS sha256 checks the kept bytes.
+// A copy from peers that cannot finish is handed back to the plan with the pieces it verified, and the peers it failed
+// with; the download from the source the plan then starts fetches only the rest (download/types.ts KeptPieces). Real
+// parts throughout: a LiveSeed whose origin download stops halfway (its daemon stalled), this process's peer server
+// serving what it hashed, a DownloadManager with the real peer transfer copying from it, and a local Hugging Face hub
+// as the source, whose LFS sha256 checks the kept bytes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -14,6 +15,7 @@ import type { LocalModelInfo } from '../../api/types.ts';
 import { DownloadManager } from '../../daemon/downloads.ts';
 import { DaemonMetrics } from '../../daemon/metrics.ts';
 import { CopiesInProgress } from '../../daemon/peers/copies.ts';
+import { offerSeen } from '../../daemon/node-cache/peer-rules.ts';
 import { LiveSeed } from '../../daemon/peers/live-seed.ts';
 import type { ManifestSummary } from '../../daemon/peers/protocol.ts';
 import type { PeerServer } from '../../daemon/peers/server.ts';
@@ -65,7 +67,7 @@ function cdnBytes(body: Buffer): number {
     }, 0);
 }
 
-test('a copy whose seed stops halfway keeps the pieces it verified: the source sends only the rest', async () => {
+test('a copy whose seed stops halfway is handed back with its verified pieces: the source sends only the rest', async () => {
   const uri = 'hf://org/kept';
   const key = storageKeyFor(uri);
   // The seed: its origin download wrote the first two pieces of weights.bin, then stopped (its daemon stalled).
@@ -118,6 +120,20 @@ test('a copy whose seed stops halfway keeps the pieces it verified: the source s
       bytesDone: 2 * PIECE,
     };
     dm.start(model, { pieces: live, peers: [offer] });
+    // The copy fails once the seed has nothing more: the plan is to choose again, and the seed is not to be taken
+    // while its offer stays the same; nothing was asked of the source meanwhile.
+    await eventually(
+      () => {
+        const s = dm.snapshot();
+        assert.equal(s.inFlight.has(key), false, 'the copy ended');
+        assert.deepEqual(s.avoided.get(key), new Map([['seed', offerSeen(offer)]]));
+      },
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(dm.snapshot().failures.has(key), false, 'no failure is reported for it');
+    assert.equal(cdnBytes(WEIGHTS), 0, 'the source was not asked');
+    // The plan chooses the origin (this node is the next seed): it takes the pieces the copy kept.
+    dm.start(model);
     const markerPath = join(root, 'models', key, '.modelcache.json');
     await eventually(async () => assert.ok(await stat(markerPath).catch(() => undefined), 'committed'), {
       timeoutMs: 60_000,
@@ -133,6 +149,10 @@ test('a copy whose seed stops halfway keeps the pieces it verified: the source s
       'gone',
       'no partial file is left where consumers look',
     );
+    assert.equal(dm.snapshot().avoided.has(key), false, 'once complete, no peer is avoided for it any more');
+    const origin = await metrics.registry.getSingleMetricAsString('modelcache_daemon_downloaded_bytes_total');
+    const sent = /source="origin"[^}]*\} (\d+)/.exec(origin)?.[1];
+    assert.equal(Number(sent), WEIGHTS.length - 2 * PIECE + CONFIG.length, `origin bytes counted: ${origin}`);
   } finally {
     seed.end();
     await dm.stop();

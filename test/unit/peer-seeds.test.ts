@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode } from '../../daemon/node-cache/plan.ts';
 import {
+  offerSeen,
   seedOf,
   SEED_RECHECK_MS,
   SEED_SETTLE_MIN_MS,
@@ -237,4 +238,62 @@ test('seeds: a model a peer holds complete but cannot share (links) is fetched f
     unshareable: c.unshareable,
   });
   assert.equal(plan.actions[0]?.kind, 'download', 'no waiting for a seed whose copy cannot be shared');
+});
+
+test('seed candidates: a node copying from peers is a candidate, but no seed already fetching from the source', () => {
+  const copier = lmn('copier', 'ModelDownloading', 5);
+  copier.status!.models!.a!.pieces = { digest: `sha256:${'c'.repeat(64)}`, pieceSize: 16, count: 7, live: 'peers' };
+  const seed = lmn('seed', 'ModelDownloading', 5);
+  seed.status!.models!.a!.pieces = { digest: `sha256:${'c'.repeat(64)}`, pieceSize: 16, count: 7, live: 'origin' };
+  const c = new SeedCandidates(10_000).observe([copier, seed], (n) => node(n), 'self', new Set(['k-a']), 0);
+  assert.deepEqual([...c.candidates], [['k-a', ['copier', 'seed']]]);
+  assert.deepEqual([...c.fetching], [['k-a', ['seed']]], 'the copier waits for a seed like this node would');
+});
+
+test('daemon plan, seeds: a seed a copy failed with is passed over while its status stays the same', () => {
+  const key = 'k-a';
+  const dead = seedOf(key, names[0]!, names);
+  const rest = names.filter((n) => n !== dead);
+  const next = seedOf(key, rest[0]!, rest);
+  const third = rest.find((n) => n !== next)!;
+  const pieces = { digest: `sha256:${'d'.repeat(64)}`, pieceSize: 16, count: 7, live: 'origin' as const };
+  const offer = (bytesDone: number) => ({
+    node: dead,
+    address: `${dead}:1`,
+    pieces,
+    sameZone: true,
+    inProgress: true as const,
+    bytesDone,
+  });
+  const at = (self: string, bytesDone: number, failedAt: number | undefined) =>
+    planNode({
+      ...base,
+      desired: [model('a')],
+      self,
+      seedCandidates: new Map([[key, names.filter((n) => n !== self)]]),
+      seedsFetching: new Map([[key, [dead]]]),
+      peers: new Map([[key, [offer(bytesDone)]]]),
+      ...(failedAt !== undefined ? { avoided: new Map([[key, new Map([[dead, offerSeen(offer(failedAt))]])]]) } : {}),
+    });
+  assert.deepEqual(at(next, 50, undefined).actions[0], {
+    kind: 'download',
+    model: model('a'),
+    from: 'peers',
+    pieces,
+    peers: [offer(50)],
+  });
+  assert.deepEqual(
+    at(next, 50, 50).actions,
+    [{ kind: 'download', model: model('a'), from: 'origin' }],
+    'it takes over',
+  );
+  const waiting = at(third, 50, 50);
+  assert.deepEqual(waiting.actions, []);
+  assert.match(String(waiting.status.models?.a?.message), new RegExp(`waiting for ${next},`), 'the others wait for it');
+  assert.equal(at(next, 60, 50).actions[0]?.kind, 'download');
+  assert.deepEqual(
+    (at(next, 60, 50).actions[0] as { peers?: unknown }).peers,
+    [offer(60)],
+    'a seed whose status moves again is copied from again',
+  );
 });
