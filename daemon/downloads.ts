@@ -5,7 +5,7 @@ import { rfc3339Now } from '../ops/time.ts';
 import { lstat } from 'node:fs/promises';
 import { adoptModel, commitModel, removeModel } from '../disk/atomic.ts';
 import { bytesWritten, type CapacityLedger } from '../disk/capacity.ts';
-import { modelPaths, PEER_PARTIAL_PREFIX, type PiecesSummary } from '../disk/layout.ts';
+import { DOWNLOAD_DIR, modelPaths, PEER_PARTIAL_PREFIX, type PiecesSummary } from '../disk/layout.ts';
 import { markerIsFor, readMarker, uriSha256 } from '../disk/inventory.ts';
 import { DownloadError } from '../download/errors.ts';
 import {
@@ -58,6 +58,8 @@ interface HandedBack {
   /** node → its offer when the copy failed (offerSeen). */
   avoided: ReadonlyMap<string, string>;
   times: number;
+  /** When it was handed back last (ms). */
+  at: number;
 }
 
 /**
@@ -115,14 +117,19 @@ export class DownloadManager {
     inFlight: ReadonlyMap<string, InFlight>;
     failures: ReadonlyMap<string, Failure>;
     avoided: ReadonlyMap<string, ReadonlyMap<string, string>>;
+    handedBackAt: ReadonlyMap<string, number>;
   } {
     const inFlight = new Map<string, InFlight>();
     for (const [key, { abort: _abort, offers: _offers, ...e }] of this.#inFlight) inFlight.set(key, e);
     const failures = new Map<string, Failure>();
     for (const [key, { attempts: _attempts, ...f }] of this.#failures) failures.set(key, f);
     const avoided = new Map<string, ReadonlyMap<string, string>>();
-    for (const [key, b] of this.#handedBack) avoided.set(key, new Map(b.avoided));
-    return { inFlight, failures, avoided };
+    const handedBackAt = new Map<string, number>();
+    for (const [key, b] of this.#handedBack) {
+      avoided.set(key, new Map(b.avoided));
+      handedBackAt.set(key, b.at);
+    }
+    return { inFlight, failures, avoided, handedBackAt };
   }
 
   /** Starts (queues) a model's download unless one runs or its files are being removed. */
@@ -137,6 +144,7 @@ export class DownloadManager {
       bytesTotal: model.modelSize,
       startedAt: '',
       abort: new AbortController(),
+      ...(from ? { copyQueued: true as const } : {}),
     };
     this.#inFlight.set(key, entry);
     const job = this.#schedule(model, entry, from);
@@ -239,6 +247,7 @@ export class DownloadManager {
       // downloading it again would replace the folder under its consumers' feet.
       const done = await readMarker(root, key);
       if (done && markerIsFor(done, uri)) {
+        this.#handedBack.delete(key);
         log.debug({ model: model.modelName, storageKey: key }, 'already complete on disk; not downloaded again');
         return;
       }
@@ -249,7 +258,10 @@ export class DownloadManager {
       this.#notify();
       metrics.inFlight.inc();
       running = true;
-      if (await this.#adopted(model, entry.abort.signal)) return;
+      if (await this.#adopted(model, entry.abort.signal)) {
+        this.#handedBack.delete(key);
+        return;
+      }
       const already = await bytesWritten(staging);
       const kept = this.#downloaded.get(key);
       let result: {
@@ -307,7 +319,7 @@ export class DownloadManager {
               const seen = now.find((o) => o.node === p.node);
               if (seen) avoided.set(p.node, offerSeen(seen));
             }
-            this.#handedBack.set(key, { kept: fromPeers.kept, avoided, times: (back?.times ?? 0) + 1 });
+            this.#handedBack.set(key, { kept: fromPeers.kept, avoided, times: (back?.times ?? 0) + 1, at: Date.now() });
             log.info(
               { model: model.modelName, storageKey: key, avoided: [...avoided.keys()] },
               'copy from peers handed back: where the rest comes from is chosen again, without the peers that failed',
@@ -326,7 +338,7 @@ export class DownloadManager {
           const keep = fromPeers ? fromPeers.kept : (back?.kept ?? []);
           if (back) this.#handedBack.set(key, { ...back, kept: [] }); // the origin download takes them or removes them
           /** Bytes an origin download resumes from (a copy's verified pieces are counted as kept, not as resumed). */
-          const resumed = await bytesWritten(staging, (name) => name.startsWith(PEER_PARTIAL_PREFIX));
+          const resumed = await bytesWritten(staging, (p) => p.startsWith(`${DOWNLOAD_DIR}/${PEER_PARTIAL_PREFIX}`));
           const offered = keptBytes(keep);
           const credentials = (await this.#o.credentials?.(model, entry.abort.signal)) ?? {};
           seeding = this.#o.peers?.seed({

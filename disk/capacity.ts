@@ -1,5 +1,5 @@
 import { readdir, stat, statfs } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { formatBytes } from '../api/quantity.ts';
 
 /** The free-space figures a download is measured against, read at one moment. */
@@ -104,14 +104,14 @@ export class CapacityLedger {
 }
 
 /**
- * Bytes really written under a directory (what a resume starts from), 0 when it does not exist; files whose name
- * `except` matches are not counted.
+ * Bytes really written under a directory (what a resume starts from), 0 when it does not exist; files whose path
+ * (relative to `dir`, with `/`) `except` matches are not counted.
  */
-export async function bytesWritten(dir: string, except?: (name: string) => boolean): Promise<number> {
+export async function bytesWritten(dir: string, except?: (path: string) => boolean): Promise<number> {
   let sum = 0;
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     // Blocks, not the apparent size: parallel parts leave sparse files until every part is in.
-    if (e.isFile() && !except?.(e.name))
+    if (e.isFile() && !except?.(relative(dir, join(e.parentPath, e.name)).split(sep).join('/')))
       sum += await stat(join(e.parentPath, e.name)).then(
         (s) => Math.min(s.size, s.blocks * 512),
         () => 0,

@@ -249,6 +249,7 @@ export async function sendPaced(
   const CHUNK = first ? Math.max(1024, Math.min(256 * 1024, Math.floor(first / 20))) : 256 * 1024;
   for (let off = 0; off < length; off += CHUNK) {
     const n = Math.min(CHUNK, length - off);
+    if (res.destroyed) return; // the client left (while this waited, say): 'close' will not come again
     const data = read(off, n);
     onSent?.(n);
     if (!res.write(data))

@@ -9,6 +9,9 @@ import type { NodeAction, NodeObservation, PeerOffer } from './plan.ts';
 /** The reason a model's entry gives while this node waits for its zone's seed (other nodes read it). */
 export const WAITING_FOR_SEED = 'WaitingForSeed';
 
+/** The reason of a download queued behind others that is to copy from peers: no seed (other nodes read it). */
+export const COPY_QUEUED = 'CopyFromPeersQueued';
+
 /**
  * How long a model newly wanted here waits before this node decides it seeds it: the controller writes the nodes'
  * specs one after the other, and their daemons report them a moment later; deciding at once would see no one else.
@@ -55,18 +58,14 @@ export function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | un
   )
     return undefined;
   if (o.seedSettling?.has(key)) return SETTLING;
-  // A seed this node's copy failed with, whose status has not changed since (dead, or stuck), is no seed any more.
-  const failed = new Set(
-    (o.peers?.get(key) ?? []).filter((p) => p.pieces.live === 'origin' && avoided(key, p, o)).map((p) => p.node),
-  );
-  const started = (o.seedsFetching?.get(key) ?? []).filter((n) => !failed.has(n)).sort();
+  // A seed this node's copy failed with is not copied from while its status stays the same, but it stays the seed
+  // until it is no candidate (stalled for the stall time, or NotReady): it may only be slow to report.
+  const started = [...(o.seedsFetching?.get(key) ?? [])].sort();
   if (started.length > 0) return started[0];
-  const seed = seedOf(
-    key,
-    o.self,
-    (o.seedCandidates.get(key) ?? []).filter((n) => !failed.has(n)),
-  );
-  return seed === o.self ? undefined : seed;
+  const seed = seedOf(key, o.self, o.seedCandidates.get(key) ?? []);
+  if (seed !== o.self) return seed;
+  const back = o.handedBackAt?.get(key);
+  return back !== undefined && o.now - back < SEED_SETTLE_MS ? SETTLING : undefined;
 }
 
 /** What an offer says of its node's copy: when it is the same as when a copy from it failed, it is not taken. */

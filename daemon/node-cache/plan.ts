@@ -8,6 +8,7 @@ import type { Condition } from '../../kube/types.ts';
 import { STORAGE_PATH_CONDITION } from '../../api/states.ts';
 import {
   downloadFrom,
+  COPY_QUEUED,
   copySources,
   offersFor,
   SEED_RECHECK_MS,
@@ -65,6 +66,8 @@ export interface InFlight {
   bytesFromPeers?: number;
   /** Copying from peers: the manifest fetched (and served while it runs); absent for a download from the origin. */
   pieces?: PiecesSummary;
+  /** Queued to copy from peers (what the plan chose; once it runs, `pieces` says so). */
+  copyQueued?: true;
 }
 
 /** A node that holds a model (or copies it from peers) and serves its pieces, as its LocalModelNode status says. */
@@ -148,10 +151,15 @@ export interface NodeObservation {
   unshareable?: ReadonlySet<string>;
   /**
    * Peer-to-peer on: by storage key, the peers a copy from them failed with, and their offer then (offerSeen). An
-   * offer that stays the same (the status of a dead node does) is not copied from again, nor such a seed waited for:
-   * the next seed takes over.
+   * offer that stays the same (the status of a dead node does) is not copied from again; such a seed is waited for
+   * until it stalls out of the candidates, then the next seed takes over.
    */
   avoided?: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /**
+   * Peer-to-peer on: by storage key, when a copy was last handed back (ms). For SEED_SETTLE_MS after that this node
+   * does not choose itself as the seed: the others whose copies failed too decide meanwhile, and it sees who started.
+   */
+  handedBackAt?: ReadonlyMap<string, number>;
 }
 
 export type NodeAction =
@@ -272,6 +280,8 @@ export function planNode(o: NodeObservation): NodeCachePlan {
           ...(s.running.bytesFromPeers ? { bytesFromPeers: s.running.bytesFromPeers } : {}),
           // A copy serves its verified pieces meanwhile: from peers, or from the origin as a seed (a live manifest).
           ...(s.running.pieces && !s.running.queued ? { pieces: s.running.pieces } : {}),
+          // Other nodes tell it from a seed queued to fetch from the source.
+          ...(s.running.queued && s.running.copyQueued ? { reason: COPY_QUEUED } : {}),
         };
         if (s.running.pieces && s.running.pieces.live !== 'origin') {
           const peers = copySources(s.running.pieces, offersFor(key, o));

@@ -1,7 +1,7 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import { isNodeReady, zoneOf } from '../../kube/node-facts.ts';
 import type { Node } from '../../kube/types.ts';
-import { SEED_SETTLE_MIN_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
+import { COPY_QUEUED, SEED_SETTLE_MIN_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
 
 /**
  * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone, serving
@@ -23,7 +23,8 @@ export class SeedCandidates {
 
   /**
    * The candidates by storage key for the models in `wanted` (keys this node wants), seen at `now`; those of them
-   * already fetching it from the source (Downloading not from peers, or Pending without waiting for a seed); and the keys wanted
+   * already fetching it from the source (Downloading not from peers, or Pending neither waiting for a seed nor queued
+   * to copy); and the keys wanted
    * too recently to decide (see SEED_SETTLE_MS).
    */
   observe(
@@ -67,8 +68,10 @@ export class SeedCandidates {
         progress.set(`${name}/${key}`, { seen, since });
         if (!waiting && now - since > this.#stallMs) continue;
         out.set(key, [...(out.get(key) ?? []), name]);
-        // Fetching from the source: not copying from peers (which publishes the copy's manifest meanwhile).
-        const copying = detail?.pieces !== undefined && detail.pieces.live !== 'origin';
+        // Fetching from the source: not copying from peers (which publishes the copy's manifest meanwhile, or says
+        // it is queued to).
+        const copying =
+          (detail?.pieces !== undefined && detail.pieces.live !== 'origin') || detail?.reason === COPY_QUEUED;
         if (!waiting && !copying && state !== undefined) fetching.set(key, [...(fetching.get(key) ?? []), name]);
       }
     }

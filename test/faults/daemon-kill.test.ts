@@ -28,7 +28,7 @@ import { startModelcache, type ModelcacheProcess } from '../../localcluster/mode
 const FULL = process.env.MODELCACHE_FAULTS === 'full';
 const MODELS = FULL ? 20 : 4;
 const SIZE = 3_000_000;
-const RATE = 2_000_000; // bytes/s per response: each download takes about 1.5 s
+const RATE = 1_000_000; // bytes/s per response: each download takes about 3 s, longer than a daemon lives
 const stop = new AbortController();
 let running: Promise<void> | undefined;
 const group = uniqueName('kill');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planNode } from '../../daemon/node-cache/plan.ts';
 import {
+  COPY_QUEUED,
   offerSeen,
   seedOf,
   SEED_RECHECK_MS,
@@ -245,12 +246,18 @@ test('seed candidates: a node copying from peers is a candidate, but no seed alr
   copier.status!.models!.a!.pieces = { digest: `sha256:${'c'.repeat(64)}`, pieceSize: 16, count: 7, live: 'peers' };
   const seed = lmn('seed', 'ModelDownloading', 5);
   seed.status!.models!.a!.pieces = { digest: `sha256:${'c'.repeat(64)}`, pieceSize: 16, count: 7, live: 'origin' };
-  const c = new SeedCandidates(10_000).observe([copier, seed], (n) => node(n), 'self', new Set(['k-a']), 0);
-  assert.deepEqual([...c.candidates], [['k-a', ['copier', 'seed']]]);
-  assert.deepEqual([...c.fetching], [['k-a', ['seed']]], 'the copier waits for a seed like this node would');
+  const queued = lmn('queued', 'ModelDownloadPending', 0, 'queued:1', COPY_QUEUED);
+  const c = new SeedCandidates(10_000).observe([copier, seed, queued], (n) => node(n), 'self', new Set(['k-a']), 0);
+  assert.deepEqual([...c.candidates], [['k-a', ['copier', 'seed', 'queued']]]);
+  assert.deepEqual([...c.fetching], [['k-a', ['seed']]], 'the copiers wait for a seed like this node would');
+  const inFlight = new Map([
+    ['k-a', { modelName: 'a', queued: true, uri: 's3://b/a', bytesDone: 0, startedAt: '', copyQueued: true as const }],
+  ]);
+  const plan = planNode({ ...base, desired: [model('a')], inFlight });
+  assert.equal(plan.status.models?.a?.reason, COPY_QUEUED, 'a copy queued behind other downloads says so');
 });
 
-test('daemon plan, seeds: a seed a copy failed with is passed over while its status stays the same', () => {
+test('daemon plan, seeds: a seed a copy failed with is not copied from again while its status stays the same', () => {
   const key = 'k-a';
   const dead = seedOf(key, names[0]!, names);
   const rest = names.filter((n) => n !== dead);
@@ -265,15 +272,22 @@ test('daemon plan, seeds: a seed a copy failed with is passed over while its sta
     inProgress: true as const,
     bytesDone,
   });
-  const at = (self: string, bytesDone: number, failedAt: number | undefined) =>
+  /** `stalled`: the dead seed is no candidate any more (SeedCandidates: no progress for the stall time). */
+  /** `backAgo`: how long ago this node's copy was handed back (ms). */
+  const at = (self: string, bytesDone: number, failedAt: number | undefined, stalled = false, backAgo = 10_000) =>
     planNode({
       ...base,
       desired: [model('a')],
       self,
-      seedCandidates: new Map([[key, names.filter((n) => n !== self)]]),
-      seedsFetching: new Map([[key, [dead]]]),
+      seedCandidates: new Map([[key, names.filter((n) => n !== self && !(stalled && n === dead))]]),
+      seedsFetching: new Map([[key, stalled ? [] : [dead]]]),
       peers: new Map([[key, [offer(bytesDone)]]]),
-      ...(failedAt !== undefined ? { avoided: new Map([[key, new Map([[dead, offerSeen(offer(failedAt))]])]]) } : {}),
+      ...(failedAt !== undefined
+        ? {
+            avoided: new Map([[key, new Map([[dead, offerSeen(offer(failedAt))]])]]),
+            handedBackAt: new Map([[key, base.now - backAgo]]),
+          }
+        : {}),
     });
   assert.deepEqual(at(next, 50, undefined).actions[0], {
     kind: 'download',
@@ -282,12 +296,15 @@ test('daemon plan, seeds: a seed a copy failed with is passed over while its sta
     pieces,
     peers: [offer(50)],
   });
-  assert.deepEqual(
-    at(next, 50, 50).actions,
-    [{ kind: 'download', model: model('a'), from: 'origin' }],
-    'it takes over',
-  );
-  const waiting = at(third, 50, 50);
+  const slow = at(next, 50, 50);
+  assert.deepEqual(slow.actions, [], 'not copied from again, and not replaced yet: it may only be slow to report');
+  assert.match(String(slow.status.models?.a?.message), new RegExp(`waiting for ${dead},`));
+  const takeover = at(next, 50, 50, true);
+  assert.deepEqual(takeover.actions, [{ kind: 'download', model: model('a'), from: 'origin' }], 'stalled: replaced');
+  const settling = at(next, 50, 50, true, SEED_SETTLE_MS - 1);
+  assert.deepEqual(settling.actions, [], 'just handed back: the others that failed too decide first');
+  assert.equal(settling.nextRetryAt, base.now + SEED_SETTLE_MIN_MS);
+  const waiting = at(third, 50, 50, true);
   assert.deepEqual(waiting.actions, []);
   assert.match(String(waiting.status.models?.a?.message), new RegExp(`waiting for ${next},`), 'the others wait for it');
   assert.equal(at(next, 60, 50).actions[0]?.kind, 'download');
