@@ -1,8 +1,8 @@
 // A copy from peers that cannot finish is handed back to the plan with the pieces it verified, and the peers it failed
-// with; the download from the source the plan then starts fetches only the rest (download/types.ts KeptPieces). Real
-// parts throughout: a LiveSeed whose origin download stops halfway (its daemon stalled), this process's peer server
-// serving what it hashed, a DownloadManager with the real peer transfer copying from it, and a local Hugging Face hub
-// as the source, whose LFS sha256 checks the kept bytes.
+// with (3 times at most; then it goes to the source itself, which fetches only the rest: download/types.ts
+// KeptPieces). Real parts throughout: a LiveSeed whose origin download stops halfway (its daemon stalled), this
+// process's peer server serving what it hashed, a DownloadManager with the real peer transfer copying from it, and a
+// local Hugging Face hub as the source, whose LFS sha256 checks the kept bytes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -67,7 +67,7 @@ function cdnBytes(body: Buffer): number {
     }, 0);
 }
 
-test('a copy whose seed stops halfway is handed back with its pieces: the source sends only the rest', async () => {
+test('a copy whose seed stops halfway is handed back (3 times), then the source sends only the rest', async () => {
   const uri = 'hf://org/kept';
   const key = storageKeyFor(uri);
   // The seed: its origin download wrote the first two pieces of weights.bin, then stopped (its daemon stalled).
@@ -119,21 +119,23 @@ test('a copy whose seed stops halfway is handed back with its pieces: the source
       inProgress: true as const,
       bytesDone: 2 * PIECE,
     };
+    // Each copy fails once the seed has nothing more: it is handed back for the plan to choose again (the seed not
+    // to be taken while its offer stays the same), and nothing is asked of the source meanwhile. After 3 hand-backs
+    // the next copy that fails goes to the source itself (the plan chose that seed again and again).
+    for (let i = 0; i < 3; i++) {
+      dm.start(model, { pieces: live, peers: [offer] });
+      await eventually(
+        () => {
+          const s = dm.snapshot();
+          assert.equal(s.inFlight.has(key), false, 'the copy ended');
+          assert.deepEqual(s.avoided.get(key), new Map([['seed', offerSeen(offer)]]));
+        },
+        { timeoutMs: 30_000 },
+      );
+      assert.equal(dm.snapshot().failures.has(key), false, 'no failure is reported for it');
+      assert.equal(cdnBytes(WEIGHTS), 0, `the source was not asked (hand-back ${i + 1})`);
+    }
     dm.start(model, { pieces: live, peers: [offer] });
-    // The copy fails once the seed has nothing more: the plan is to choose again, and the seed is not to be taken
-    // while its offer stays the same; nothing was asked of the source meanwhile.
-    await eventually(
-      () => {
-        const s = dm.snapshot();
-        assert.equal(s.inFlight.has(key), false, 'the copy ended');
-        assert.deepEqual(s.avoided.get(key), new Map([['seed', offerSeen(offer)]]));
-      },
-      { timeoutMs: 30_000 },
-    );
-    assert.equal(dm.snapshot().failures.has(key), false, 'no failure is reported for it');
-    assert.equal(cdnBytes(WEIGHTS), 0, 'the source was not asked');
-    // The plan chooses the origin (this node is the next seed): it takes the pieces the copy kept.
-    dm.start(model);
     const markerPath = join(root, 'models', key, '.modelcache.json');
     await eventually(async () => assert.ok(await stat(markerPath).catch(() => undefined), 'committed'), {
       timeoutMs: 60_000,
