@@ -19,7 +19,7 @@ import { downloadModel, type DownloadOptions } from '../download/fetch.ts';
 import { DEFAULT_DOWNLOAD_OPTIONS, sizeLimit, type KeptPieces, type SourceCredentials } from '../download/types.ts';
 import { expectationFor, verifyFolder } from './adopt.ts';
 import type { DaemonMetrics } from './metrics.ts';
-import type { Failure, InFlight, PeerOffer } from './node-cache/plan.ts';
+import type { Failure, HandBack, InFlight, PeerOffer } from './node-cache/plan.ts';
 import { CompleteModelDescriber } from './describe-complete.ts';
 import { offerSeen } from './node-cache/peer-rules.ts';
 import { copyFromPeers, type FromPeers, type PeerTransfer, type Seeding } from './peer-copy.ts';
@@ -51,15 +51,12 @@ type Running = InFlight & { abort: AbortController; offers?: readonly PeerOffer[
 
 /**
  * A model whose copy from peers failed for want of peers, handed back to the plan (which chooses again, without
- * those peers while their offers stay the same): the pieces it verified, and how often that happened.
+ * those peers while their offers stay the same): what the plan reads of it, the pieces it verified, and how often
+ * that happened.
  */
-interface HandedBack {
+interface HandedBack extends HandBack {
   kept: readonly KeptPieces[];
-  /** node → its offer when the copy failed (offerSeen). */
-  avoided: ReadonlyMap<string, string>;
   times: number;
-  /** When it was handed back last (ms). */
-  at: number;
 }
 
 /**
@@ -116,20 +113,15 @@ export class DownloadManager {
   snapshot(): {
     inFlight: ReadonlyMap<string, InFlight>;
     failures: ReadonlyMap<string, Failure>;
-    avoided: ReadonlyMap<string, ReadonlyMap<string, string>>;
-    handedBackAt: ReadonlyMap<string, number>;
+    handedBack: ReadonlyMap<string, HandBack>;
   } {
     const inFlight = new Map<string, InFlight>();
     for (const [key, { abort: _abort, offers: _offers, ...e }] of this.#inFlight) inFlight.set(key, e);
     const failures = new Map<string, Failure>();
     for (const [key, { attempts: _attempts, ...f }] of this.#failures) failures.set(key, f);
-    const avoided = new Map<string, ReadonlyMap<string, string>>();
-    const handedBackAt = new Map<string, number>();
-    for (const [key, b] of this.#handedBack) {
-      avoided.set(key, new Map(b.avoided));
-      handedBackAt.set(key, b.at);
-    }
-    return { inFlight, failures, avoided, handedBackAt };
+    const handedBack = new Map<string, HandBack>();
+    for (const [key, b] of this.#handedBack) handedBack.set(key, { avoided: new Map(b.avoided), at: b.at });
+    return { inFlight, failures, handedBack };
   }
 
   /** Starts (queues) a model's download unless one runs or its files are being removed. */
@@ -312,18 +304,7 @@ export class DownloadManager {
             : undefined;
         if (fromPeers && 'kept' in fromPeers) {
           if (fromPeers.peersFailed && (back?.times ?? 0) < MAX_HAND_BACKS) {
-            // The plan chooses again: another peer, the next seed (this node, or one it then copies from), the origin.
-            const avoided = new Map(back?.avoided);
-            const now = this.#o.offersNow?.(key) ?? entry.offers ?? from?.peers ?? [];
-            for (const p of entry.offers ?? from?.peers ?? []) {
-              const seen = now.find((o) => o.node === p.node);
-              if (seen) avoided.set(p.node, offerSeen(seen));
-            }
-            this.#handedBack.set(key, { kept: fromPeers.kept, avoided, times: (back?.times ?? 0) + 1, at: Date.now() });
-            log.info(
-              { model: model.modelName, storageKey: key, avoided: [...avoided.keys()] },
-              'copy from peers handed back: where the rest comes from is chosen again, without the peers that failed',
-            );
+            this.#handBack(model, fromPeers.kept, entry.offers ?? from?.peers ?? [], back);
             return;
           }
           entry.bytesDone = 0;
@@ -416,6 +397,26 @@ export class DownloadManager {
         metrics.inFlight.dec();
       }
     }
+  }
+
+  /**
+   * Hands a copy that failed for want of peers back to the plan, which chooses again (another peer, the next seed:
+   * this node, or one it then copies from; the origin): `tried` are avoided while their offers, as the informer
+   * shows them now, stay the same.
+   */
+  #handBack(model: LocalModelInfo, kept: readonly KeptPieces[], tried: readonly PeerOffer[], back?: HandedBack): void {
+    const key = model.storageKey;
+    const avoided = new Map(back?.avoided);
+    const now = this.#o.offersNow?.(key) ?? tried;
+    for (const p of tried) {
+      const seen = now.find((o) => o.node === p.node);
+      if (seen) avoided.set(p.node, offerSeen(seen));
+    }
+    this.#handedBack.set(key, { kept, avoided, times: (back?.times ?? 0) + 1, at: Date.now() });
+    this.#o.log.info(
+      { model: model.modelName, storageKey: key, avoided: [...avoided.keys()] },
+      'copy from peers handed back: where the rest comes from is chosen again, without the peers that failed',
+    );
   }
 
   /**

@@ -262,7 +262,6 @@ export async function sendPaced(
         res.on('drain', go);
         res.on('close', go);
       });
-    if (res.destroyed) return;
     const r = rateNow();
     if (r) await new Promise((done) => setTimeout(done, (n / r) * 1000).unref());
   }

@@ -64,8 +64,8 @@ export function waitsForSeed(m: LocalModelInfo, o: NodeObservation): string | un
   if (started.length > 0) return started[0];
   const seed = seedOf(key, o.self, o.seedCandidates.get(key) ?? []);
   if (seed !== o.self) return seed;
-  const back = o.handedBackAt?.get(key);
-  return back !== undefined && o.now - back < SEED_SETTLE_MS ? SETTLING : undefined;
+  const back = o.handedBack?.get(key);
+  return back && o.now - back.at < SEED_SETTLE_MS ? SETTLING : undefined;
 }
 
 /** What an offer says of its node's copy: when it is the same as when a copy from it failed, it is not taken. */
@@ -73,9 +73,9 @@ export function offerSeen(p: PeerOffer): string {
   return `${p.inProgress ? 'copying' : 'complete'}/${p.pieces.live ?? ''}/${p.pieces.digest}/${p.bytesDone ?? ''}`;
 }
 
-/** Whether `p` stands as it did when a copy of `key` from it failed (NodeObservation.avoided). */
+/** Whether `p` stands as it did when a copy of `key` from it failed (HandBack.avoided). */
 function avoided(key: string, p: PeerOffer, o: NodeObservation): boolean {
-  return o.avoided?.get(key)?.get(p.node) === offerSeen(p);
+  return o.handedBack?.get(key)?.avoided.get(p.node) === offerSeen(p);
 }
 
 /** The offers of `key` a copy may be taken from: those a failed copy met are not, until they change. */

@@ -149,17 +149,23 @@ export interface NodeObservation {
   seedSettling?: ReadonlySet<string>;
   /** Peer-to-peer on: keys a peer holds complete but cannot share (no manifest: the model holds links). */
   unshareable?: ReadonlySet<string>;
+  /** Peer-to-peer on: by storage key, copies from peers that failed and were handed back to the plan. */
+  handedBack?: ReadonlyMap<string, HandBack>;
+}
+
+/** A copy from peers that failed for want of peers, as the plan reads it. */
+export interface HandBack {
   /**
-   * Peer-to-peer on: by storage key, the peers a copy from them failed with, and their offer then (offerSeen). An
-   * offer that stays the same (the status of a dead node does) is not copied from again; such a seed is waited for
-   * until it stalls out of the candidates, then the next seed takes over.
+   * The peers it failed with, and their offer then (offerSeen). An offer that stays the same (the status of a dead
+   * node does) is not copied from again; such a seed is waited for until it stalls out of the candidates, then the
+   * next seed takes over.
    */
-  avoided?: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  avoided: ReadonlyMap<string, string>;
   /**
-   * Peer-to-peer on: by storage key, when a copy was last handed back (ms). For SEED_SETTLE_MS after that this node
-   * does not choose itself as the seed: the others whose copies failed too decide meanwhile, and it sees who started.
+   * When it was handed back last (ms). For SEED_SETTLE_MS after that this node does not choose itself as the seed:
+   * the others whose copies failed too decide meanwhile, and it sees who started.
    */
-  handedBackAt?: ReadonlyMap<string, number>;
+  at: number;
 }
 
 export type NodeAction =

@@ -114,7 +114,7 @@ export class NodeCacheReconciler {
     }
     // What is in flight is read before the disk: a download that completes meanwhile is then either
     // still in flight here or already on disk there, never neither (which would start it again).
-    const { inFlight, failures, avoided, handedBackAt } = d.downloads.snapshot();
+    const { inFlight, failures, handedBack } = d.downloads.snapshot();
     const inv = await this.inventory();
     const reportedKeys = new Map<string, string>();
     for (const [name, detail] of Object.entries(lmn?.status?.models ?? {}))
@@ -137,7 +137,7 @@ export class NodeCacheReconciler {
       ...(d.hostRoot !== undefined ? { hostRoot: d.hostRoot } : {}),
       lastUse: new Map(this.#lastUse),
       ...this.#peers(desired, now),
-      ...(avoided.size > 0 ? { avoided, handedBackAt } : {}),
+      ...(handedBack.size > 0 ? { handedBack } : {}),
     };
     // Free space and partial bytes are read only when a download may start: not on the passes in between.
     const startable = paused ? [] : startableKeys(o);

@@ -24,8 +24,7 @@ export class SeedCandidates {
   /**
    * The candidates by storage key for the models in `wanted` (keys this node wants), seen at `now`; those of them
    * already fetching it from the source (Downloading not from peers, or Pending neither waiting for a seed nor queued
-   * to copy); and the keys wanted
-   * too recently to decide (see SEED_SETTLE_MS).
+   * to copy); and the keys wanted too recently to decide (see SEED_SETTLE_MS).
    */
   observe(
     lmns: readonly LocalModelNode[],

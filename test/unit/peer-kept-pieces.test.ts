@@ -128,7 +128,7 @@ test('a copy whose seed stops halfway is handed back (3 times), then the source 
         () => {
           const s = dm.snapshot();
           assert.equal(s.inFlight.has(key), false, 'the copy ended');
-          assert.deepEqual(s.avoided.get(key), new Map([['seed', offerSeen(offer)]]));
+          assert.deepEqual(s.handedBack.get(key)?.avoided, new Map([['seed', offerSeen(offer)]]));
         },
         { timeoutMs: 30_000 },
       );
@@ -151,7 +151,7 @@ test('a copy whose seed stops halfway is handed back (3 times), then the source 
       'gone',
       'no partial file is left where consumers look',
     );
-    assert.equal(dm.snapshot().avoided.has(key), false, 'once complete, no peer is avoided for it any more');
+    assert.equal(dm.snapshot().handedBack.has(key), false, 'once complete, no peer is avoided for it any more');
     const origin = await metrics.registry.getSingleMetricAsString('modelcache_daemon_downloaded_bytes_total');
     const sent = /source="origin"[^}]*\} (\d+)/.exec(origin)?.[1];
     assert.equal(Number(sent), WEIGHTS.length - 2 * PIECE + CONFIG.length, `origin bytes counted: ${origin}`);

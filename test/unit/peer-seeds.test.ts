@@ -284,8 +284,9 @@ test('daemon plan, seeds: a seed a copy failed with is not copied from again whi
       peers: new Map([[key, [offer(bytesDone)]]]),
       ...(failedAt !== undefined
         ? {
-            avoided: new Map([[key, new Map([[dead, offerSeen(offer(failedAt))]])]]),
-            handedBackAt: new Map([[key, base.now - backAgo]]),
+            handedBack: new Map([
+              [key, { avoided: new Map([[dead, offerSeen(offer(failedAt))]]), at: base.now - backAgo }],
+            ]),
           }
         : {}),
     });
