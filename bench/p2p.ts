@@ -3,7 +3,8 @@
 // fan-out). Measured in the same run: one node alone and N nodes with peers off (references), then N with peers on.
 // MODELCACHE_BENCH_P2P_NODES (8), MODELCACHE_BENCH_SIZE_MIB (256), MODELCACHE_BENCH_P2P_ORIGIN_MBIT (200),
 // MODELCACHE_BENCH_P2P_NODE_MBIT (1000), MODELCACHE_BENCH_P2P_ZONES (1), MODELCACHE_BENCH_P2P_ZONE_MBIT (400).
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+// MODELCACHE_BENCH_P2P_LOGS=DIR keeps each phase's daemon logs in DIR/<phase>/ (at MODELCACHE_BENCH_P2P_LOG_LEVEL).
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -110,6 +111,9 @@ async function startDaemons(ctx: Context, phase: Phase, names: string[]): Promis
         ...['--kubeconfig', ctx.kubeconfig, '--node-name', node, '--root', join(dir, node)],
         ...['--namespace', DAEMON_NS, '--listen', '127.0.0.1:0', '--safety-margin', '0'],
         ...['--progress-interval-ms', '500'],
+        ...(process.env.MODELCACHE_BENCH_P2P_LOG_LEVEL
+          ? ['--log-level', process.env.MODELCACHE_BENCH_P2P_LOG_LEVEL]
+          : []),
         ...(phase.peers ? ['--peer-listen', peer, '--peer-advertise', peer, '--peer-token-file', ctx.tokenFile] : []),
       ];
       return startModelcache(node, args, join(dir, 'logs'), ctx.reaper, undefined, { prefix: h.exec });
@@ -230,6 +234,8 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
     return result;
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));
+    const keep = process.env.MODELCACHE_BENCH_P2P_LOGS;
+    if (keep) await cp(join(ctx.base, phase.label, 'logs'), join(keep, phase.label), { recursive: true });
     await rm(join(ctx.base, phase.label), { recursive: true, force: true });
   }
 }

@@ -104,6 +104,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     ...(peerListen
       ? {
           peers: peerTransfer({
+            node: nodeName,
             tokenFile: flags['peer-token-file'],
             stallTimeoutMs: flags['stall-timeout-seconds'],
             metrics,

@@ -33,7 +33,7 @@ export interface PeerTransfer {
     onBytes: (n: number, zone: 'same' | 'cross') => void;
     /** The peers that offer the same manifest now (as the latest plan saw them): new ones join the fetch. */
     offers: () => readonly PeerOffer[];
-  }): Promise<{ bytes: number; files: number; pieces: PiecesSummary }>;
+  }): Promise<{ bytes: number; files: number; pieces: PiecesSummary; byNode: Readonly<Record<string, number>> }>;
   /**
    * An origin download into `workDir` as a seed: its pieces are hashed as they are written and served to peers
    * while it runs; `onOffer` hears the live summary to publish meanwhile (undefined: none any more).
@@ -115,11 +115,11 @@ export async function copyFromPeers(
         storageKey: key,
         bytes: r.bytes,
         fromPeers: got(),
-        peers: from.peers.map((p) => p.node),
+        byNode: r.byNode,
       },
       'model fetched from peers',
     );
-    return { ...r, bytesFromPeers: got() };
+    return { bytes: r.bytes, files: r.files, pieces: r.pieces, bytesFromPeers: got() };
   } catch (err) {
     count(signal.aborted ? 'cancelled' : 'error');
     if (signal.aborted) throw err;

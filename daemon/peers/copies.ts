@@ -19,6 +19,10 @@ export interface CopyView {
   has(id: PieceId): boolean;
   /** A copy of the bitmap of verified pieces (see protocol.ts Have), `count` pieces. */
   have(): { count: number; bits: Uint8Array };
+  /** How many pieces are verified. */
+  held(): number;
+  /** Resolves once another piece is verified or the copy ends, `ms` pass, or `signal` aborts: whichever is first. */
+  changed(ms: number, signal: AbortSignal): Promise<void>;
 }
 
 /** A copy in progress as its fetch holds it: it records each piece once written and verified, and ends. */
@@ -57,9 +61,18 @@ export class CopiesInProgress {
     const count = countPieces(manifest);
     const bits = new Uint8Array(Math.ceil(count / 8));
     let current = layout.bytes;
+    let held = 0;
+    /** Who waits for the next change (a peer's long-polled `have` or manifest). */
+    const waiters = new Set<() => void>();
+    const wake = (): void => {
+      for (const w of [...waiters]) w();
+    };
     const set = (i: number): void => {
+      if (hasBit(bits, i)) return;
       bits[i >> 3]! |= 0x80 >> (i & 7);
+      held++;
       if (!layout.bytes) current = undefined; // a hash was learnt with it: serialized again when asked
+      wake();
     };
     const copies = this.#copies;
     const record: CopyRecord = {
@@ -73,12 +86,27 @@ export class CopiesInProgress {
         return f !== undefined && piece < f.pieces.length && hasBit(bits, offsets[file]! + piece);
       },
       have: () => ({ count, bits: bits.slice() }),
+      held: () => held,
+      changed: (ms, signal) =>
+        new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            waiters.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, ms);
+          signal.addEventListener('abort', done, { once: true });
+          waiters.add(done);
+          if (signal.aborted || copies.get(storageKey) !== record) done();
+        }),
       verified: ({ file, piece }) => set(offsets[file]! + piece),
       verifiedFile: (file) => {
         for (let p = 0; p < manifest.files[file]!.pieces.length; p++) set(offsets[file]! + p);
       },
       end: () => {
         if (copies.get(storageKey) === record) copies.delete(storageKey);
+        wake();
       },
     };
     copies.set(storageKey, record);

@@ -13,6 +13,7 @@ import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, type PeerAnswer } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
+import { firstReceiverOf, RECEIVER_GRACE_MS } from './spread.ts';
 import {
   countPieces,
   decodeHave,
@@ -26,6 +27,7 @@ import {
   piecePath,
   serializeManifest,
   UNKNOWN_HASH,
+  waitQuery,
   type ManifestSummary,
   type PieceManifest,
 } from './protocol.ts';
@@ -52,11 +54,18 @@ export interface PeerFetchRequest {
   /** What the serving nodes published: the manifest is accepted only with exactly this digest. */
   summary: ManifestSummary;
   peers: readonly PeerRef[];
+  /** This node's name: of a live copy, its peers' too rank it among the first receivers of each piece (spread.ts). */
+  self?: string;
+  /** Tests only: RECEIVER_GRACE_MS (spread.ts). */
+  receiverGraceMs?: number;
   /** Peers offering the model now (polled while the fetch runs): those not known yet join it. */
   morePeers?: () => readonly PeerRef[];
   /** Where this copy is recorded while it runs, so this node's peer server serves the pieces verified so far. */
   copies?: CopiesInProgress;
-  /** How often a peer still copying is asked which pieces it holds. Default 1 s. */
+  /**
+   * How long after an answer with no news a peer still copying is asked again which pieces it holds. Default 1 s.
+   * An answer with news is followed by the next ask at once (long-polled: it is answered when the peer holds more).
+   */
   haveRefreshMs?: number;
   /** The bearer token, read again for every request (tokens rotate). */
   token: () => Promise<string>;
@@ -102,6 +111,10 @@ export interface PeerFetchResult {
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 const DEFAULT_BACKOFF = { baseMs: 250, maxMs: 5000 };
 const HAVE_REFRESH_MS = 1000;
+/** Longest a long-polled ask waits for news (protocol.ts waitQuery); at most half the stall timeout. */
+const LONG_POLL_MS = 10_000;
+/** After an answer with news, the next ask of that peer waits this long, and a millisecond per KiB answered. */
+const ASK_AGAIN_MS = 50;
 const ANCHOR_TIMEOUT_MS = 60_000;
 const ANCHOR_POLL_MS = 200;
 /** Pieces a pick compares for rarity: the rarest of this many that the peer holds, in the queue's random order. */
@@ -386,6 +399,10 @@ async function fetchPieces(
   const count = countPieces(m);
   const stop = new AbortController();
   const signal = AbortSignal.any([req.signal, stop.signal]);
+  /** Ends the asks still waiting for news once every piece is in. */
+  const asked = new AbortController();
+  const askSignal = AbortSignal.any([signal, asked.signal]);
+  const waitMs = Math.max(1, Math.min(LONG_POLL_MS, Math.floor(req.stallTimeoutMs / 2)));
   const inflight = new Set<Promise<void>>();
   const asks = new Set<Promise<void>>();
   const byPeer = new Map<string, number>();
@@ -402,6 +419,26 @@ async function fetchPieces(
   const holds = (p: Peer, t: Task): boolean =>
     (unknown === 0 || m.files[t.file]!.pieces[t.piece] !== UNKNOWN_HASH) &&
     (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
+  /**
+   * Spread (spread.ts): in a live copy, the seed is asked for a new piece at once only by its first receivers; this
+   * node, when it is none, waits RECEIVER_GRACE_MS from when it learnt the piece's hash for a copier to offer it.
+   */
+  const spread = live && req.self !== undefined;
+  /** When each piece's hash became known here (ms since the epoch; 0: known from the start). */
+  const knownAt = new Float64Array(count);
+  /** Whether this node is among each piece's first receivers (undefined: recomputed, the copiers changed). */
+  let firsts: Uint8Array | undefined;
+  const copiersChanged = (): void => {
+    firsts = undefined;
+  };
+  /** Until when `p` is not asked for `t`: the seed, for a piece this node is no first receiver of; 0, no wait. */
+  const copiers = (): string[] => peers.filter((x) => !x.dropped && x.partial && !x.vouches).map((x) => x.node);
+  const gatedUntil = (p: Peer, t: Task): number => {
+    if (!spread || !p.vouches) return 0;
+    const i = offsets[t.file]! + t.piece;
+    firsts ??= firstReceiverOf(req.self!, copiers(), count);
+    return firsts[i] ? 0 : knownAt[i]! + (req.receiverGraceMs ?? RECEIVER_GRACE_MS);
+  };
   const known = new Set(peers.map((p) => p.node));
   const join = (): void => {
     for (const ref of req.morePeers?.() ?? []) {
@@ -415,16 +452,19 @@ async function fetchPieces(
         // Its standing as it publishes it now: a seed that completed holds every piece, one whose download failed
         // and copies from peers vouches for no hash any more.
         p.summary = ref.summary;
+        if (p.vouches !== vouches(ref)) copiersChanged();
         p.vouches = vouches(ref);
         if (p.partial !== (ref.partial === true)) {
           p.partial = ref.partial === true;
           delete p.have;
           holders = undefined;
+          copiersChanged();
         }
       }
       if (known.has(ref.node)) continue;
       known.add(ref.node);
       peers.push(toPeer(ref));
+      copiersChanged();
       movedAt = Date.now();
     }
     for (const p of peers)
@@ -454,7 +494,7 @@ async function fetchPieces(
       let seen = 0;
       for (let k = 0; k < queue.length && fewest > floor && seen < sample; k++) {
         const t = queue[k]!;
-        if (!holds(p, t)) continue;
+        if (!holds(p, t) || gatedUntil(p, t) > now) continue;
         const fails = t.fails.get(p.node) ?? 0;
         if (fails === 0) {
           seen++;
@@ -466,6 +506,18 @@ async function fetchPieces(
       if (fallback !== -1) return [p, fallback];
     }
     return undefined;
+  };
+  /** When the seed may next be asked for a queued piece this node waits for its first receivers to offer, if any. */
+  const gateOpens = (now: number): number | undefined => {
+    let at: number | undefined;
+    for (const p of peers) {
+      if (p.dropped || !p.vouches) continue;
+      for (const t of queue) {
+        const until = gatedUntil(p, t);
+        if (until > now && holds(p, t) && (at === undefined || until < at)) at = until;
+      }
+    }
+    return at;
   };
   /** When a peer now waiting out a failure may take a queued piece, if any may. */
   const wakeAt = (now: number): number | undefined => {
@@ -506,6 +558,7 @@ async function fetchPieces(
         if (mine[j] === UNKNOWN_HASH) {
           mine[j] = h;
           unknown--;
+          knownAt[offsets[i]! + j] = Date.now();
         }
         const k = offsets[i]! + j;
         bits[k >> 3]! |= 0x80 >> (k & 7);
@@ -518,15 +571,21 @@ async function fetchPieces(
    * pieces it holds); a 404 is none, trouble keeps what was heard (its pieces' answers tell).
    */
   const ask = async (p: Peer): Promise<void> => {
+    /** The pieces it held as last heard: asked with them, the answer waits until it holds more. */
+    const heard = p.have ? popcount(p.have) : undefined;
+    let answered: number | undefined;
     try {
       const hashes = live && p.vouches;
-      const a = await peerGet(agent, new URL((hashes ? manifestPath : havePath)(req.storageKey), p.base), {
+      const path = (hashes ? manifestPath : havePath)(req.storageKey);
+      const query = heard === undefined ? '' : waitQuery(heard, waitMs);
+      const a = await peerGet(agent, new URL(path + query, p.base), {
         token: await token(req),
-        signal,
-        timeoutMs: req.stallTimeoutMs,
+        signal: askSignal,
+        timeoutMs: req.stallTimeoutMs + (heard === undefined ? 0 : waitMs),
         maxBytes: hashes ? MAX_MANIFEST_BYTES : Math.ceil(count / 6) + 256,
       });
-      if (signal.aborted) return;
+      if (askSignal.aborted) return;
+      if (a.ok) answered = a.bytes.length;
       let bits: Uint8Array | undefined;
       const before = p.have;
       const unknownBefore = unknown;
@@ -565,7 +624,10 @@ async function fetchPieces(
       stop.abort(err);
     } finally {
       p.asking = false;
-      p.haveDue = Date.now() + refreshMs;
+      // News (more pieces than heard): asked again soon, a wait for the next; none: after refreshMs.
+      const held = p.have ? popcount(p.have) : 0;
+      const news = answered !== undefined && (heard === undefined || held > heard);
+      p.haveDue = Date.now() + (news ? ASK_AGAIN_MS + Math.ceil(answered! / 1024) : refreshMs);
     }
   };
 
@@ -576,6 +638,7 @@ async function fetchPieces(
     if (p.consecutive >= attempts) {
       p.dropped = `${attempts} failures in a row, the last: ${a.why}`;
       holders = undefined;
+      copiersChanged();
       req.log.warn({ ...where, why: a.why }, 'peer failed too often; not asked again for this model');
     } else {
       const delay = Math.max(a.retryAfterMs ?? 0, backoffDelay(p.consecutive, backoff));
@@ -586,6 +649,7 @@ async function fetchPieces(
   const lied = (p: Peer, t: Task, why: string): void => {
     p.dropped = `served a bad piece (${why})`;
     holders = undefined;
+    copiersChanged();
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
     req.log.warn({ ...where, why }, 'peer served a piece that does not verify; not asked again for this model');
     req.onBadPiece?.(p.node);
@@ -661,6 +725,8 @@ async function fetchPieces(
     const times: number[] = [];
     const wake = wakeAt(now);
     if (wake !== undefined) times.push(wake);
+    const opens = spread ? gateOpens(now) : undefined;
+    if (opens !== undefined) times.push(opens);
     if (inflight.size === 0 && wake === undefined) {
       // Nobody to ask now: only peers still copying may come to hold the rest, and not forever.
       const waiting = copying();
@@ -675,6 +741,7 @@ async function fetchPieces(
     const until = times.length > 0 ? Math.max(0, Math.min(...times) - now) : undefined;
     await waitForAny(new Set([...inflight, ...asks]), until, signal);
   }
+  asked.abort();
   await Promise.allSettled([...inflight, ...asks]); // nothing keeps running (or writing) after this returns
   if (req.signal.aborted) throw cancelled(req.signal);
   if (fatal !== undefined) throw fatal;
@@ -692,6 +759,12 @@ async function fetchPieces(
     );
   }
   return byPeer;
+}
+
+function popcount(bits: Uint8Array): number {
+  let n = 0;
+  for (let b of bits) for (; b; b &= b - 1) n++;
+  return n;
 }
 
 function sameBits(a: Uint8Array, b: Uint8Array): boolean {

@@ -24,7 +24,7 @@ export async function peerGet(agent: Agent, url: URL, o: PeerGetOptions): Promis
   try {
     res = await agent.request({
       origin: url.origin,
-      path: url.pathname,
+      path: url.pathname + url.search,
       method: 'GET',
       headers: { authorization: `Bearer ${o.token}`, accept: 'application/octet-stream, application/json' },
       signal: o.signal,

@@ -124,6 +124,24 @@ export function havePath(storageKey: string): string {
 }
 
 /**
+ * Query of a long-polled `have` or manifest request to a node still copying (or seeding) the model: `held` is how
+ * many pieces the asker last heard it hold, `wait` the most milliseconds to wait. The answer comes once it holds
+ * more (or its copy ended), or `wait` passed. Without the query, or of a complete model, it comes at once.
+ */
+export function waitQuery(held: number, waitMs: number): string {
+  return `?held=${held}&wait=${waitMs}`;
+}
+
+/** The `held` and `wait` of a request's query (see waitQuery), or undefined when it asks for no wait. */
+export function parseWaitQuery(search: string): { held: number; waitMs: number } | undefined {
+  const q = new URLSearchParams(search);
+  const held = Number(q.get('held') ?? NaN);
+  const waitMs = Number(q.get('wait') ?? NaN);
+  if (!Number.isSafeInteger(held) || held < 0 || !Number.isSafeInteger(waitMs) || waitMs <= 0) return undefined;
+  return { held, waitMs };
+}
+
+/**
  * The body of a `have` answer: bit i (most significant bit of byte i >> 3 first) of `bitmap` (base64) is set when
  * piece i is held, pieces numbered across the manifest's files in order.
  */

@@ -9,7 +9,7 @@ import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
 import { ManifestCache } from './manifest-cache.ts';
-import { countPieces, encodeHave, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
+import { countPieces, encodeHave, parseWaitQuery, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
   auth: PeerAuthenticator;
@@ -44,6 +44,8 @@ interface Refusal {
 const SEND_CHUNK = 1024 * 1024;
 /** A connection that moves no byte this long is dropped, so a stalled peer does not hold an upload forever. */
 const IDLE_TIMEOUT_MS = 60_000;
+/** Longest a long-polled `have` or manifest answer is held back (protocol.ts waitQuery), whatever was asked. */
+const MAX_WAIT_MS = 30_000;
 
 /**
  * The peer endpoints of protocol.ts under /v1/peer/: the manifest of a model complete here or being copied from
@@ -82,7 +84,14 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     if (req.method !== 'GET') return refuse({ status: 405, message: 'only GET', headers: { allow: 'GET' } });
     const route = parseRoute(raw.slice(2));
     if (route.kind === 'refused') return refuse(route);
-    const copy = o.copies?.get(route.key);
+    let copy = o.copies?.get(route.key);
+    const wait = route.kind === 'piece' ? undefined : parseWaitQuery(req.url?.slice(pathname.length) ?? '');
+    if (copy && wait && copy.held() <= wait.held) {
+      // Long-polled: answered once this copy holds more than the asker heard, it ended, or the wait is over.
+      await copy.changed(Math.min(wait.waitMs, MAX_WAIT_MS), aborted.signal);
+      if (aborted.signal.aborted) return true;
+      copy = o.copies?.get(route.key);
+    }
     if (route.kind === 'manifest') {
       if (copy) {
         const progress = copy.progress?.();

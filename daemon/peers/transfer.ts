@@ -11,6 +11,8 @@ import { fetchFromPeers, type PeerRef } from './fetch.ts';
 import { buildManifest, writeManifest } from './manifest.ts';
 
 export interface PeerTransferOptions {
+  /** This node's name (a live copy's first receivers are ranked by it, spread.ts). */
+  node?: string;
   /** The projected service-account token this daemon shows its peers; read again for every request. */
   tokenFile: string;
   stallTimeoutMs: number;
@@ -51,6 +53,7 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
         limitBytes: req.limitBytes,
         summary: req.from.pieces,
         peers: req.from.peers.map(peerRef),
+        ...(o.node !== undefined ? { self: o.node } : {}),
         morePeers: offered,
         ...(o.copies ? { copies: o.copies } : {}),
         token: async () => (await readFile(o.tokenFile, 'utf8')).trim(),
@@ -67,7 +70,7 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
         log: o.log,
       });
       await writeManifest(req.workDir, r.manifest);
-      return { bytes: r.bytes, files: r.files, pieces: r.summary };
+      return { bytes: r.bytes, files: r.files, pieces: r.summary, byNode: Object.fromEntries(r.byPeer) };
     },
     seed: ({ storageKey, workDir, onOffer }) =>
       new LiveSeed({ storageKey, workDir, copies: o.copies ?? new CopiesInProgress(), log: o.log, onOffer }),

@@ -15,6 +15,7 @@ import {
   havePath,
   manifestPath,
   piecePath,
+  waitQuery,
   type ManifestSummary,
   type PieceManifest,
 } from '../../daemon/peers/protocol.ts';
@@ -147,3 +148,41 @@ function popcount(b: number): number {
   for (let x = b; x; x &= x - 1) n++;
   return n;
 }
+
+test('a long-polled `have` of a copy in progress is answered once it holds another piece, or once it ends', async () => {
+  const key = 'long-poll-model';
+  const dir = join(base, 'long-poll');
+  await mkdir(dir, { recursive: true });
+  const record = copies.begin(key, dir, model.manifest, { bytes: model.bytes });
+  const count = 10;
+  const haveOf = async (r: Response): Promise<Uint8Array> => {
+    assert.equal(r.status, 200);
+    const bits = decodeHave(await r.json(), count);
+    assert.ok(bits, 'a well-formed have');
+    return bits;
+  };
+  /** The answer, or 'pending' when none came within `ms` (the server holds it for up to 30 s). */
+  const within = <T>(p: Promise<T>, ms: number): Promise<T | 'pending'> =>
+    Promise.race([p, new Promise<'pending'>((resolve) => setTimeout(() => resolve('pending'), ms))]);
+
+  // Asked with what it holds (nothing): held back until a piece is verified.
+  const asked = get(`${havePath(key)}${waitQuery(0, 60_000)}`);
+  assert.equal(await within(asked, 300), 'pending', 'no news: no answer yet');
+  record.verified({ file: 1, piece: 2 });
+  const answer = await within(asked, 10_000);
+  assert.notEqual(answer, 'pending', 'answered once the copy holds more');
+  const bits = await haveOf(answer as Response);
+  assert.ok(hasBit(bits, model.manifest.files[0]!.pieces.length + 2), 'with the piece just verified');
+
+  // Asked with less than it holds: at once. With a query that asks no wait: at once too.
+  assert.notEqual(await within(get(`${havePath(key)}${waitQuery(0, 60_000)}`), 10_000), 'pending');
+  assert.notEqual(await within(get(`${havePath(key)}?held=1&wait=0`), 10_000), 'pending');
+
+  // The manifest of a copy in progress is long-polled alike; the copy ending answers it (it is not served any more).
+  const manifest = get(`${manifestPath(key)}${waitQuery(1, 60_000)}`);
+  assert.equal(await within(manifest, 300), 'pending');
+  record.end();
+  const ended = await within(manifest, 10_000);
+  assert.notEqual(ended, 'pending', 'answered once the copy ended');
+  assert.equal((ended as Response).status, 404, 'no copy of it any more');
+});

@@ -15,10 +15,12 @@ import { LiveSeed } from '../../daemon/peers/live-seed.ts';
 import { buildManifest } from '../../daemon/peers/manifest.ts';
 import { parseManifest } from '../../daemon/peers/manifest-check.ts';
 import {
+  countPieces,
   digestOf,
   liveSummary,
   manifestPath,
   piecePath,
+  pieceOffsets,
   PROGRESS_HEADER,
   serializeManifest,
   UNKNOWN_HASH,
@@ -26,9 +28,10 @@ import {
   type PieceManifest,
 } from '../../daemon/peers/protocol.ts';
 import type { PeerServer } from '../../daemon/peers/server.ts';
+import { firstReceiverOf } from '../../daemon/peers/spread.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createLogger } from '../../ops/logger.ts';
-import { startTablePeerServer } from '../helpers/test-peer.ts';
+import { startTablePeerServer, TestPeer } from '../helpers/test-peer.ts';
 
 const KiB = 1024;
 const TOKEN = 'daemon-token';
@@ -283,4 +286,93 @@ test('live manifests: unknown hashes only under a live summary, whose digest mus
     (err: unknown) => err instanceof DownloadError && err.code === 'BadResponse' && /piece 1: hash/.test(err.message),
     'a complete manifest lists every hash',
   );
+});
+
+/**
+ * A live copy by node 'x' from the seed, with three other copiers of it ('c1'–'c3', one TestPeer holding only
+ * `offered`) that publish as copiers do. Resolves once the seed wrote every piece, with what x's fetch then does.
+ */
+async function spreadCopy(
+  key: string,
+  graceMs: number,
+): Promise<{
+  copying: Promise<Awaited<ReturnType<typeof fetchFromPeers>>>;
+  copier: TestPeer;
+  fetched: () => number;
+  /** Bytes of the pieces x is a first receiver of, and the ids of the others (`file/piece`). */
+  firstBytes: number;
+  others: string[];
+  anchor: () => Promise<void>;
+}> {
+  const s = await seeding(key);
+  const live = s.offers[0]!;
+  const src = join(base, `${key}-copier`);
+  await mkdir(src, { recursive: true });
+  await writeFile(join(src, 'weights.bin'), WEIGHTS);
+  await writeFile(join(src, 'config.json'), CONFIG);
+  const full = await buildManifest(src, key, AbortSignal.timeout(5000), KiB);
+  const copier = await TestPeer.start(src, key, full.bytes);
+  copier.holding = new Set();
+  const names = ['c1', 'c2', 'c3'];
+  const refs: PeerRef[] = [
+    { node: 'seed', url: server.url, partial: true, summary: live },
+    ...names.map((node) => ({ node, url: copier.url, partial: true, summary: { ...live, live: 'peers' as const } })),
+  ];
+  const m = parseManifest(full.bytes, full.summary, key, 1024 * KiB, KiB);
+  const firsts = firstReceiverOf('x', names, countPieces(m));
+  const offsets = pieceOffsets(m);
+  let firstBytes = 0;
+  const others: string[] = [];
+  for (const [i, f] of m.files.entries())
+    for (let p = 0; p < f.pieces.length; p++)
+      if (firsts[offsets[i]! + p]) firstBytes += Math.min(KiB, f.size - p * KiB);
+      else others.push(`${i}/${p}`);
+  assert.ok(others.length > 0 && firstBytes > 0, 'x is first receiver of some pieces, not of all');
+  const dir = join(base, `copy-${key}`);
+  await mkdir(dir, { recursive: true });
+  let fetched = 0;
+  const copying = fetchFromPeers(
+    request(key, dir, {
+      summary: live,
+      peers: refs,
+      morePeers: () => refs,
+      self: 'x',
+      receiverGraceMs: graceMs,
+      onBytes: (n) => (fetched += n),
+    }),
+  );
+  await s.write('weights.bin', 0, WEIGHTS.length);
+  await s.write('config.json', 0, CONFIG.length);
+  const anchor = async (): Promise<void> => {
+    await s.place('config.json');
+    await s.place('weights.bin');
+    const built = await buildManifest(s.dir, key, AbortSignal.timeout(5000), KiB, await s.seed.known());
+    refs.push({ node: 'seed-done', url: server.url, summary: built.summary });
+    s.seed.end();
+  };
+  return { copying, copier, fetched: () => fetched, firstBytes, others, anchor };
+}
+
+test('a live copy asks the seed at once only for the pieces it is a first receiver of; the others it copies from the copiers that offer them', async (t) => {
+  const c = await spreadCopy('live-spread', 60_000);
+  t.after(() => c.copier.close());
+  await eventually(() => assert.equal(c.fetched(), c.firstBytes, 'its first pieces, from the seed'));
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(c.fetched(), c.firstBytes, 'the other pieces are waited for: no copier offers them yet');
+  c.copier.holding = new Set(c.others); // the other copiers got them from the seed
+  await eventually(() => assert.equal(c.fetched(), WEIGHTS.length + CONFIG.length));
+  await c.anchor();
+  const r = await c.copying;
+  assert.equal(r.byPeer.get('seed'), c.firstBytes, 'the seed sent this node only the pieces it is first for');
+  const fromCopiers = ['c1', 'c2', 'c3'].reduce((n, node) => n + (r.byPeer.get(node) ?? 0), 0);
+  assert.equal(fromCopiers, WEIGHTS.length + CONFIG.length - c.firstBytes);
+});
+
+test('a live copy asks the seed for the other pieces too once no copier offered them within the grace', async (t) => {
+  const c = await spreadCopy('live-spread-grace', 300);
+  t.after(() => c.copier.close());
+  await eventually(() => assert.equal(c.fetched(), WEIGHTS.length + CONFIG.length));
+  await c.anchor();
+  const r = await c.copying;
+  assert.equal(r.byPeer.get('seed'), WEIGHTS.length + CONFIG.length, 'every piece from the seed, none from copiers');
 });
