@@ -116,7 +116,7 @@ const LONG_POLL_MS = 10_000;
 /** After an answer with news, the next ask of that peer waits this long, and a millisecond per KiB answered. */
 const ASK_AGAIN_MS = 50;
 const ANCHOR_TIMEOUT_MS = 60_000;
-const ANCHOR_POLL_MS = 200;
+const ANCHOR_POLL_MS = 50;
 /** Pieces a pick compares for rarity: the rarest of this many that the peer holds, in the queue's random order. */
 const RAREST_OF = 64;
 
@@ -213,6 +213,7 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
     let summary: ManifestSummary;
     try {
       byPeer = await fetchPieces(req, agent, m, peers, queue, done, copy);
+      if (live) req.log.debug({ storageKey: req.storageKey }, 'every piece written: the copy waits for its anchor');
       summary = live ? await anchored(req, m) : req.summary;
     } catch (err) {
       if (req.signal.aborted) throw err;
