@@ -64,7 +64,7 @@ interface PhaseResult {
   peerSeconds: number;
   /** Per node that copied from peers: bytes from peers / time from its first peer byte seen to done. */
   peerRates: number[];
-  /** The node that joined afterwards (Phase.join): its bytes from peers / time from its first peer byte seen to done. */
+  /** The node that joined afterwards (Phase.join): its bytes from peers per second of its copy. */
   joinRate?: number;
 }
 
@@ -249,33 +249,38 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
 
 /**
  * One more node joins the group once all of `phase` have the model, and copies it from them (up to 4 at once): its
- * bytes from peers per second, from when its status first shows some to when it is done (0: not measurable).
+ * bytes from peers per second, from its daemon's log (download started to model fetched; 0: not measurable).
  */
 async function joinOne(ctx: Context, phase: Phase, group: string, daemons: ModelcacheProcess[]): Promise<number> {
   const node = `${group}-join`;
   const host = phase.nodes; // the simulated host after the phase's own
   const zone: Record<string, string> = ctx.zones > 1 ? { [ZONE_LABEL]: `zone-${ctx.net.nodes[host]!.zone}` } : {};
   await createNode(ctx.client, node, { [PHASE_LABEL]: phase.label, ...zone });
-  daemons.push(...(await startDaemons(ctx, phase, [node], host)));
+  const [daemon] = await startDaemons(ctx, phase, [node], host);
+  daemons.push(daemon!);
   const start = performance.now();
   const timeoutS = 60 + (3 * ctx.size) / ctx.originRate;
-  let first: { at: number; bytes: number } | undefined;
   for (;;) {
     ctx.signal.throwIfAborted();
     const now = (performance.now() - start) / 1000;
     if (now > timeoutS) throw new Error(`${node}: the model was not copied after ${timeoutS} s`);
     const lmn = await ctx.client.get<LocalModelNode>(LOCAL_MODEL_NODES, node, { signal: ctx.signal });
-    const m = lmn?.status?.models?.[group];
-    if (m?.bytesFromPeers && !first) first = { at: now, bytes: m.bytesFromPeers };
-    if (lmn?.status?.modelStatus?.[group] === 'ModelDownloaded') {
-      const fromPeers = m?.bytesFromPeers ?? 0;
-      log(
-        `${phase.label}: ${node} joined and copied ${(fromPeers / MiB).toFixed(0)} MiB from peers, done at ${now.toFixed(1)} s`,
-      );
-      return first && fromPeers > first.bytes && now > first.at ? (fromPeers - first.bytes) / (now - first.at) : 0;
-    }
+    if (lmn?.status?.modelStatus?.[group] === 'ModelDownloaded') break;
     await delay(100, undefined, { signal: ctx.signal });
   }
+  const lines = await daemon!.logs();
+  const at = (msg: string): { time: number; line: Record<string, unknown> } | undefined => {
+    const line = lines.find((l) => l.msg === msg);
+    return line && typeof line.time === 'string' ? { time: Date.parse(line.time), line } : undefined;
+  };
+  const [began, fetched] = [at('download started'), at('model fetched from peers')];
+  const bytes = Number(fetched?.line.fromPeers ?? 0);
+  if (!began || !fetched || !(bytes > 0) || fetched.time <= began.time) return 0;
+  const seconds = (fetched.time - began.time) / 1000;
+  log(
+    `${phase.label}: ${node} joined and copied ${(bytes / MiB).toFixed(0)} MiB from peers in ${seconds.toFixed(2)} s`,
+  );
+  return bytes / seconds;
 }
 
 function figures(

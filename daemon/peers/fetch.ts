@@ -13,7 +13,7 @@ import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, type PeerAnswer } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
-import { firstReceiverOf, RECEIVER_GRACE_MS } from './spread.ts';
+import { ReceiverGate } from './spread.ts';
 import {
   countPieces,
   decodeHave,
@@ -64,7 +64,8 @@ export interface PeerFetchRequest {
   copies?: CopiesInProgress;
   /**
    * How long after an answer with no news a peer still copying is asked again which pieces it holds. Default 1 s.
-   * An answer with news is followed by the next ask at once (long-polled: it is answered when the peer holds more).
+   * After an answer with news the next ask follows ASK_AGAIN_MS later (long-polled: answered once the peer holds
+   * more than it said).
    */
   haveRefreshMs?: number;
   /** The bearer token, read again for every request (tokens rotate). */
@@ -145,6 +146,8 @@ interface Peer {
   asking: boolean;
   /** Bytes it reported having, as last heard (PeerRef.bytesDone). */
   reported: number;
+  /** How many pieces its last answer to an ask said it holds (bits cleared here on a 404 do not count). */
+  heard?: number;
 }
 
 interface Task {
@@ -269,6 +272,11 @@ function toPeer(ref: PeerRef): Peer {
   };
 }
 
+/** Whether `p` fetches the model from its source itself and serves it meanwhile (a seed, live 'origin'). */
+function seeding(p: Peer): boolean {
+  return p.partial && p.vouches && p.summary?.live === 'origin';
+}
+
 /** Whether a live copy takes `ref`'s hashes: it fetches from the source itself, or is complete (see Peer.vouches). */
 function vouches(ref: PeerRef): boolean {
   return ref.summary !== undefined && (ref.summary.live === undefined ? !ref.partial : ref.summary.live === 'origin');
@@ -376,7 +384,7 @@ async function anchored(req: PeerFetchRequest, m: PieceManifest): Promise<Manife
 /**
  * Fetches every queued piece: one request per peer at a time, at most `maxPeers` at once, the least loaded
  * peer first, a piece that failed tried on another peer first. A peer still copying the model is asked only for
- * pieces it said it holds (`have`, asked again every `haveRefreshMs`), and its 404 means "not yet", no failure;
+ * pieces it said it holds (`have`, long-polled; see haveRefreshMs), and its 404 means "not yet", no failure;
  * peers that join meanwhile (`morePeers`) are asked too. Each piece written is recorded in `copy` (served from
  * here). Returns bytes fetched by node once every piece is written and every complete file placed; throws once
  * nothing is in flight and no peer is left, or only peers still copying that held no missing piece for
@@ -422,24 +430,15 @@ async function fetchPieces(
     (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
   /**
    * Spread (spread.ts): in a live copy, the seed is asked for a new piece at once only by its first receivers; this
-   * node, when it is none, waits RECEIVER_GRACE_MS from when it learnt the piece's hash for a copier to offer it.
+   * node, when it is none, waits a grace from when it learnt the piece's hash for a copier to offer it.
    */
-  const spread = live && req.self !== undefined;
-  /** When each piece's hash became known here (ms since the epoch; 0: known from the start). */
-  const knownAt = new Float64Array(count);
-  /** Whether this node is among each piece's first receivers (undefined: recomputed, the copiers changed). */
-  let firsts: Uint8Array | undefined;
-  const copiersChanged = (): void => {
-    firsts = undefined;
-  };
-  /** Until when `p` is not asked for `t`: the seed, for a piece this node is no first receiver of; 0, no wait. */
+  const gate =
+    live && req.self !== undefined ? new ReceiverGate(req.self, count, Date.now(), req.receiverGraceMs) : undefined;
+  const copiersChanged = (): void => gate?.copiersChanged();
   const copiers = (): string[] => peers.filter((x) => !x.dropped && x.partial && !x.vouches).map((x) => x.node);
-  const gatedUntil = (p: Peer, t: Task): number => {
-    if (!spread || !p.vouches) return 0;
-    const i = offsets[t.file]! + t.piece;
-    firsts ??= firstReceiverOf(req.self!, copiers(), count);
-    return firsts[i] ? 0 : knownAt[i]! + (req.receiverGraceMs ?? RECEIVER_GRACE_MS);
-  };
+  /** Until when `p` is not asked for `t` (ms since the epoch; 0, no wait): gated is a seed still at its source. */
+  const gatedUntil = (p: Peer, t: Task): number =>
+    gate && seeding(p) ? gate.until(offsets[t.file]! + t.piece, copiers) : 0;
   const known = new Set(peers.map((p) => p.node));
   const join = (): void => {
     for (const ref of req.morePeers?.() ?? []) {
@@ -458,6 +457,7 @@ async function fetchPieces(
         if (p.partial !== (ref.partial === true)) {
           p.partial = ref.partial === true;
           delete p.have;
+          delete p.heard;
           holders = undefined;
           copiersChanged();
         }
@@ -512,7 +512,7 @@ async function fetchPieces(
   const gateOpens = (now: number): number | undefined => {
     let at: number | undefined;
     for (const p of peers) {
-      if (p.dropped || !p.vouches) continue;
+      if (p.dropped || !seeding(p)) continue;
       for (const t of queue) {
         const until = gatedUntil(p, t);
         if (until > now && holds(p, t) && (at === undefined || until < at)) at = until;
@@ -559,7 +559,7 @@ async function fetchPieces(
         if (mine[j] === UNKNOWN_HASH) {
           mine[j] = h;
           unknown--;
-          knownAt[offsets[i]! + j] = Date.now();
+          gate?.learnt(offsets[i]! + j, Date.now());
         }
         const k = offsets[i]! + j;
         bits[k >> 3]! |= 0x80 >> (k & 7);
@@ -573,7 +573,7 @@ async function fetchPieces(
    */
   const ask = async (p: Peer): Promise<void> => {
     /** The pieces it held as last heard: asked with them, the answer waits until it holds more. */
-    const heard = p.have ? popcount(p.have) : undefined;
+    const heard = p.heard;
     let answered: number | undefined;
     try {
       const hashes = live && p.vouches;
@@ -607,6 +607,7 @@ async function fetchPieces(
         if (unknown < unknownBefore || wrote) movedAt = Date.now();
         if (!before || !bits || !sameBits(before, bits)) holders = undefined;
         p.have = bits;
+        p.heard = bits ? popcount(bits) : undefined;
         return;
       } else if (a.ok) {
         try {
@@ -620,14 +621,14 @@ async function fetchPieces(
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
       if (!before || !sameBits(before, bits)) holders = undefined;
       p.have = bits;
+      p.heard = popcount(bits);
     } catch (err) {
       fatal ??= err;
       stop.abort(err);
     } finally {
       p.asking = false;
       // News (more pieces than heard): asked again soon, a wait for the next; none: after refreshMs.
-      const held = p.have ? popcount(p.have) : 0;
-      const news = answered !== undefined && (heard === undefined || held > heard);
+      const news = answered !== undefined && (heard === undefined || (p.heard ?? 0) > heard);
       p.haveDue = Date.now() + (news ? ASK_AGAIN_MS + Math.ceil(answered! / 1024) : refreshMs);
     }
   };
@@ -726,7 +727,7 @@ async function fetchPieces(
     const times: number[] = [];
     const wake = wakeAt(now);
     if (wake !== undefined) times.push(wake);
-    const opens = spread ? gateOpens(now) : undefined;
+    const opens = gate ? gateOpens(now) : undefined;
     if (opens !== undefined) times.push(opens);
     if (inflight.size === 0 && wake === undefined) {
       // Nobody to ask now: only peers still copying may come to hold the rest, and not forever.

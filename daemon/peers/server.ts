@@ -46,6 +46,8 @@ const SEND_CHUNK = 1024 * 1024;
 const IDLE_TIMEOUT_MS = 60_000;
 /** Longest a long-polled `have` or manifest answer is held back (protocol.ts waitQuery), whatever was asked. */
 const MAX_WAIT_MS = 30_000;
+/** Long-polled answers held back at once; past this, asks are answered at once (each holds a connection). */
+const MAX_HELD_ASKS = 256;
 
 /**
  * The peer endpoints of protocol.ts under /v1/peer/: the manifest of a model complete here or being copied from
@@ -55,6 +57,7 @@ const MAX_WAIT_MS = 30_000;
  */
 export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
   let uploads = 0;
+  let held = 0;
   const manifests = new ManifestCache(root);
   return async (req, res) => {
     const pathname = (req.url ?? '/').split('?')[0] ?? '/';
@@ -86,9 +89,18 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
     if (route.kind === 'refused') return refuse(route);
     let copy = o.copies?.get(route.key);
     const wait = route.kind === 'piece' ? undefined : parseWaitQuery(req.url?.slice(pathname.length) ?? '');
-    if (copy && wait && copy.held() <= wait.held) {
+    if (copy && wait && copy.held() <= wait.held && held < MAX_HELD_ASKS) {
       // Long-polled: answered once this copy holds more than the asker heard, it ended, or the wait is over.
-      await copy.changed(Math.min(wait.waitMs, MAX_WAIT_MS), aborted.signal);
+      const until = Date.now() + Math.min(wait.waitMs, MAX_WAIT_MS);
+      const c = copy;
+      const waiting = (): boolean =>
+        !aborted.signal.aborted && c.held() <= wait.held && Date.now() < until && o.copies?.get(route.key) === c;
+      held++;
+      try {
+        while (waiting()) await c.changed(until - Date.now(), aborted.signal);
+      } finally {
+        held--;
+      }
       if (aborted.signal.aborted) return true;
       copy = o.copies?.get(route.key);
     }

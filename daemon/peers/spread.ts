@@ -7,7 +7,7 @@
 export const FIRST_RECEIVERS = 2;
 
 /** How long after a piece's hash is known a copier that is no first receiver of it waits before asking the seed. */
-export const RECEIVER_GRACE_MS = 1500;
+const RECEIVER_GRACE_MS = 1500;
 
 /**
  * For each of `count` pieces (numbered across the manifest's files), 1 when `self` is among the `receivers` copiers
@@ -45,4 +45,41 @@ function score(node: number, i: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * When this node may ask a seed still fetching from its source for each piece: at once for the pieces it is a first
+ * receiver of, else `graceMs` after it learnt the piece's hash (pieces known when the copy began count from then).
+ * Ranks are computed when first asked for, and again after the copiers changed. Time is given, never read.
+ */
+export class ReceiverGate {
+  readonly #self: string;
+  readonly #count: number;
+  readonly #graceMs: number;
+  /** When each piece's hash became known here (ms since the epoch). */
+  readonly #knownAt: Float64Array;
+  #firsts: Uint8Array | undefined;
+
+  constructor(self: string, count: number, startedAt: number, graceMs: number = RECEIVER_GRACE_MS) {
+    this.#self = self;
+    this.#count = count;
+    this.#graceMs = graceMs;
+    this.#knownAt = new Float64Array(count).fill(startedAt);
+  }
+
+  /** The hash of piece `i` became known at `at`. */
+  learnt(i: number, at: number): void {
+    this.#knownAt[i] = at;
+  }
+
+  /** The copiers changed (one joined, left, or was dropped): ranks are computed again when next needed. */
+  copiersChanged(): void {
+    this.#firsts = undefined;
+  }
+
+  /** Until when (ms since the epoch) the seed is not asked for piece `i`; 0 for a piece this node is first for. */
+  until(i: number, copiers: () => readonly string[]): number {
+    this.#firsts ??= firstReceiverOf(this.#self, copiers(), this.#count);
+    return this.#firsts[i] ? 0 : this.#knownAt[i]! + this.#graceMs;
+  }
 }

@@ -149,7 +149,7 @@ function popcount(b: number): number {
   return n;
 }
 
-test('a long-polled `have` of a copy in progress is answered once it holds another piece, or once it ends', async () => {
+test('a long-polled `have` of a copy in progress is answered once it holds more, or once it ends', async () => {
   const key = 'long-poll-model';
   const dir = join(base, 'long-poll');
   await mkdir(dir, { recursive: true });
@@ -162,8 +162,14 @@ test('a long-polled `have` of a copy in progress is answered once it holds anoth
     return bits;
   };
   /** The answer, or 'pending' when none came within `ms` (the server holds it for up to 30 s). */
-  const within = <T>(p: Promise<T>, ms: number): Promise<T | 'pending'> =>
-    Promise.race([p, new Promise<'pending'>((resolve) => setTimeout(() => resolve('pending'), ms))]);
+  const within = async <T>(p: Promise<T>, ms: number): Promise<T | 'pending'> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<'pending'>((resolve) => (timer = setTimeout(resolve, ms, 'pending')))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   // Asked with what it holds (nothing): held back until a piece is verified.
   const asked = get(`${havePath(key)}${waitQuery(0, 60_000)}`);
@@ -174,12 +180,19 @@ test('a long-polled `have` of a copy in progress is answered once it holds anoth
   const bits = await haveOf(answer as Response);
   assert.ok(hasBit(bits, model.manifest.files[0]!.pieces.length + 2), 'with the piece just verified');
 
+  // Asked with more than it holds: held back until it holds more than that, not at the next piece.
+  const more = get(`${havePath(key)}${waitQuery(2, 60_000)}`);
+  record.verified({ file: 1, piece: 3 });
+  assert.equal(await within(more, 300), 'pending', 'two pieces held, more than two asked for');
+  record.verified({ file: 1, piece: 4 });
+  assert.notEqual(await within(more, 10_000), 'pending', 'three held: answered');
+
   // Asked with less than it holds: at once. With a query that asks no wait: at once too.
   assert.notEqual(await within(get(`${havePath(key)}${waitQuery(0, 60_000)}`), 10_000), 'pending');
   assert.notEqual(await within(get(`${havePath(key)}?held=1&wait=0`), 10_000), 'pending');
 
   // The manifest of a copy in progress is long-polled alike; the copy ending answers it (it is not served any more).
-  const manifest = get(`${manifestPath(key)}${waitQuery(1, 60_000)}`);
+  const manifest = get(`${manifestPath(key)}${waitQuery(3, 60_000)}`);
   assert.equal(await within(manifest, 300), 'pending');
   record.end();
   const ended = await within(manifest, 10_000);

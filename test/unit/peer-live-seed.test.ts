@@ -369,9 +369,10 @@ test('a live copy asks the seed at once only for the pieces it is a first receiv
 });
 
 test('a live copy asks the seed for the other pieces too once no copier offered them within the grace', async (t) => {
-  const c = await spreadCopy('live-spread-grace', 300);
+  const c = await spreadCopy('live-spread-grace', 2000);
   t.after(() => c.copier.close());
-  await eventually(() => assert.equal(c.fetched(), WEIGHTS.length + CONFIG.length));
+  await eventually(() => assert.equal(c.fetched(), c.firstBytes, 'its first pieces, from the seed, at once'));
+  await eventually(() => assert.equal(c.fetched(), WEIGHTS.length + CONFIG.length), { timeoutMs: 10_000 });
   await c.anchor();
   const r = await c.copying;
   assert.equal(r.byPeer.get('seed'), WEIGHTS.length + CONFIG.length, 'every piece from the seed, none from copiers');

@@ -1,7 +1,7 @@
 // Which copiers of a live copy take each new piece from the seed itself (daemon/peers/spread.ts): pure ranks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FIRST_RECEIVERS, firstReceiverOf } from '../../daemon/peers/spread.ts';
+import { FIRST_RECEIVERS, firstReceiverOf, ReceiverGate } from '../../daemon/peers/spread.ts';
 
 test('first receivers: every piece has exactly FIRST_RECEIVERS of the copiers, each copier about its share', () => {
   const nodes = Array.from({ length: 8 }, (_, i) => `gpu-node-${i}`);
@@ -29,4 +29,40 @@ test('first receivers: a copier alone, or among no more copiers than receivers, 
   const three = firstReceiverOf('a', ['b', 'c'], 300).reduce((n, b) => n + b, 0);
   assert.ok(three > 150 && three < 250, `of three copiers, about two thirds: ${three}`);
   assert.deepEqual(firstReceiverOf('a', ['b', 'c', 'b'], 300), firstReceiverOf('a', ['c', 'b'], 300), 'a set');
+});
+
+test('receiver gate: no wait for a first piece; the others from when their hash was learnt, or the copy began', () => {
+  const copiers = ['b', 'c', 'd', 'e'];
+  const firsts = firstReceiverOf('a', copiers, 40);
+  const first = firsts.indexOf(1);
+  const other = firsts.indexOf(0);
+  assert.ok(first >= 0 && other >= 0);
+  const gate = new ReceiverGate('a', 40, 1000, 500);
+  assert.equal(
+    gate.until(first, () => copiers),
+    0,
+    'a first receiver asks the seed at once',
+  );
+  assert.equal(
+    gate.until(other, () => copiers),
+    1500,
+    'known since the copy began',
+  );
+  gate.learnt(other, 4000);
+  assert.equal(
+    gate.until(other, () => copiers),
+    4500,
+    'learnt later: counted from then',
+  );
+  // The other copiers leave: this node is first for every piece once the ranks are computed again.
+  assert.equal(
+    gate.until(other, () => []),
+    4500,
+    'ranks kept until the copiers are said to have changed',
+  );
+  gate.copiersChanged();
+  assert.equal(
+    gate.until(other, () => []),
+    0,
+  );
 });
