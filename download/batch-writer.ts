@@ -75,8 +75,8 @@ export class BatchWriter {
 }
 
 /** Writes `bufs` (`n` bytes) at `at`, again from where a short write stopped (a disk nearly full writes less). */
-async function writeAll(fh: FileHandle, bufs: Buffer[], n: number, at: number): Promise<void> {
-  const { bytesWritten } = await fh.writev(bufs, at);
+export async function writeAll(fh: FileHandle, bufs: readonly Buffer[], n: number, at: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(bufs as Buffer[], at);
   if (bytesWritten === n) return;
   const rest = Buffer.concat(bufs).subarray(bytesWritten);
   for (let done = 0; done < rest.length;) {

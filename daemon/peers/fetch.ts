@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
@@ -11,7 +10,7 @@ import { backoffDelay, sleep } from '../../ops/backoff.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
-import { peerGet, type PeerAnswer } from './peer-http.ts';
+import { peerGet, peerGetPiece, type PeerRefusal } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
 import { ReceiverGate } from './spread.ts';
 import {
@@ -633,7 +632,7 @@ async function fetchPieces(
     }
   };
 
-  const failed = (p: Peer, t: Task, a: Exclude<PeerAnswer, { ok: true }>): void => {
+  const failed = (p: Peer, t: Task, a: PeerRefusal): void => {
     t.fails.set(p.node, (t.fails.get(p.node) ?? 0) + 1);
     p.consecutive++;
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
@@ -661,7 +660,7 @@ async function fetchPieces(
     const f = m.files[t.file]!;
     const len = pieceLength(f.size, m.pieceSize, t.piece);
     try {
-      const a = await peerGet(agent, new URL(piecePath(req.storageKey, t), p.base), {
+      const a = await peerGetPiece(agent, new URL(piecePath(req.storageKey, t), p.base), {
         token: await token(req),
         signal,
         timeoutMs: req.stallTimeoutMs,
@@ -676,7 +675,7 @@ async function fetchPieces(
         queue.unshift(t);
         return;
       }
-      const bad = a.ok ? verdict(a.bytes, len, f.pieces[t.piece]!) : a.lied ? a.why : undefined;
+      const bad = a.ok ? verdict(a, len, f.pieces[t.piece]!) : a.lied ? a.why : undefined;
       if (bad !== undefined) lied(p, t, bad);
       else if (!a.ok) failed(p, t, a);
       if (bad !== undefined || !a.ok) {
@@ -684,7 +683,7 @@ async function fetchPieces(
         return;
       }
       const partial = partialPath(req.workDir, f.path);
-      await writePiece(partial, t.piece * m.pieceSize, a.bytes);
+      await writePiece(partial, t.piece * m.pieceSize, a.chunks, len);
       copy?.verified(t);
       movedAt = Date.now();
       p.consecutive = 0;
@@ -784,10 +783,9 @@ function holderCounts(peers: readonly Peer[], count: number): Uint16Array {
 }
 
 /** Why a piece's bytes are refused (its length, then its hash), or undefined when they verify. */
-function verdict(bytes: Buffer, len: number, hash: string): string | undefined {
-  if (bytes.length !== len) return `${bytes.length} bytes, ${len} expected`;
-  const got = createHash('sha256').update(bytes).digest('hex');
-  return got === hash ? undefined : `sha256 ${got}, ${hash} listed`;
+function verdict(a: { length: number; sha256: string }, len: number, hash: string): string | undefined {
+  if (a.length !== len) return `${a.length} bytes, ${len} expected`;
+  return a.sha256 === hash ? undefined : `sha256 ${a.sha256}, ${hash} listed`;
 }
 
 /** Until one job ends, `ms` pass (when given) or `signal` aborts. */

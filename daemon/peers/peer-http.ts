@@ -1,10 +1,15 @@
+import { createHash } from 'node:crypto';
 import type { Agent } from 'undici';
 import { PROGRESS_HEADER } from './protocol.ts';
 
 /** One answer of a peer: its whole body, or why not (`lied`: it sent more than was asked, never network trouble). */
-export type PeerAnswer =
-  | { ok: true; bytes: Buffer; progress?: number }
-  | { ok: false; lied: boolean; why: string; status?: number; retryAfterMs?: number };
+export type PeerAnswer = { ok: true; bytes: Buffer; progress?: number } | PeerRefusal;
+
+/** A piece as a peer sent it: the chunks it came in (never copied into one buffer), and their SHA-256. */
+export type PieceAnswer = { ok: true; chunks: Buffer[]; length: number; sha256: string } | PeerRefusal;
+
+/** Why a peer's answer is not used (`lied`: it sent more than was asked, never network trouble). */
+export type PeerRefusal = { ok: false; lied: boolean; why: string; status?: number; retryAfterMs?: number };
 
 export interface PeerGetOptions {
   token: string;
@@ -20,6 +25,33 @@ export interface PeerGetOptions {
  * followed: a peer answers for itself. Never throws: every failure is an answer the caller weighs.
  */
 export async function peerGet(agent: Agent, url: URL, o: PeerGetOptions): Promise<PeerAnswer> {
+  const r = await receive(agent, url, o, false);
+  if (!r.ok) return r;
+  const progress = Number(r.headers[PROGRESS_HEADER]);
+  return {
+    ok: true,
+    bytes: r.into ?? Buffer.concat(r.chunks, r.length),
+    ...(Number.isSafeInteger(progress) && progress >= 0 ? { progress } : {}),
+  };
+}
+
+/** A piece from a peer as peerGet gets it, hashed (SHA-256) as its chunks arrive, which are kept as they came. */
+export async function peerGetPiece(agent: Agent, url: URL, o: PeerGetOptions): Promise<PieceAnswer> {
+  const r = await receive(agent, url, o, true);
+  return r.ok ? { ok: true, chunks: r.chunks, length: r.length, sha256: r.sha256! } : r;
+}
+
+interface Received {
+  ok: true;
+  headers: Record<string, string | string[] | undefined>;
+  /** The body in one buffer of its announced length (not hashed), or as `chunks`. */
+  into?: Buffer;
+  chunks: Buffer[];
+  length: number;
+  sha256?: string;
+}
+
+async function receive(agent: Agent, url: URL, o: PeerGetOptions, hashed: boolean): Promise<Received | PeerRefusal> {
   let res: Awaited<ReturnType<Agent['request']>>;
   try {
     res = await agent.request({
@@ -51,29 +83,33 @@ export async function peerGet(agent: Agent, url: URL, o: PeerGetOptions): Promis
   // collect afterwards. Without a usable Content-Length, chunks are joined at the end.
   const announced = Number(res.headers['content-length']);
   const whole = Number.isSafeInteger(announced) && announced >= 0 && announced <= o.maxBytes;
-  const into = whole ? Buffer.allocUnsafe(announced) : undefined;
+  const into = whole && !hashed ? Buffer.allocUnsafe(announced) : undefined;
+  const hash = hashed ? createHash('sha256') : undefined;
   const chunks: Buffer[] = [];
   let n = 0;
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (n + chunk.length > (into ? into.length : o.maxBytes)) {
+      if (n + chunk.length > (into ? into.length : whole ? announced : o.maxBytes)) {
         body.destroy();
         return { ok: false, lied: true, why: `sent more than the ${into?.length ?? o.maxBytes} bytes asked for` };
       }
       if (into) chunk.copy(into, n);
       else chunks.push(chunk);
+      hash?.update(chunk);
       n += chunk.length;
     }
   } catch (err) {
     body.destroy();
     return { ok: false, lied: false, why: reason(err) };
   }
-  if (into && n !== into.length) return { ok: false, lied: false, why: `body ended at byte ${n} of ${into.length}` };
-  const progress = Number(res.headers[PROGRESS_HEADER]);
+  if (whole && n !== announced) return { ok: false, lied: false, why: `body ended at byte ${n} of ${announced}` };
   return {
     ok: true,
-    bytes: into ?? Buffer.concat(chunks, n),
-    ...(Number.isSafeInteger(progress) && progress >= 0 ? { progress } : {}),
+    headers: res.headers,
+    ...(into ? { into } : {}),
+    chunks,
+    length: n,
+    ...(hash ? { sha256: hash.digest('hex') } : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path';
 import { DOWNLOAD_DIR, PEER_PARTIAL_PREFIX } from '../../disk/layout.ts';
 import { safeJoin } from '../../download/containment.ts';
+import { writeAll } from '../../download/batch-writer.ts';
 import { diskError } from '../../download/errors.ts';
 import { fsFault } from '../../download/http-status.ts';
 import { cancelled } from '../../download/parallel.ts';
@@ -105,15 +106,12 @@ export async function preparePartial(
   return existing?.isFile() ? verifiedPieces(partial, file, pieceSize, signal) : new Set();
 }
 
-/** Writes a verified piece at `offset` of its partial file. */
-export async function writePiece(partial: string, offset: number, bytes: Buffer): Promise<void> {
+/** Writes a verified piece (the chunks it came in, `length` bytes) at `offset` of its partial file. */
+export async function writePiece(partial: string, offset: number, chunks: readonly Buffer[], length: number) {
   try {
     const fh = await open(partial, constants.O_WRONLY | NOFOLLOW);
     try {
-      for (let at = 0; at < bytes.length;) {
-        const { bytesWritten } = await fh.write(bytes, at, bytes.length - at, offset + at);
-        at += bytesWritten;
-      }
+      await writeAll(fh, chunks, length, offset);
     } finally {
       await fh.close();
     }
