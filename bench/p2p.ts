@@ -104,6 +104,11 @@ function envNumber(name: string, dflt: number, min: number): number {
   return v;
 }
 
+/** The zone label of the node on simulated host `host` (none in a one-zone run). */
+function zoneOf(ctx: Context, host: number): Record<string, string> {
+  return ctx.zones > 1 ? { [ZONE_LABEL]: `zone-${ctx.net.nodes[host]!.zone}` } : {};
+}
+
 /** Starts a daemon for each of `names`, the first in simulated host `first` (the others in the hosts after it). */
 async function startDaemons(ctx: Context, phase: Phase, names: string[], first = 0): Promise<ModelcacheProcess[]> {
   const dir = join(ctx.base, phase.label);
@@ -146,8 +151,7 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
     spec: { nodeSelector: { matchLabels: { [PHASE_LABEL]: phase.label } }, storageLimit: '100Gi' },
   });
   for (const [i, node] of names.entries()) {
-    const zone: Record<string, string> = ctx.zones > 1 ? { [ZONE_LABEL]: `zone-${ctx.net.nodes[i]!.zone}` } : {};
-    await createNode(client, node, { [PHASE_LABEL]: phase.label, ...zone });
+    await createNode(client, node, { [PHASE_LABEL]: phase.label, ...zoneOf(ctx, i) });
   }
   log(`${phase.label}: starting ${phase.nodes} daemon(s), peers ${phase.peers ? 'on' : 'off'}`);
   const daemons = await startDaemons(ctx, phase, names);
@@ -254,8 +258,7 @@ async function runPhase(ctx: Context, phase: Phase): Promise<PhaseResult> {
 async function joinOne(ctx: Context, phase: Phase, group: string, daemons: ModelcacheProcess[]): Promise<number> {
   const node = `${group}-join`;
   const host = phase.nodes; // the simulated host after the phase's own
-  const zone: Record<string, string> = ctx.zones > 1 ? { [ZONE_LABEL]: `zone-${ctx.net.nodes[host]!.zone}` } : {};
-  await createNode(ctx.client, node, { [PHASE_LABEL]: phase.label, ...zone });
+  await createNode(ctx.client, node, { [PHASE_LABEL]: phase.label, ...zoneOf(ctx, host) });
   const [daemon] = await startDaemons(ctx, phase, [node], host);
   daemons.push(daemon!);
   const start = performance.now();

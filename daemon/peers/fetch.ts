@@ -14,6 +14,7 @@ import { peerGet, peerGetPiece, type PeerRefusal } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
 import { ReceiverGate } from './spread.ts';
 import {
+  countBits,
   countPieces,
   decodeHave,
   digestOf,
@@ -606,7 +607,7 @@ async function fetchPieces(
         if (unknown < unknownBefore || wrote) movedAt = Date.now();
         if (!before || !bits || !sameBits(before, bits)) holders = undefined;
         p.have = bits;
-        p.heard = bits ? popcount(bits) : undefined;
+        p.heard = bits ? countBits(bits) : undefined;
         return;
       } else if (a.ok) {
         try {
@@ -620,7 +621,7 @@ async function fetchPieces(
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
       if (!before || !sameBits(before, bits)) holders = undefined;
       p.have = bits;
-      p.heard = popcount(bits);
+      p.heard = countBits(bits);
     } catch (err) {
       fatal ??= err;
       stop.abort(err);
@@ -760,12 +761,6 @@ async function fetchPieces(
     );
   }
   return byPeer;
-}
-
-function popcount(bits: Uint8Array): number {
-  let n = 0;
-  for (let b of bits) for (; b; b &= b - 1) n++;
-  return n;
 }
 
 function sameBits(a: Uint8Array, b: Uint8Array): boolean {

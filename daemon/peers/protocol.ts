@@ -175,6 +175,13 @@ export function decodeHave(doc: unknown, count: number): Uint8Array | undefined 
   return bits.length === Math.ceil(count / 8) ? new Uint8Array(bits) : undefined;
 }
 
+/** How many bits of `bits` are set (pieces a Have's bitmap holds). */
+export function countBits(bits: Uint8Array): number {
+  let n = 0;
+  for (let b of bits) for (; b; b &= b - 1) n++;
+  return n;
+}
+
 /** Whether bit `i` of `bits` is set. */
 export function hasBit(bits: Uint8Array, i: number): boolean {
   return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0;
