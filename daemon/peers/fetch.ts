@@ -586,6 +586,9 @@ async function fetchPieces(
         maxBytes: hashes ? MAX_MANIFEST_BYTES : Math.ceil(count / 6) + 256,
       });
       if (askSignal.aborted) return;
+      // A long-polled answer may come long after the ask: hashes only from a peer that still vouches for them now.
+      join();
+      if (hashes && !p.vouches) return;
       if (a.ok) answered = a.bytes.length;
       let bits: Uint8Array | undefined;
       const before = p.have;
