@@ -145,8 +145,11 @@ export async function copyFromPeers(
   }
 }
 
-/** The pieces of both lists, file by file; of a file listed with another size or piece size, `later`'s. */
-function mergeKept(earlier: readonly KeptPieces[], later: readonly KeptPieces[]): KeptPieces[] {
+/**
+ * The pieces of both lists, file by file; of a file listed with another size or piece size, `later`'s (the earlier
+ * pieces belong to another version of the file, and its partial file now holds the later's bytes).
+ */
+export function mergeKept(earlier: readonly KeptPieces[], later: readonly KeptPieces[]): KeptPieces[] {
   const byFile = new Map(earlier.map((k) => [k.file, k]));
   for (const k of later) {
     const e = byFile.get(k.file);

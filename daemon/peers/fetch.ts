@@ -11,7 +11,7 @@ import type { Logger } from '../../ops/logger.ts';
 import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, peerGetPiece, type PeerRefusal } from './peer-http.ts';
-import { partialPath, placeFile, preparePartial, pruneWorkDir, writePiece } from './piece-files.ts';
+import { partialPath, placeFile, preparePartial, pruneWorkDir, removePartials, writePiece } from './piece-files.ts';
 import { ReceiverGate } from './spread.ts';
 import {
   countBits,
@@ -222,7 +222,13 @@ async function run(req: PeerFetchRequest, agent: Agent): Promise<PeerFetchResult
       if (req.signal.aborted) throw err;
       const e = asDownloadError(err, `fetching ${req.storageKey} from peers`);
       // Hashes that changed under the copy (the seed's source changed): its pieces are likely of another version.
-      throw new IncompleteCopyError(e, e.code === 'IntegrityMismatch' ? [] : keptPieces(req, m, done));
+      const kept = e.code === 'IntegrityMismatch' ? [] : keptPieces(req, m, done);
+      // Partial files that hold no piece handed on hold only zeros: gone now, not when the source's download ends.
+      const handed = new Set(kept.map((k) => k.file));
+      await removePartials(
+        [...done.keys()].map((i) => partialPath(req.workDir, m.files[i]!.path)).filter((f) => !handed.has(f)),
+      );
+      throw new IncompleteCopyError(e, kept);
     }
     for (const i of done.keys())
       await placeFile(req.workDir, m.files[i]!.path, partialPath(req.workDir, m.files[i]!.path));

@@ -106,6 +106,14 @@ export async function preparePartial(
   return existing?.isFile() ? verifiedPieces(partial, file, pieceSize, signal) : new Set();
 }
 
+/**
+ * Removes partial files a failed copy leaves with nothing handed on. Best effort: the copy's own failure is what its
+ * caller hears, and a partial file left behind is removed with `.download/` when the source's download ends.
+ */
+export async function removePartials(partials: readonly string[]): Promise<void> {
+  await Promise.all(partials.map((p) => rm(p, { force: true }).catch(() => undefined)));
+}
+
 /** Writes a verified piece (the chunks it came in, `length` bytes) at `offset` of its partial file. */
 export async function writePiece(partial: string, offset: number, chunks: readonly Buffer[], length: number) {
   try {

@@ -9,7 +9,7 @@ import { fetchFromPeers, type PeerFetchRequest } from '../../daemon/peers/fetch.
 import { parseManifest } from '../../daemon/peers/manifest-check.ts';
 import type { ManifestSummary, PieceManifest } from '../../daemon/peers/protocol.ts';
 import { isInside, safeJoin } from '../../download/containment.ts';
-import { DownloadError } from '../../download/errors.ts';
+import { DownloadError, IncompleteCopyError } from '../../download/errors.ts';
 import { isReservedInModel } from '../../disk/layout.ts';
 import { eventually } from '../../localcluster/eventually.ts';
 import { createLogger } from '../../ops/logger.ts';
@@ -105,6 +105,13 @@ async function assertOnlyVerified(dir: string): Promise<void> {
   }
 }
 
+/** The files a failed fetch left in `.download/`, and those its error hands on (KeptPieces): they must be the same. */
+async function partialsLeft(dir: string, err: DownloadError): Promise<{ left: string[]; handed: string[] }> {
+  const left = [...(await tree(dir)).keys()].filter((p) => p.startsWith('.download/')).sort();
+  const kept = err instanceof IncompleteCopyError ? err.kept : [];
+  return { left, handed: kept.map((k) => relative(dir, k.file).split(sep).join('/')).sort() };
+}
+
 const pieceRequests = (peers: TestPeer[]): number => peers.reduce((a, p) => a + p.pieceRequests().length, 0);
 
 test('three peers: byte-identical files, no .download/, bytes from more than one peer, a fresh token each request', async (t) => {
@@ -173,6 +180,7 @@ test('all peers bad: SourceUnavailable, and no file at a final path that did not
   assert.match(err.message, /pieces still missing and no peer left/);
   assert.match(err.message, /node-0: served a bad piece/);
   await assertOnlyVerified(dir);
+  assert.deepEqual(await partialsLeft(dir, err), { left: [], handed: [] }, 'no piece verified: no partial file left');
 });
 
 test('a manifest whose digest differs from the summary is refused before any piece is fetched', async (t) => {
@@ -447,7 +455,9 @@ test('a 404 from a peer still copying is "not yet", no failure: it stays asked a
 
 test('peers still copying that hold no missing piece for stallTimeoutMs: SourceUnavailable, verified pieces kept', async (t) => {
   const [copying] = await startPeers(t, 1);
-  copying!.holding = new Set(allPieces().slice(0, 2));
+  // Two pieces of the largest file: it stays partial, with pieces to hand on; the other files hold none.
+  const shard = model.manifest.files.findIndex((f) => f.path === 'weights/shard-2.bin');
+  copying!.holding = new Set([`${shard}/0`, `${shard}/1`]);
   const dir = await workDir();
   const peers = [{ node: 'copying', url: copying!.url, partial: true }];
   const started = Date.now();
@@ -457,6 +467,9 @@ test('peers still copying that hold no missing piece for stallTimeoutMs: SourceU
   assert.ok(Date.now() - started >= 300, 'waited stallTimeoutMs for it to get further');
   assert.equal(copying!.pieceRequests().length, 2, 'asked for exactly the pieces it holds');
   await assertOnlyVerified(dir);
+  const { left, handed } = await partialsLeft(dir, err);
+  assert.equal(handed.length, 1, `one file holds kept pieces: ${handed}`);
+  assert.deepEqual(left, handed, 'partial files only of the files whose pieces are handed on');
 });
 
 test('a peer that starts offering the model while the fetch runs (morePeers) is asked too', async (t) => {
