@@ -115,6 +115,7 @@ export async function copyFromPeers(
         storageKey: key,
         bytes: r.bytes,
         fromPeers: got(),
+        fromOtherZones: byZone.cross,
         byNode: r.byNode,
       },
       'model fetched from peers',

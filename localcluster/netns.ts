@@ -23,6 +23,12 @@ export interface NetworkOptions {
   nodeBitsPerSecond: number;
   /** Each zone's uplink to the core, each direction (zones > 1 only); default: the node rate. */
   zoneBitsPerSecond?: number;
+  /**
+   * Zones > 1: each zone reaches the origin through an egress of its own (a NAT gateway per zone, say), so the
+   * origin's rate binds each zone's share of its zone uplink, and the origin's own link runs at that rate times the
+   * zones. Default false: the zones share the origin's one link.
+   */
+  originPerZone?: boolean;
   log?: (line: string) => void;
 }
 
@@ -113,6 +119,34 @@ function tbf(ns: string, dev: string, bps: number): string[] {
 }
 
 /**
+ * A device's egress at `bps` in all, of which what comes from `originIp` gets at most `originBps` (htb classes; the
+ * rest borrows what the origin leaves): a zone's downlink when each zone has its own egress to the origin.
+ */
+function originShare(ns: string, dev: string, bps: number, originBps: number, originIp: string): string[][] {
+  const burst = String(Math.max(64 * 1024, Math.round(bps / 8 / 250)));
+  const tc = ['tc', '-n', ns];
+  const cls = (id: string, parent: string, rate: number, ceil: number): string[] => [
+    ...[...tc, 'class', 'add', 'dev', dev, 'parent', parent, 'classid', id, 'htb'],
+    ...['rate', `${rate}bit`, 'ceil', `${ceil}bit`, 'burst', burst, 'cburst', burst, 'quantum', '60000'],
+  ];
+  const share = Math.min(originBps, bps);
+  return [
+    [...tc, 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '20'],
+    cls('1:1', '1:', bps, bps),
+    cls('1:10', '1:1', share, share),
+    cls('1:20', '1:1', Math.max(1, bps - share), bps),
+    [...tc, 'filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'u32'].concat([
+      'match',
+      'ip',
+      'src',
+      `${originIp}/32`,
+      'flowid',
+      '1:10',
+    ]),
+  ];
+}
+
+/**
  * N node namespaces and one origin namespace on one L2 segment, made of bridges in a switch namespace. Call
  * close() when done (also after a failure); a run that dies first leaves names removeLeftoverNamespaces() finds.
  */
@@ -187,11 +221,14 @@ export class SimulatedNetwork {
         await cmd(['ip', '-n', sw, 'link', 'set', up, 'master', zoneBridge(z), 'up']);
         await cmd(['ip', '-n', sw, 'link', 'set', down, 'master', core, 'up']);
         await cmd(tbf(sw, up, bps)); // zone → core
-        await cmd(tbf(sw, down, bps)); // core → zone
+        // core → zone
+        if (!o.originPerZone) await cmd(tbf(sw, down, bps));
+        else for (const c of originShare(sw, down, bps, o.originBitsPerSecond, this.origin.ip)) await cmd(c);
       }
     }
     await this.#addNamespace(this.origin.ns);
-    await this.#attach(this.origin, core, 'origin', o.originBitsPerSecond);
+    const perZone = zones > 1 && o.originPerZone === true;
+    await this.#attach(this.origin, core, 'origin', o.originBitsPerSecond * (perZone ? zones : 1));
     for (const [i, h] of this.nodes.entries()) {
       await this.#addNamespace(h.ns);
       await this.#attach(h, zoneBridge(h.zone), `n${i}`, o.nodeBitsPerSecond);
@@ -199,7 +236,8 @@ export class SimulatedNetwork {
     this.#log(
       `network: ${this.nodes.length} nodes in ${zones} zone(s), node links ${o.nodeBitsPerSecond / 1e6} Mbit/s, ` +
         `origin ${o.originBitsPerSecond / 1e6} Mbit/s at ${this.origin.ip}` +
-        (zones > 1 ? `, zone uplinks ${(o.zoneBitsPerSecond ?? o.nodeBitsPerSecond) / 1e6} Mbit/s` : ''),
+        (zones > 1 ? `, zone uplinks ${(o.zoneBitsPerSecond ?? o.nodeBitsPerSecond) / 1e6} Mbit/s` : '') +
+        (perZone ? ', the origin rate per zone (an egress each)' : ''),
     );
   }
 

@@ -78,9 +78,13 @@ function avoided(key: string, p: PeerOffer, o: NodeObservation): boolean {
   return o.handedBack?.get(key)?.avoided.get(p.node) === offerSeen(p);
 }
 
-/** The offers of `key` a copy may be taken from: those a failed copy met are not, until they change. */
+/**
+ * The offers of `key` a copy may be taken from: complete copies anywhere, and copies still in progress in this
+ * node's zone (each zone fetches from the source through its own seed, so no zone's cold fan-out waits on another's
+ * and the zones' uplinks carry nothing of it); those a failed copy met are not, until they change.
+ */
 export function offersFor(key: string, o: NodeObservation): PeerOffer[] | undefined {
-  return o.peers?.get(key)?.filter((p) => !avoided(key, p, o));
+  return o.peers?.get(key)?.filter((p) => (p.sameZone || !p.inProgress) && !avoided(key, p, o));
 }
 
 /** waitsForSeed's answer while the seed cannot be chosen yet (a value no node name can be). */

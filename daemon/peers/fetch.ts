@@ -43,6 +43,8 @@ export interface PeerRef {
   summary?: ManifestSummary;
   /** Still copying: the bytes it reported having. A vouching peer whose count grows is making progress, no stall. */
   bytesDone?: number;
+  /** False: it is in another zone than this node (topology.kubernetes.io/zone); unset, the same. */
+  sameZone?: boolean;
 }
 
 export interface PeerFetchRequest {
@@ -148,6 +150,8 @@ interface Peer {
   reported: number;
   /** How many pieces its last answer to an ask said it holds (bits cleared here on a 404 do not count). */
   heard?: number;
+  /** In another zone than this node (PeerRef.sameZone false): of a live copy, its pieces are gated (spread.ts). */
+  crossZone: boolean;
 }
 
 interface Task {
@@ -274,6 +278,7 @@ function toPeer(ref: PeerRef): Peer {
     haveDue: 0,
     asking: false,
     reported: ref.bytesDone ?? 0,
+    crossZone: ref.sameZone === false,
     ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
   };
 }
@@ -281,6 +286,11 @@ function toPeer(ref: PeerRef): Peer {
 /** Whether `p` fetches the model from its source itself and serves it meanwhile (a seed, live 'origin'). */
 function seeding(p: Peer): boolean {
   return p.partial && p.vouches && p.summary?.live === 'origin';
+}
+
+/** Whether a live copy asks `p` for a piece at once only as a first receiver of it: a seed, or in another zone. */
+function gated(p: Peer): boolean {
+  return seeding(p) || p.crossZone;
 }
 
 /** Whether a live copy takes `ref`'s hashes: it fetches from the source itself, or is complete (see Peer.vouches). */
@@ -435,16 +445,19 @@ async function fetchPieces(
     (unknown === 0 || m.files[t.file]!.pieces[t.piece] !== UNKNOWN_HASH) &&
     (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
   /**
-   * Spread (spread.ts): in a live copy, the seed is asked for a new piece at once only by its first receivers; this
-   * node, when it is none, waits a grace from when it learnt the piece's hash for a copier to offer it.
+   * Spread (spread.ts): in a live copy, a new piece is asked for at once, from the seed or from a peer in another
+   * zone, only by its first receivers among this zone's copiers; this node, when it is none, waits a grace from when
+   * it learnt the piece's hash for a copier to offer it. So the seed's link and a zone's uplink each carry a piece
+   * to a few nodes of a zone, and the zone's other nodes copy it from them.
    */
   const gate =
     live && req.self !== undefined ? new ReceiverGate(req.self, count, Date.now(), req.receiverGraceMs) : undefined;
   const copiersChanged = (): void => gate?.copiersChanged();
-  const copiers = (): string[] => peers.filter((x) => !x.dropped && x.partial && !x.vouches).map((x) => x.node);
-  /** Until when `p` is not asked for `t` (ms since the epoch; 0, no wait): gated is a seed still at its source. */
+  const copiers = (): string[] =>
+    peers.filter((x) => !x.dropped && x.partial && !x.vouches && !x.crossZone).map((x) => x.node);
+  /** Until when `p` is not asked for `t` (ms since the epoch; 0, no wait). */
   const gatedUntil = (p: Peer, t: Task): number =>
-    gate && seeding(p) ? gate.until(offsets[t.file]! + t.piece, copiers) : 0;
+    gate && gated(p) ? gate.until(offsets[t.file]! + t.piece, copiers) : 0;
   const known = new Set(peers.map((p) => p.node));
   const join = (): void => {
     for (const ref of req.morePeers?.() ?? []) {
@@ -482,16 +495,18 @@ async function fetchPieces(
   };
   const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
   /**
-   * The next piece for the least loaded idle peer: of those it holds that it has not failed, the one fewest peers
-   * still copying hold (rarest first: a complete peer's upload goes to pieces nobody else can give yet), of the first
-   * `sample` in the queue's own random order (a pick costs no more as the model grows); else one it failed fewer
-   * than `attempts` times.
+   * The next piece for the least loaded idle peer, those in this node's zone first: of those it holds that it has not
+   * failed, the one fewest peers still copying hold (rarest first: a complete peer's upload goes to pieces nobody
+   * else can give yet), of the first `sample` in the queue's own random order (a pick costs no more as the model
+   * grows); else one it failed fewer than `attempts` times.
    */
   // In a live copy the seed's newest pieces are the rarest for every copier at once: all would ask the seed for the
   // same piece. There the queue's random order alone spreads them (p2p bench: 2.01× against 2.06–2.13× with rarity).
   const sample = live ? 1 : RAREST_OF;
   const pick = (now: number): [Peer, number] | undefined => {
-    const idle = peers.filter((p) => usable(p, now)).sort((a, b) => a.bytes - b.bytes);
+    const idle = peers
+      .filter((p) => usable(p, now))
+      .sort((a, b) => Number(a.crossZone) - Number(b.crossZone) || a.bytes - b.bytes);
     for (const p of idle) {
       const rare = holdersNow();
       const floor = p.have ? 1 : 0; // a peer still copying counts among the holders of what it holds
@@ -514,11 +529,11 @@ async function fetchPieces(
     }
     return undefined;
   };
-  /** When the seed may next be asked for a queued piece this node waits for its first receivers to offer, if any. */
+  /** When a gated peer may next be asked for a queued piece this node waits for its first receivers to offer, if any. */
   const gateOpens = (now: number): number | undefined => {
     let at: number | undefined;
     for (const p of peers) {
-      if (p.dropped || !seeding(p)) continue;
+      if (p.dropped || !gated(p)) continue;
       for (const t of queue) {
         const until = gatedUntil(p, t);
         if (until > now && holds(p, t) && (at === undefined || until < at)) at = until;

@@ -1,7 +1,9 @@
 // Which copiers of a live copy take each new piece from the seed itself. Every copier learns of a seed's new piece at
 // once (long-polled manifests), and all asking the seed for it would cost its link one upload per copier. Instead a
 // rendezvous hash of node and piece names a few first receivers per piece; the others copy it from them, and ask
-// the seed only when no copier offered it in time (the first receivers are slow, gone or not copying yet). Pure.
+// the seed only when no copier offered it in time (the first receivers are slow, gone or not copying yet). Ranks are
+// per zone: a node ranks only its zone's copiers, and asks peers in other zones for a piece at once only when it is a
+// first receiver of it, so a zone's uplink carries each piece to a few of its nodes. Pure.
 
 /** Copiers that take each new piece from the seed itself. */
 export const FIRST_RECEIVERS = 2;

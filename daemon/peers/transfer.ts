@@ -27,6 +27,7 @@ function peerRef(p: PeerOffer): PeerRef {
     node: p.node,
     url: `http://${p.address}`,
     summary: p.pieces,
+    sameZone: p.sameZone,
     ...(p.inProgress ? { partial: true } : {}),
     ...(p.bytesDone !== undefined ? { bytesDone: p.bytesDone } : {}),
   };

@@ -139,6 +139,22 @@ test('three peers: byte-identical files, no .download/, bytes from more than one
   assert.equal(new Set(auths).size, auths.length, 'the token is read again for every request');
 });
 
+test("peers in this node's zone are asked first: those in other zones serve only while this zone's are busy", async (t) => {
+  const peers = await startPeers(t, 4);
+  const zoned = (maxPeers: number): PeerFetchRequest => {
+    const req = request(peers, '', { maxPeers });
+    return { ...req, peers: req.peers.map((p, i) => ({ ...p, sameZone: i < 2 })) };
+  };
+  const across = (r: { byPeer: Map<string, number> }): number =>
+    (r.byPeer.get('node-2') ?? 0) + (r.byPeer.get('node-3') ?? 0);
+  const two = await fetchFromPeers({ ...zoned(2), workDir: await workDir() });
+  assert.equal(across(two), 0, `two at once: this zone's two peers only ${JSON.stringify([...two.byPeer])}`);
+  const dir = await workDir();
+  const four = await fetchFromPeers({ ...zoned(4), workDir: dir });
+  assert.ok(across(four) > 0, `four at once: the other zone's too ${JSON.stringify([...four.byPeer])}`);
+  await assertIdentical(dir);
+});
+
 test('a peer that flips bits: onBadPiece names it, it is not asked again, the files are still identical', async (t) => {
   const peers = await startPeers(t, 3);
   peers[0]!.always = { flipBits: true };

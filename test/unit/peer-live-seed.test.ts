@@ -291,13 +291,17 @@ test('live manifests: unknown hashes only under a live summary, whose digest mus
 /**
  * A live copy by node 'x' from the seed, with three other copiers of it ('c1'–'c3', one TestPeer holding only
  * `offered`) that publish as copiers do. Resolves once the seed wrote every piece, with what x's fetch then does.
+ * With `otherZone`, the seed is in another zone than x and c1–c3, and so is copier 'a1', which holds every piece.
  */
 async function spreadCopy(
   key: string,
   graceMs: number,
+  otherZone = false,
 ): Promise<{
   copying: Promise<Awaited<ReturnType<typeof fetchFromPeers>>>;
   copier: TestPeer;
+  /** The copier in the other zone (otherZone), holding every piece. */
+  across?: TestPeer;
   fetched: () => number;
   /** Bytes of the pieces x is a first receiver of, and the ids of the others (`file/piece`). */
   firstBytes: number;
@@ -314,9 +318,18 @@ async function spreadCopy(
   const copier = await TestPeer.start(src, key, full.bytes);
   copier.holding = new Set();
   const names = ['c1', 'c2', 'c3'];
+  const across = otherZone ? await TestPeer.start(src, key, full.bytes) : undefined;
+  const copierOf = (node: string, url: string, sameZone?: boolean): PeerRef => ({
+    node,
+    url,
+    partial: true,
+    summary: { ...live, live: 'peers' as const },
+    ...(sameZone === undefined ? {} : { sameZone }),
+  });
   const refs: PeerRef[] = [
-    { node: 'seed', url: server.url, partial: true, summary: live },
-    ...names.map((node) => ({ node, url: copier.url, partial: true, summary: { ...live, live: 'peers' as const } })),
+    { node: 'seed', url: server.url, partial: true, summary: live, ...(otherZone ? { sameZone: false } : {}) },
+    ...names.map((node) => copierOf(node, copier.url, otherZone || undefined)),
+    ...(across ? [copierOf('a1', across.url, false)] : []),
   ];
   const m = parseManifest(full.bytes, full.summary, key, 1024 * KiB, KiB);
   const firsts = firstReceiverOf('x', names, countPieces(m));
@@ -350,7 +363,7 @@ async function spreadCopy(
     refs.push({ node: 'seed-done', url: server.url, summary: built.summary });
     s.seed.end();
   };
-  return { copying, copier, fetched: () => fetched, firstBytes, others, anchor };
+  return { copying, copier, ...(across ? { across } : {}), fetched: () => fetched, firstBytes, others, anchor };
 }
 
 test('a live copy asks the seed at once only for the pieces it is a first receiver of; the others it copies from the copiers that offer them', async (t) => {
@@ -376,4 +389,20 @@ test('a live copy asks the seed for the other pieces too once no copier offered 
   await c.anchor();
   const r = await c.copying;
   assert.equal(r.byPeer.get('seed'), WEIGHTS.length + CONFIG.length, 'every piece from the seed, none from copiers');
+});
+
+test('a live copy asks peers in another zone at once only for the pieces it is first for among its own zone', async (t) => {
+  const c = await spreadCopy('live-spread-zones', 60_000, true);
+  t.after(() => Promise.all([c.copier.close(), c.across?.close()]));
+  await eventually(() => assert.equal(c.fetched(), c.firstBytes, 'its first pieces, from the other zone'));
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(c.fetched(), c.firstBytes, 'the others wait for this zone, though a peer across offers every piece');
+  c.copier.holding = new Set(c.others); // this zone's other copiers took them across
+  await eventually(() => assert.equal(c.fetched(), WEIGHTS.length + CONFIG.length));
+  await c.anchor();
+  const r = await c.copying;
+  const across = (r.byPeer.get('seed') ?? 0) + (r.byPeer.get('a1') ?? 0);
+  assert.equal(across, c.firstBytes, 'only the pieces this node is first for in its zone crossed zones');
+  const fromZone = ['c1', 'c2', 'c3'].reduce((n, node) => n + (r.byPeer.get(node) ?? 0), 0);
+  assert.equal(fromZone, WEIGHTS.length + CONFIG.length - c.firstBytes);
 });

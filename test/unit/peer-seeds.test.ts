@@ -315,3 +315,39 @@ test('daemon plan, seeds: a seed a copy failed with is not copied from again whi
     'a seed whose status moves again is copied from again',
   );
 });
+
+test("daemon plan, seeds: each zone fetches from the origin through its own seed; another zone's copies in progress are not taken, its complete ones are", () => {
+  const key = 'k-a';
+  const zone = names.slice(0, 4);
+  const seed = seedOf(key, zone[0]!, zone);
+  const other = zone.find((n) => n !== seed)!;
+  const pieces = { digest: `sha256:${'e'.repeat(64)}`, pieceSize: 16, count: 7 };
+  const across = (node: string, live?: 'origin' | 'peers') => ({
+    node,
+    address: `${node}:1`,
+    pieces: live ? { ...pieces, live } : pieces,
+    sameZone: false,
+    ...(live ? { inProgress: true as const, bytesDone: 32 } : {}),
+  });
+  const at = (self: string, offers: ReturnType<typeof across>[]) =>
+    planNode({
+      ...base,
+      desired: [model('a')],
+      self,
+      seedCandidates: new Map([[key, zone.filter((n) => n !== self)]]),
+      peers: new Map([[key, offers]]),
+    });
+  const liveAcross = [across('node-7', 'origin'), across('node-6', 'peers')];
+  assert.deepEqual(at(seed, liveAcross).actions, [{ kind: 'download', model: model('a'), from: 'origin' }]);
+  const waiting = at(other, liveAcross);
+  assert.deepEqual(waiting.actions, [], "the zone's other nodes wait for its seed");
+  assert.equal(waiting.status.models?.a?.reason, WAITING_FOR_SEED);
+  assert.match(String(waiting.status.models?.a?.message), new RegExp(`waiting for ${seed}`));
+  const complete = [across('node-7')];
+  for (const self of [seed, other])
+    assert.deepEqual(
+      at(self, complete).actions,
+      [{ kind: 'download', model: model('a'), from: 'peers', pieces, peers: complete }],
+      'a complete copy in another zone is copied: it is no slower than the origin',
+    );
+});
