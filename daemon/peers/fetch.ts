@@ -12,7 +12,7 @@ import type { CopiesInProgress, CopyRecord } from './copies.ts';
 import { MIN_PIECE_SIZE, parseManifest } from './manifest-check.ts';
 import { peerGet, peerGetPiece, type PeerRefusal } from './peer-http.ts';
 import { partialPath, placeFile, preparePartial, pruneWorkDir, removePartials, writePiece } from './piece-files.ts';
-import { ReceiverGate } from './spread.ts';
+import { PiecePicker, type Peer, type Task } from './piece-picker.ts';
 import {
   countBits,
   countPieces,
@@ -120,47 +120,6 @@ const LONG_POLL_MS = 10_000;
 const ASK_AGAIN_MS = 50;
 const ANCHOR_TIMEOUT_MS = 60_000;
 const ANCHOR_POLL_MS = 50;
-/** Pieces a pick compares for rarity: the rarest of this many that the peer holds, in the queue's random order. */
-const RAREST_OF = 64;
-
-interface Peer {
-  node: string;
-  base: URL | undefined;
-  busy: boolean;
-  /** Why it is not asked again for this model. */
-  dropped?: string;
-  consecutive: number;
-  /** Not asked before this time (after a failure). */
-  readyAt: number;
-  bytes: number;
-  /** Still copying the model: `have` says which pieces it holds, and a 404 for a piece is "not yet". */
-  partial: boolean;
-  summary: ManifestSummary | undefined;
-  /**
-   * Its piece hashes are taken (live copies): it fetches the model from its source itself (live 'origin'), or it
-   * is complete and serves the manifest whose digest it published.
-   */
-  vouches: boolean;
-  /** The pieces it holds as last heard (undefined: every piece, a complete copy). */
-  have?: Uint8Array;
-  /** When it is asked `have` next (ms); whether it is being asked now. */
-  haveDue: number;
-  asking: boolean;
-  /** Bytes it reported having, as last heard (PeerRef.bytesDone). */
-  reported: number;
-  /** How many pieces its last answer to an ask said it holds (bits cleared here on a 404 do not count). */
-  heard?: number;
-  /** In another zone than this node (PeerRef.sameZone false): of a live copy, its pieces are gated (spread.ts). */
-  crossZone: boolean;
-}
-
-interface Task {
-  file: number;
-  piece: number;
-  /** Failed tries of this piece, by node. */
-  fails: Map<string, number>;
-}
-
 /**
  * Fetches a model's pieces from peers into `req.workDir`, each verified against the manifest before a byte
  * of it is written. Why: nodes that hold a model spare the origin. Failures end in a DownloadError
@@ -281,16 +240,6 @@ function toPeer(ref: PeerRef): Peer {
     crossZone: ref.sameZone === false,
     ...(ok ? {} : { dropped: `its URL '${ref.url.slice(0, 200)}' is no http(s) URL` }),
   };
-}
-
-/** Whether `p` fetches the model from its source itself and serves it meanwhile (a seed, live 'origin'). */
-function seeding(p: Peer): boolean {
-  return p.partial && p.vouches && p.summary?.live === 'origin';
-}
-
-/** Whether a live copy asks `p` for a piece at once only as a first receiver of it: a seed, or in another zone. */
-function gated(p: Peer): boolean {
-  return seeding(p) || p.crossZone;
 }
 
 /** Whether a live copy takes `ref`'s hashes: it fetches from the source itself, or is complete (see Peer.vouches). */
@@ -438,26 +387,16 @@ async function fetchPieces(
   const live = req.summary.live !== undefined;
   /** Pieces whose hash is not known yet (a live copy): not asked for until it is. */
   let unknown = live ? m.files.reduce((n, f) => n + f.pieces.filter((h) => h === UNKNOWN_HASH).length, 0) : 0;
-  /** Peers still copying that hold each piece, by piece index (undefined: recounted when next needed). */
-  let holders: Uint16Array | undefined;
-  const holdersNow = (): Uint16Array => (holders ??= holderCounts(peers, count));
-  const holds = (p: Peer, t: Task): boolean =>
-    (unknown === 0 || m.files[t.file]!.pieces[t.piece] !== UNKNOWN_HASH) &&
-    (p.have === undefined || hasBit(p.have, offsets[t.file]! + t.piece));
-  /**
-   * Spread (spread.ts): in a live copy, a new piece is asked for at once, from the seed or from a peer in another
-   * zone, only by its first receivers among this zone's copiers; this node, when it is none, waits a grace from when
-   * it learnt the piece's hash for a copier to offer it. So the seed's link and a zone's uplink each carry a piece
-   * to a few nodes of a zone, and the zone's other nodes copy it from them.
-   */
-  const gate =
-    live && req.self !== undefined ? new ReceiverGate(req.self, count, Date.now(), req.receiverGraceMs) : undefined;
-  const copiersChanged = (): void => gate?.copiersChanged();
-  const copiers = (): string[] =>
-    peers.filter((x) => !x.dropped && x.partial && !x.vouches && !x.crossZone).map((x) => x.node);
-  /** Until when `p` is not asked for `t` (ms since the epoch; 0, no wait). */
-  const gatedUntil = (p: Peer, t: Task): number =>
-    gate && gated(p) ? gate.until(offsets[t.file]! + t.piece, copiers) : 0;
+  const picker = new PiecePicker({
+    manifest: m,
+    live,
+    peers,
+    queue,
+    attempts,
+    ...(req.self !== undefined ? { self: req.self } : {}),
+    ...(req.receiverGraceMs !== undefined ? { receiverGraceMs: req.receiverGraceMs } : {}),
+    startedAt: Date.now(),
+  });
   const known = new Set(peers.map((p) => p.node));
   const join = (): void => {
     for (const ref of req.morePeers?.() ?? []) {
@@ -471,86 +410,27 @@ async function fetchPieces(
         // Its standing as it publishes it now: a seed that completed holds every piece, one whose download failed
         // and copies from peers vouches for no hash any more.
         p.summary = ref.summary;
-        if (p.vouches !== vouches(ref)) copiersChanged();
+        if (p.vouches !== vouches(ref)) picker.copiersChanged();
         p.vouches = vouches(ref);
         if (p.partial !== (ref.partial === true)) {
           p.partial = ref.partial === true;
           delete p.have;
           delete p.heard;
-          holders = undefined;
-          copiersChanged();
+          picker.holdersChanged();
+          picker.copiersChanged();
         }
       }
       if (known.has(ref.node)) continue;
       known.add(ref.node);
       peers.push(toPeer(ref));
-      copiersChanged();
+      picker.copiersChanged();
       movedAt = Date.now();
     }
     for (const p of peers)
       if (p.partial && !p.have) {
         p.have = new Uint8Array(Math.ceil(count / 8));
-        holders = undefined;
+        picker.holdersChanged();
       }
-  };
-  const usable = (p: Peer, now: number): boolean => !p.dropped && !p.busy && p.readyAt <= now;
-  /**
-   * The next piece for the least loaded idle peer, those in this node's zone first: of those it holds that it has not
-   * failed, the one fewest peers still copying hold (rarest first: a complete peer's upload goes to pieces nobody
-   * else can give yet), of the first `sample` in the queue's own random order (a pick costs no more as the model
-   * grows); else one it failed fewer than `attempts` times.
-   */
-  // In a live copy the seed's newest pieces are the rarest for every copier at once: all would ask the seed for the
-  // same piece. There the queue's random order alone spreads them (p2p bench: 2.01× against 2.06–2.13× with rarity).
-  const sample = live ? 1 : RAREST_OF;
-  const pick = (now: number): [Peer, number] | undefined => {
-    const idle = peers
-      .filter((p) => usable(p, now))
-      .sort((a, b) => Number(a.crossZone) - Number(b.crossZone) || a.bytes - b.bytes);
-    for (const p of idle) {
-      const rare = holdersNow();
-      const floor = p.have ? 1 : 0; // a peer still copying counts among the holders of what it holds
-      let best = -1;
-      let fewest = Number.POSITIVE_INFINITY;
-      let fallback = -1;
-      let seen = 0;
-      for (let k = 0; k < queue.length && fewest > floor && seen < sample; k++) {
-        const t = queue[k]!;
-        if (!holds(p, t) || gatedUntil(p, t) > now) continue;
-        const fails = t.fails.get(p.node) ?? 0;
-        if (fails === 0) {
-          seen++;
-          const r = rare[offsets[t.file]! + t.piece]!;
-          if (r < fewest) [best, fewest] = [k, r];
-        } else if (fallback === -1 && fails < attempts) fallback = k;
-      }
-      if (best !== -1) return [p, best];
-      if (fallback !== -1) return [p, fallback];
-    }
-    return undefined;
-  };
-  /** When a gated peer may next be asked for a queued piece this node waits for its first receivers to offer, if any. */
-  const gateOpens = (now: number): number | undefined => {
-    let at: number | undefined;
-    for (const p of peers) {
-      if (p.dropped || !gated(p)) continue;
-      for (const t of queue) {
-        const until = gatedUntil(p, t);
-        if (until > now && holds(p, t) && (at === undefined || until < at)) at = until;
-      }
-    }
-    return at;
-  };
-  /** When a peer now waiting out a failure may take a queued piece, if any may. */
-  const wakeAt = (now: number): number | undefined => {
-    const waiting = peers.filter(
-      (p) =>
-        !p.dropped &&
-        !p.busy &&
-        p.readyAt > now &&
-        queue.some((t) => holds(p, t) && (t.fails.get(p.node) ?? 0) < attempts),
-    );
-    return waiting.length > 0 ? Math.min(...waiting.map((p) => p.readyAt)) : undefined;
   };
   /**
    * Peers still copying, not dropped: they may come to hold what is missing; of a live copy whose hashes are not
@@ -580,7 +460,7 @@ async function fetchPieces(
         if (mine[j] === UNKNOWN_HASH) {
           mine[j] = h;
           unknown--;
-          gate?.learnt(offsets[i]! + j, Date.now());
+          picker.learnt(offsets[i]! + j, Date.now());
         }
         const k = offsets[i]! + j;
         bits[k >> 3]! |= 0x80 >> (k & 7);
@@ -629,7 +509,7 @@ async function fetchPieces(
         const wrote = a.progress !== undefined && a.progress > p.reported;
         if (wrote) p.reported = a.progress!;
         if (unknown < unknownBefore || wrote) movedAt = Date.now();
-        if (!before || !bits || !sameBits(before, bits)) holders = undefined;
+        if (!before || !bits || !sameBits(before, bits)) picker.holdersChanged();
         p.have = bits;
         p.heard = bits ? countBits(bits) : undefined;
         return;
@@ -643,7 +523,7 @@ async function fetchPieces(
       } else if (a.status === 404) bits = new Uint8Array(Math.ceil(count / 8));
       if (!bits) return;
       if (before && bits.some((b, i) => (b & ~before[i]!) !== 0)) movedAt = Date.now();
-      if (!before || !sameBits(before, bits)) holders = undefined;
+      if (!before || !sameBits(before, bits)) picker.holdersChanged();
       p.have = bits;
       p.heard = countBits(bits);
     } catch (err) {
@@ -663,8 +543,8 @@ async function fetchPieces(
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
     if (p.consecutive >= attempts) {
       p.dropped = `${attempts} failures in a row, the last: ${a.why}`;
-      holders = undefined;
-      copiersChanged();
+      picker.holdersChanged();
+      picker.copiersChanged();
       req.log.warn({ ...where, why: a.why }, 'peer failed too often; not asked again for this model');
     } else {
       const delay = Math.max(a.retryAfterMs ?? 0, backoffDelay(p.consecutive, backoff));
@@ -674,8 +554,8 @@ async function fetchPieces(
   };
   const lied = (p: Peer, t: Task, why: string): void => {
     p.dropped = `served a bad piece (${why})`;
-    holders = undefined;
-    copiersChanged();
+    picker.holdersChanged();
+    picker.copiersChanged();
     const where = { node: p.node, storageKey: req.storageKey, file: m.files[t.file]!.path, piece: t.piece };
     req.log.warn({ ...where, why }, 'peer served a piece that does not verify; not asked again for this model');
     req.onBadPiece?.(p.node);
@@ -696,7 +576,7 @@ async function fetchPieces(
         // Not there yet (or no longer in staging: it is being committed): asked again once `have` says so.
         const i = offsets[t.file]! + t.piece;
         p.have[i >> 3]! &= ~(0x80 >> (i & 7));
-        holders = undefined;
+        picker.holdersChanged();
         queue.unshift(t);
         return;
       }
@@ -741,7 +621,7 @@ async function fetchPieces(
         const job: Promise<void> = ask(p).finally(() => asks.delete(job));
         asks.add(job);
       }
-    for (let next = pick(now); next && inflight.size < maxPeers; next = pick(now)) {
+    for (let next = picker.pick(now); next && inflight.size < maxPeers; next = picker.pick(now)) {
       const [p, k] = next;
       const t = queue.splice(k, 1)[0]!;
       p.busy = true;
@@ -749,9 +629,9 @@ async function fetchPieces(
       inflight.add(job);
     }
     const times: number[] = [];
-    const wake = wakeAt(now);
+    const wake = picker.wakeAt(now);
     if (wake !== undefined) times.push(wake);
-    const opens = gate ? gateOpens(now) : undefined;
+    const opens = picker.gateOpens(now);
     if (opens !== undefined) times.push(opens);
     if (inflight.size === 0 && wake === undefined) {
       // Nobody to ask now: only peers still copying may come to hold the rest, and not forever.
@@ -789,16 +669,6 @@ async function fetchPieces(
 
 function sameBits(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/** How many peers still copying (not dropped) hold each piece, by index over the whole manifest. */
-function holderCounts(peers: readonly Peer[], count: number): Uint16Array {
-  const out = new Uint16Array(count);
-  for (const p of peers) {
-    if (p.dropped || !p.have) continue;
-    for (let k = 0; k < count; k++) if (hasBit(p.have, k)) out[k]!++;
-  }
-  return out;
 }
 
 /** Why a piece's bytes are refused (its length, then its hash), or undefined when they verify. */
