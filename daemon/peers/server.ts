@@ -9,6 +9,7 @@ import { parseAddr } from '../../ops/server.ts';
 import type { PeerAuthenticator } from './auth.ts';
 import type { CopiesInProgress, CopyView } from './copies.ts';
 import { ManifestCache } from './manifest-cache.ts';
+import { BufferPool, sendRange } from './send-range.ts';
 import { countPieces, encodeHave, parseWaitQuery, pieceLength, PROGRESS_HEADER, type PieceId } from './protocol.ts';
 
 export interface PeerRoutesOptions {
@@ -56,6 +57,7 @@ const MAX_HELD_ASKS = 256;
  * capped at `maxUploads` at once. Each refused request is one log line (never with the token).
  */
 export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
+  const pool = new BufferPool(SEND_CHUNK, 2 * o.maxUploads);
   let uploads = 0;
   let held = 0;
   const manifests = new ManifestCache(root);
@@ -129,7 +131,7 @@ export function peerRoutes(root: string, o: PeerRoutesOptions): PeerHandler {
       return refuse({ status: 429, message: `${o.maxUploads} pieces are being sent`, headers: { 'retry-after': '1' } });
     uploads++;
     try {
-      const sent = await servePiece(root, manifests, route.key, route.id, copy, res, aborted.signal);
+      const sent = await servePiece(root, manifests, route.key, route.id, copy, res, aborted.signal, pool);
       if (typeof sent !== 'number') return refuse(sent);
       if (res.writableFinished) o.onServed?.(sent, route.key);
       return true;
@@ -179,6 +181,7 @@ async function servePiece(
   copy: CopyView | undefined,
   res: ServerResponse,
   gone: AbortSignal,
+  pool: BufferPool,
 ): Promise<Refusal | number> {
   const found = copy ?? (await manifests.get(key));
   if ('status' in found) return found;
@@ -197,26 +200,9 @@ async function servePiece(
     : await openContained(modelPaths(root, key).final, file.path, file.size);
   if (!fh) return { status: 404, message: `piece ${id.file}/${id.piece} of ${key} is not held here` };
   try {
-    await new Promise<void>((resolve) => {
-      if (gone.aborted) return resolve(); // the peer left while the file was opened: no 'close' is to come
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(length) });
-      const stream = fh.createReadStream({
-        start,
-        end: start + length - 1,
-        highWaterMark: SEND_CHUNK,
-        autoClose: false,
-      });
-      stream.on('error', () => res.destroy());
-      stream.on('end', () => {
-        if (stream.bytesRead === length) res.end();
-        else res.destroy(); // the file shrank: a short body must not look like a whole piece
-      });
-      res.once('close', () => {
-        stream.destroy();
-        resolve();
-      });
-      stream.pipe(res, { end: false });
-    });
+    if (gone.aborted) return length; // the peer left while the file was opened: no 'close' is to come
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(length) });
+    await sendRange(fh, res, start, length, pool);
   } finally {
     await fh.close();
   }
