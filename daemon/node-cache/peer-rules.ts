@@ -92,15 +92,20 @@ export const SETTLING = '';
 
 /**
  * Where a model's bytes come from: the peers that offer the manifest most of them agree on (ties: the lower
- * digest), complete manifests before live ones (those of a seed still fetching from the source: taken only with
- * that seed among them, which vouches for the hashes), in node-name order; the origin when no peer offers it.
+ * digest), manifests offered in this node's zone first (a zone copies from its own seed, not across, while that
+ * seed runs), then complete manifests before live ones (those of a seed still fetching from the source: taken only
+ * with that seed among them, which vouches for the hashes), in node-name order; the origin when no peer offers it.
  * Peers that fail fall back to the origin.
  */
 export function downloadFrom(m: LocalModelInfo, offers: readonly PeerOffer[] | undefined): NodeAction {
   const live = (g: PeerOffer[]): boolean => g[0]!.pieces.live !== undefined;
+  const away = (g: PeerOffer[]): boolean => !g.some((p) => p.sameZone);
   const best = usableGroups(offers).sort(
     (a, b) =>
-      Number(live(a)) - Number(live(b)) || b.length - a.length || (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
+      Number(away(a)) - Number(away(b)) ||
+      Number(live(a)) - Number(live(b)) ||
+      b.length - a.length ||
+      (a[0]!.pieces.digest < b[0]!.pieces.digest ? -1 : 1),
   )[0];
   if (!best) return { kind: 'download', model: m, from: 'origin' };
   const seed = best.find((p) => p.pieces.live === 'origin');

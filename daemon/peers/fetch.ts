@@ -410,6 +410,11 @@ async function fetchPieces(
         // Its standing as it publishes it now: a seed that completed holds every piece, one whose download failed
         // and copies from peers vouches for no hash any more.
         p.summary = ref.summary;
+        // Its zone as known now (a Node not seen yet when it was first offered counts as in another zone).
+        if (p.crossZone !== (ref.sameZone === false)) {
+          p.crossZone = ref.sameZone === false;
+          picker.copiersChanged();
+        }
         if (p.vouches !== vouches(ref)) picker.copiersChanged();
         p.vouches = vouches(ref);
         if (p.partial !== (ref.partial === true)) {

@@ -40,6 +40,7 @@ export async function sendRange(
   length: number,
   pool: BufferPool,
 ): Promise<void> {
+  if (res.closed) return; // gone already: no 'close' is to come
   const closed = new Promise<void>((resolve) => res.once('close', resolve));
   let open = !res.destroyed;
   void closed.then(() => (open = false));

@@ -155,6 +155,17 @@ test("peers in this node's zone are asked first: those in other zones serve only
   await assertIdentical(dir);
 });
 
+test('a peer whose zone becomes known while the fetch runs is ranked by it from then on', async (t) => {
+  const peers = await startPeers(t, 4);
+  const req = request(peers, await workDir(), { maxPeers: 2 });
+  // First offered with the zones the wrong way round (their Nodes not seen yet), then as they are.
+  const first = req.peers.map((p, i) => ({ ...p, sameZone: i >= 2 }));
+  const now = req.peers.map((p, i) => ({ ...p, sameZone: i < 2 }));
+  const r = await fetchFromPeers({ ...req, peers: first, morePeers: () => now });
+  const across = (r.byPeer.get('node-2') ?? 0) + (r.byPeer.get('node-3') ?? 0);
+  assert.equal(across, 0, `only this zone's peers: ${JSON.stringify([...r.byPeer])}`);
+});
+
 test('a peer that flips bits: onBadPiece names it, it is not asked again, the files are still identical', async (t) => {
   const peers = await startPeers(t, 3);
   peers[0]!.always = { flipBits: true };

@@ -343,6 +343,12 @@ test("daemon plan, seeds: each zone fetches from the origin through its own seed
   assert.deepEqual(waiting.actions, [], "the zone's other nodes wait for its seed");
   assert.equal(waiting.status.models?.a?.reason, WAITING_FOR_SEED);
   assert.match(String(waiting.status.models?.a?.message), new RegExp(`waiting for ${seed}`));
+  const ownSeed = { ...across(seed, 'origin'), sameZone: true };
+  assert.deepEqual(
+    at(other, [{ ...across('node-7'), pieces: { ...pieces, digest: `sha256:${'f'.repeat(64)}` } }, ownSeed]).actions,
+    [{ kind: 'download', model: model('a'), from: 'peers', pieces: ownSeed.pieces, peers: [ownSeed] }],
+    "its zone's seed, once it offers, before a complete copy across",
+  );
   const complete = [across('node-7')];
   for (const self of [seed, other])
     assert.deepEqual(

@@ -8,6 +8,7 @@ import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { BufferPool, sendRange } from '../../daemon/peers/send-range.ts';
 
 const KiB = 1024;
@@ -115,4 +116,33 @@ test('a file shorter than the range: the response is cut off, never a whole-look
   await writeFile(short, DATA);
   await truncate(short, 10 * CHUNK);
   await assert.rejects(get(0, DATA.length, { file: short }), 'the client sees the body end early');
+});
+
+test('a response whose client left before the send began: sendRange returns at once, nothing held', async (t) => {
+  const pool = new BufferPool(CHUNK, 2);
+  let sent: Promise<void> | undefined;
+  const left = new Promise<void>((resolve) => {
+    const s = createServer((req, res) => {
+      res.once('close', () => {
+        void (async () => {
+          const fh = await open(file);
+          sent = sendRange(fh, res, 0, DATA.length, pool).finally(() => fh.close());
+          resolve();
+        })();
+      });
+    });
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const req = request(`http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}/`);
+      req.on('error', () => undefined);
+      req.end(() => setTimeout(() => req.destroy(), 50));
+    });
+    t.after(() => {
+      s.closeAllConnections();
+      s.close();
+    });
+  });
+  await left;
+  const outcome = await Promise.race([sent!.then(() => 'returned'), delay(2000).then(() => 'hung')]);
+  assert.equal(outcome, 'returned');
 });
