@@ -292,6 +292,59 @@ test('a cold model wanted by every node at once: one seed per zone fetches it fr
   assert.equal(seeds.length, 1, `exactly one node fetched from the origin: ${seeds.join(', ')}`);
 });
 
+test("two zones: each fetches the model from the origin through its own seed, though the other's seed offers it", async () => {
+  const zg = uniqueName('p2p-zones');
+  const [c1, c2, d1, d2] = ['c1', 'c2', 'd1', 'd2'].map((s) => `${zg}-${s}`) as [string, string, string, string];
+  await cluster.client.create(LOCAL_MODEL_NODE_GROUPS, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelNodeGroup',
+    metadata: { name: zg },
+    spec: { nodeSelector: { matchLabels: { [`${zg}/cache`]: 'yes' } }, storageLimit: '10Gi' },
+  });
+  for (const n of [c1, c2, d1, d2])
+    await createNode(cluster.client, n, {
+      [`${zg}/cache`]: 'yes',
+      [ZONE_LABEL]: [c1, c2].includes(n) ? 'zone-c' : 'zone-d',
+    });
+  const size = 24 * MiB + 3;
+  const body = generated(size, 11);
+  origin.set('/m/zones.bin', body, { rate: 6 * MiB }); // about 4 s from the origin
+  await Promise.all([c1, c2].map((n) => startDaemon(n)));
+  await cluster.client.create(LOCAL_MODEL_CACHES, {
+    apiVersion: 'serving.kserve.io/v1alpha1',
+    kind: 'LocalModelCache',
+    metadata: { name: 'zones' },
+    spec: { sourceModelUri: origin.url('/m/zones.bin'), modelSize: '30Mi', nodeGroups: [zg] },
+  });
+  // Zone d's daemons start once zone c's seed offers its download live: they could copy it across, but seed.
+  await eventually(async () => {
+    const live = await Promise.all([c1, c2].map(async (n) => (await lmnOf(n))?.status?.models?.zones?.pieces?.live));
+    assert.ok(live.includes('origin'), `zone c's seed offers it: ${JSON.stringify(live)}`);
+  });
+  await Promise.all([d1, d2].map((n) => startDaemon(n)));
+  const statuses = await Promise.all([c1, c2, d1, d2].map((n) => waitNodeDownloaded(n, 'zones')));
+  try {
+    const want = sha(toBuffer(body));
+    const key = storageKeyFor(origin.url('/m/zones.bin'));
+    for (const n of [c1, c2, d1, d2])
+      assert.equal(sha(await readFile(join(rootOf(n), 'models', key, 'zones.bin'))), want, n);
+    assert.equal(origin.bytesSent.get('/m/zones.bin'), 2 * size, 'the origin sent the model once per zone');
+    const seeds = statuses.filter((s) => !s.status?.models?.zones?.bytesFromPeers).map((s) => s.metadata.name);
+    assert.equal(seeds.filter((n) => n === c1 || n === c2).length, 1, `one seed in zone c: ${seeds.join(', ')}`);
+    assert.equal(seeds.filter((n) => n === d1 || n === d2).length, 1, `one seed in zone d: ${seeds.join(', ')}`);
+    const copier = seeds.includes(c1) ? c2 : c1;
+    const d = daemons.get(copier)!;
+    const cross = await metric(d, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer",zone="cross"/);
+    const same = await metric(d, /^modelcache_daemon_downloaded_bytes_total\{.*source="peer",zone="same"/);
+    assert.deepEqual({ same, cross }, { same: size, cross: 0 }, `${copier} copied from its own zone's seed`);
+  } finally {
+    for (const n of [c1, c2, d1, d2]) {
+      await daemons.get(n)?.stop();
+      daemons.delete(n);
+    }
+  }
+});
+
 test('a seed serves its origin download while it runs: the others copy pieces before it is done', async () => {
   const size = 64 * MiB + 3;
   const body = generated(size, 11);
