@@ -5,7 +5,7 @@
 // MODELCACHE_BENCH_P2P_NODES (8), MODELCACHE_BENCH_SIZE_MIB (256), MODELCACHE_BENCH_P2P_ORIGIN_MBIT (200),
 // MODELCACHE_BENCH_P2P_NODE_MBIT (1000), MODELCACHE_BENCH_P2P_ZONES (1), MODELCACHE_BENCH_P2P_ZONE_MBIT (400),
 // MODELCACHE_BENCH_P2P_ORIGIN_PATH (zone: each zone reaches the origin through its own egress at the origin rate;
-// shared: all zones share the origin's one link).
+// shared: all zones share the origin's one link), MODELCACHE_BENCH_P2P_SEEDS (the daemons' --peer-seeds: zone).
 // MODELCACHE_BENCH_P2P_LOGS=DIR keeps each phase's daemon logs in DIR/<phase>/ (at MODELCACHE_BENCH_P2P_LOG_LEVEL).
 import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -132,6 +132,9 @@ async function startDaemons(ctx: Context, phase: Phase, names: string[], first =
           ? ['--log-level', process.env.MODELCACHE_BENCH_P2P_LOG_LEVEL]
           : []),
         ...(phase.peers ? ['--peer-listen', peer, '--peer-advertise', peer, '--peer-token-file', ctx.tokenFile] : []),
+        ...(phase.peers && process.env.MODELCACHE_BENCH_P2P_SEEDS
+          ? ['--peer-seeds', process.env.MODELCACHE_BENCH_P2P_SEEDS]
+          : []),
       ];
       return startModelcache(node, args, join(dir, 'logs'), ctx.reaper, undefined, { prefix: h.exec });
     }),
@@ -307,6 +310,7 @@ function figures(
   rates: { origin: number; node: number },
   r: Record<string, PhaseResult>,
   originPaths: number,
+  clusterSeeds: boolean,
 ): BenchFigure[] {
   const [a, off, on] = [r.one!, r.off!, r.on!];
   const mibps = (bytesPerSecond: number): number => bytesPerSecond / MiB;
@@ -360,7 +364,11 @@ function figures(
             name: `p2p on: bytes copied across zones in the fan-out / model size`,
             value: on.acrossZones / size,
             unit: 'copies',
-            goal: `reference: ≈ 0, each zone fetches through its own seed${on.copiesLogged ? '' : ' (no copy logged: unknown)'}`,
+            goal:
+              (clusterSeeds
+                ? `reference: ≈ ${zones - 1}, one seed for the cluster (--peer-seeds cluster)`
+                : 'reference: ≈ 0, each zone fetches through its own seed') +
+              (on.copiesLogged ? '' : ' (no copy logged: unknown)'),
             ok: on.copiesLogged > 0,
           },
         ]
@@ -513,7 +521,8 @@ export async function benchP2p(): Promise<BenchFigure[]> {
     const results: Record<string, PhaseResult> = {};
     for (const p of phases) results[p.label] = await runPhase(ctx, p);
     const paths = zones > 1 && originPath === 'zone' ? zones : 1;
-    return figures(n, zones, size, { origin: bits.origin / 8, node: bits.node / 8 }, results, paths);
+    const clusterSeeds = process.env.MODELCACHE_BENCH_P2P_SEEDS === 'cluster';
+    return figures(n, zones, size, { origin: bits.origin / 8, node: bits.node / 8 }, results, paths, clusterSeeds);
   } finally {
     for (const undo of cleanup.reverse()) await undo().catch((err: unknown) => log(`cleanup: ${String(err)}`));
     reaper.close();

@@ -133,6 +133,15 @@ export const daemonFlags = defineFlags({
       defaultText: 'system:serviceaccount:<--namespace>:modelcache-daemon',
       note: 'repeatable',
     },
+    'peer-seeds': {
+      kind: 'string',
+      arg: 'SCOPE',
+      default: 'zone',
+      choices: ['zone', 'cluster'],
+      help:
+        "zone: each zone fetches a model from its source through a seed of its own (the zones' egress is their own); " +
+        'cluster: one seed for all zones, the others copy across (the zones share one link to the source)',
+    },
     'peer-max-uploads': {
       kind: 'whole',
       default: 8,

@@ -143,6 +143,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     peerAddress: () => peers?.address,
     peerBytesServed: () => peers?.bytesServed() ?? 0,
     seedStallMs: 2 * flags['stall-timeout-seconds'],
+    seedScope: flags['peer-seeds'] === 'cluster' ? 'cluster' : 'zone',
   });
   const inv = await reconciler.inventory();
   log.info(

@@ -6,6 +6,9 @@ import type { NodeAction, NodeObservation, PeerOffer } from './plan.ts';
 // The node plan's peer-to-peer rules: who fetches a model from its source for its zone (the seed), who waits,
 // and which peers a copy is taken from. Pure, like the plan that calls them.
 
+/** Where seeds are chosen (--peer-seeds): one per zone, or one for the whole cluster. */
+export type SeedScope = 'zone' | 'cluster';
+
 /** The reason a model's entry gives while this node waits for its zone's seed (other nodes read it). */
 export const WAITING_FOR_SEED = 'WaitingForSeed';
 
@@ -81,10 +84,12 @@ function avoided(key: string, p: PeerOffer, o: NodeObservation): boolean {
 /**
  * The offers of `key` a copy may be taken from: complete copies anywhere, and copies still in progress in this
  * node's zone (each zone fetches from the source through its own seed, so no zone's cold fan-out waits on another's
- * and the zones' uplinks carry nothing of it); those a failed copy met are not, until they change.
+ * and the zones' uplinks carry nothing of it), or in any zone when seeds are chosen for the cluster; those a failed
+ * copy met are not, until they change.
  */
 export function offersFor(key: string, o: NodeObservation): PeerOffer[] | undefined {
-  return o.peers?.get(key)?.filter((p) => (p.sameZone || !p.inProgress) && !avoided(key, p, o));
+  const anyZone = o.seedScope === 'cluster';
+  return o.peers?.get(key)?.filter((p) => (anyZone || p.sameZone || !p.inProgress) && !avoided(key, p, o));
 }
 
 /** waitsForSeed's answer while the seed cannot be chosen yet (a value no node name can be). */

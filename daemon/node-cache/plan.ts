@@ -17,6 +17,7 @@ import {
   SETTLING,
   WAITING_FOR_SEED,
   waitsForSeed,
+  type SeedScope,
 } from './peer-rules.ts';
 
 /** A host path compared as a path: `/models/` and `/models` are one directory. */
@@ -140,6 +141,8 @@ export interface NodeObservation {
    * hash over these and this node, fetches a model nobody offers from its source; the others wait to copy it.
    */
   seedCandidates?: ReadonlyMap<string, readonly string[]>;
+  /** 'cluster' (--peer-seeds): one seed for all zones, and copies in progress in other zones are offers too. */
+  seedScope?: SeedScope;
   /**
    * Of the candidates, those already fetching the model from its source: a seed that started is kept even when
    * the hash would now pick another node (membership changes while specs and statuses arrive).
@@ -329,7 +332,8 @@ export function planNode(o: NodeObservation): NodeCachePlan {
         message:
           seed === SETTLING
             ? 'looking for peers that fetch it too, to choose the one that fetches it from its source'
-            : `waiting for ${seed}, this zone's seed, to fetch it from its source; then it is copied from peers`,
+            : `waiting for ${seed}, this ${o.seedScope === 'cluster' ? "cluster's" : "zone's"} seed, to fetch it from ` +
+              'its source; then it is copied from peers',
       };
       const again = o.now + (seed === SETTLING ? SEED_SETTLE_MIN_MS : SEED_RECHECK_MS);
       nextRetryAt = Math.min(nextRetryAt ?? Number.POSITIVE_INFINITY, again);

@@ -12,6 +12,7 @@ import type { StatusWriter } from '../status-writer.ts';
 import { peerOffers } from '../peers/offers.ts';
 import { SeedCandidates } from '../peers/seeds.ts';
 import { nodeLeavingReason } from './node-leaving.ts';
+import type { SeedScope } from './peer-rules.ts';
 import { planNode, startableKeys, type NodeObservation } from './plan.ts';
 
 /** Takes the inventory, warning once per marker that does not parse (that folder counts as not complete). */
@@ -41,6 +42,8 @@ export interface NodeCacheDeps {
   peerBytesServed?: () => number;
   /** How long a seed's copy may make no progress before the next node takes over (peer-to-peer on). */
   seedStallMs?: number;
+  /** Seeds per zone (default), or one for the cluster (--peer-seeds). */
+  seedScope?: SeedScope;
   /** How long files stay on disk while this node's LocalModelNode is absent. */
   orphanGraceMs: number;
   downloads: DownloadManager;
@@ -74,7 +77,7 @@ export class NodeCacheReconciler {
 
   constructor(d: NodeCacheDeps) {
     this.#d = d;
-    this.#seeds = d.peerAddress ? new SeedCandidates(d.seedStallMs ?? 60_000) : undefined;
+    this.#seeds = d.peerAddress ? new SeedCandidates(d.seedStallMs ?? 60_000, d.seedScope ?? 'zone') : undefined;
   }
 
   /** What is on disk now, warning once per marker that does not parse. */
@@ -191,6 +194,7 @@ export class NodeCacheReconciler {
     | 'peers'
     | 'self'
     | 'seedCandidates'
+    | 'seedScope'
     | 'seedsFetching'
     | 'seedSettling'
     | 'unshareable'
@@ -207,6 +211,7 @@ export class NodeCacheReconciler {
       self: d.nodeName,
       peers: peerOffers(lmns, d.nodeName, (n) => d.nodes.get(n)),
       seedCandidates: seeds.candidates,
+      ...(d.seedScope === 'cluster' ? { seedScope: 'cluster' as const } : {}),
       seedsFetching: seeds.fetching,
       seedSettling: seeds.settling,
       unshareable: seeds.unshareable,

@@ -1,10 +1,17 @@
 import type { LocalModelNode } from '../../api/types.ts';
 import { isNodeReady, zoneOf } from '../../kube/node-facts.ts';
 import type { Node } from '../../kube/types.ts';
-import { COPY_QUEUED, SEED_SETTLE_MIN_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } from '../node-cache/peer-rules.ts';
+import {
+  COPY_QUEUED,
+  SEED_SETTLE_MIN_MS,
+  SEED_SETTLE_MS,
+  WAITING_FOR_SEED,
+  type SeedScope,
+} from '../node-cache/peer-rules.ts';
 
 /**
- * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone, serving
+ * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone (any, with
+ * scope 'cluster'), serving
  * peers (a peer address in their status), wanting the model and not holding it yet, Ready, not failed, and not
  * stalled: its bytesDone has not stayed the same for `stallMs` unless it waits for a seed itself (a copy that
  * stopped moving, one queued behind other downloads, a daemon that never reported the model). Keeps, between
@@ -12,13 +19,15 @@ import { COPY_QUEUED, SEED_SETTLE_MIN_MS, SEED_SETTLE_MS, WAITING_FOR_SEED } fro
  */
 export class SeedCandidates {
   readonly #stallMs: number;
+  readonly #scope: SeedScope;
   /** `node/key` → the state and bytesDone last seen, and when either last changed (ms). */
   #progress = new Map<string, { seen: string; since: number }>();
   /** Storage key → when this node first wanted it (ms). */
   #wantedSince = new Map<string, number>();
 
-  constructor(stallMs: number) {
+  constructor(stallMs: number, scope: SeedScope = 'zone') {
     this.#stallMs = stallMs;
+    this.#scope = scope;
   }
 
   /**
@@ -49,7 +58,7 @@ export class SeedCandidates {
       const name = lmn.metadata.name;
       if (!name || name === self || !lmn.status?.peer?.address) continue;
       const node = nodeOf(name);
-      if (!node || !isNodeReady(node) || zoneOf(node) !== zone) continue;
+      if (!node || !isNodeReady(node) || (this.#scope === 'zone' && zoneOf(node) !== zone)) continue;
       for (const m of lmn.spec?.localModels ?? []) {
         const key = m.storageKey;
         if (!wanted.has(key)) continue;

@@ -357,3 +357,46 @@ test("daemon plan, seeds: each zone fetches from the origin through its own seed
       'a complete copy in another zone is copied: it is no slower than the origin',
     );
 });
+
+test('--peer-seeds cluster: one seed for all zones; the others, in any zone, copy its live download', () => {
+  const nodes = new Map([
+    ['self', node('self', true, 'z1')],
+    ['near', node('near', true, 'z1')],
+    ['far', node('far', true, 'z2')],
+  ]);
+  const observe = (scope?: 'cluster') =>
+    new SeedCandidates(10_000, scope).observe(
+      [lmn('self'), lmn('near', 'ModelDownloading', 5), lmn('far', 'ModelDownloading', 5)],
+      (n) => nodes.get(n),
+      'self',
+      new Set(['k-a']),
+      0,
+    ).candidates;
+  assert.deepEqual([...observe()], [['k-a', ['near']]], 'zone: candidates of this zone only');
+  assert.deepEqual([...observe('cluster')], [['k-a', ['near', 'far']]], 'cluster: of every zone');
+  const key = 'k-a';
+  const all = names.slice(0, 4);
+  const seed = seedOf(key, all[0]!, all);
+  const other = all.find((n) => n !== seed)!;
+  const liveSeed = {
+    node: seed,
+    address: `${seed}:1`,
+    pieces: { digest: `sha256:${'c'.repeat(64)}`, pieceSize: 16, count: 7, live: 'origin' as const },
+    sameZone: false,
+    inProgress: true as const,
+    bytesDone: 32,
+  };
+  const at = (seedScope?: 'cluster') =>
+    planNode({
+      ...base,
+      desired: [model('a')],
+      self: other,
+      seedCandidates: new Map([[key, all.filter((n) => n !== other)]]),
+      peers: new Map([[key, [liveSeed]]]),
+      ...(seedScope ? { seedScope } : {}),
+    });
+  assert.deepEqual(at('cluster').actions, [
+    { kind: 'download', model: model('a'), from: 'peers', pieces: liveSeed.pieces, peers: [liveSeed] },
+  ]);
+  assert.deepEqual(at().actions, [], 'zone: a live seed in another zone is not copied (this one waits for its own)');
+});
