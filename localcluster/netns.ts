@@ -111,10 +111,14 @@ export async function removeLeftoverNamespaces(): Promise<string[]> {
   return left;
 }
 
-/** A token bucket on a device's egress: `bps` with a burst of ~4 ms (at least 64 KiB, above one GSO packet). */
+/** A shaped link's burst: ~4 ms at `bps` (at least 64 KiB, above one GSO packet), in bytes. */
+function burstOf(bps: number): string {
+  return String(Math.max(64 * 1024, Math.round(bps / 8 / 250)));
+}
+
+/** A token bucket on a device's egress: `bps` with a burst of burstOf(bps). */
 function tbf(ns: string, dev: string, bps: number): string[] {
-  const burst = Math.max(64 * 1024, Math.round(bps / 8 / 250));
-  const shape = ['rate', `${bps}bit`, 'burst', String(burst), 'latency', '25ms'];
+  const shape = ['rate', `${bps}bit`, 'burst', burstOf(bps), 'latency', '25ms'];
   return ['tc', '-n', ns, 'qdisc', 'add', 'dev', dev, 'root', 'tbf', ...shape];
 }
 
@@ -123,26 +127,20 @@ function tbf(ns: string, dev: string, bps: number): string[] {
  * rest borrows what the origin leaves): a zone's downlink when each zone has its own egress to the origin.
  */
 function originShare(ns: string, dev: string, bps: number, originBps: number, originIp: string): string[][] {
-  const burst = String(Math.max(64 * 1024, Math.round(bps / 8 / 250)));
+  const burst = burstOf(bps);
   const tc = ['tc', '-n', ns];
   const cls = (id: string, parent: string, rate: number, ceil: number): string[] => [
     ...[...tc, 'class', 'add', 'dev', dev, 'parent', parent, 'classid', id, 'htb'],
     ...['rate', `${rate}bit`, 'ceil', `${ceil}bit`, 'burst', burst, 'cburst', burst, 'quantum', '60000'],
   ];
   const share = Math.min(originBps, bps);
+  const fromOrigin = ['match', 'ip', 'src', `${originIp}/32`, 'flowid', '1:10'];
   return [
     [...tc, 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '20'],
     cls('1:1', '1:', bps, bps),
     cls('1:10', '1:1', share, share),
     cls('1:20', '1:1', Math.max(1, bps - share), bps),
-    [...tc, 'filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'u32'].concat([
-      'match',
-      'ip',
-      'src',
-      `${originIp}/32`,
-      'flowid',
-      '1:10',
-    ]),
+    [...tc, 'filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'u32', ...fromOrigin],
   ];
 }
 

@@ -84,8 +84,8 @@ export interface PeerFetchRequest {
   stallTimeoutMs: number;
   /** Wait before a peer that failed is asked again (its Retry-After when longer, capped at maxMs). */
   backoff?: { baseMs: number; maxMs: number };
-  /** Bytes of a verified piece written, and the node they came from. */
-  onBytes?: (n: number, fromNode: string) => void;
+  /** Bytes of a verified piece written, the node they came from, and whether it is in this node's zone. */
+  onBytes?: (n: number, fromNode: string, zone: 'same' | 'cross') => void;
   /** `node` served a piece that does not verify: it is not asked again for this model. */
   onBadPiece?: (node: string) => void;
   log: Logger;
@@ -599,7 +599,7 @@ async function fetchPieces(
       p.consecutive = 0;
       p.bytes += len;
       byPeer.set(p.node, (byPeer.get(p.node) ?? 0) + len);
-      req.onBytes?.(len, p.node);
+      req.onBytes?.(len, p.node, p.crossZone ? 'cross' : 'same');
       const verified = done.get(t.file)!;
       verified.add(t.piece);
       // A live copy's files stay partial until its manifest is anchored (see run): a fallback to the source keeps

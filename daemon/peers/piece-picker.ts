@@ -98,6 +98,8 @@ export class PiecePicker {
   readonly #gate: ReceiverGate | undefined;
   /** Peers still copying that hold each piece, by piece index (undefined: recounted when next needed). */
   #holders: Uint16Array | undefined;
+  /** This zone's copiers, as the gate asks for them (once per ranking, not per piece looked at). */
+  readonly #copiersNow = (): string[] => this.#copiers();
 
   constructor(o: PickerOptions) {
     this.#m = o.manifest;
@@ -202,7 +204,7 @@ export class PiecePicker {
 
   /** Until when `p` is not asked for `t` (ms since the epoch; 0, no wait). */
   #gatedUntil(p: Peer, t: Task): number {
-    return this.#gate && gated(p) ? this.#gate.until(this.index(t), () => this.#copiers()) : 0;
+    return this.#gate && gated(p) ? this.#gate.until(this.index(t), this.#copiersNow) : 0;
   }
 
   /** This zone's copiers: peers still copying from peers (not vouching), not dropped, in this node's zone. */

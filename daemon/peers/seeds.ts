@@ -11,11 +11,10 @@ import {
 
 /**
  * Which other nodes may seed each model this node wants, from their LocalModelNodes and Nodes: same zone (any, with
- * scope 'cluster'), serving
- * peers (a peer address in their status), wanting the model and not holding it yet, Ready, not failed, and not
- * stalled: its bytesDone has not stayed the same for `stallMs` unless it waits for a seed itself (a copy that
- * stopped moving, one queued behind other downloads, a daemon that never reported the model). Keeps, between
- * passes, when each node's progress last moved and when this node first wanted each model.
+ * scope 'cluster'), serving peers (a peer address in their status), wanting the model and not holding it yet, Ready,
+ * not failed, and not stalled: its bytesDone has not stayed the same for `stallMs` unless it waits for a seed itself
+ * (a copy that stopped moving, one queued behind other downloads, a daemon that never reported the model). Keeps,
+ * between passes, when each node's progress last moved and when this node first wanted each model.
  */
 export class SeedCandidates {
   readonly #stallMs: number;

@@ -41,13 +41,6 @@ function peerRef(p: PeerOffer): PeerRef {
 export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
   return {
     async fetch(req) {
-      // Peers may join while the copy runs (req.offers): a node's zone is looked up among all offered so far.
-      const sameZone = new Set(req.from.peers.filter((p) => p.sameZone).map((p) => p.node));
-      const offered = (): PeerRef[] => {
-        const now = req.offers();
-        for (const p of now) if (p.sameZone) sameZone.add(p.node);
-        return now.map(peerRef);
-      };
       const r = await fetchFromPeers({
         storageKey: req.model.storageKey,
         workDir: req.workDir,
@@ -55,12 +48,12 @@ export function peerTransfer(o: PeerTransferOptions): PeerTransfer {
         summary: req.from.pieces,
         peers: req.from.peers.map(peerRef),
         ...(o.node !== undefined ? { self: o.node } : {}),
-        morePeers: offered,
+        morePeers: () => req.offers().map(peerRef),
         ...(o.copies ? { copies: o.copies } : {}),
         token: async () => (await readFile(o.tokenFile, 'utf8')).trim(),
         signal: req.signal,
         stallTimeoutMs: o.stallTimeoutMs,
-        onBytes: (n, node) => req.onBytes(n, sameZone.has(node) ? 'same' : 'cross'),
+        onBytes: (n, _node, zone) => req.onBytes(n, zone),
         onBadPiece: (node) => {
           o.metrics.peerPieceFailures.inc({ peer: node });
           o.log.warn(
