@@ -30,8 +30,9 @@ export class BufferPool {
  * Sends `length` bytes of `fh` from `start` as the body of `res` (its head written already), read into two buffers
  * of `pool` in turn: one is read into while the other is being written, and a buffer is read into again only once
  * the socket took what was written from it. Ends `res` when all was sent; destroys it when the file holds fewer
- * bytes (a short body must not look like a whole piece) or a read fails. Resolves once `res` closed; only buffers
- * whose writes completed go back to the pool (one still queued when the peer left is left to the GC).
+ * bytes (a short body must not look like a whole piece) or a read fails. Resolves once `res` finished (every byte
+ * handed to the socket: the caller's upload slot frees before the peer asks for its next piece) or closed; only
+ * buffers whose writes completed go back to the pool (one still queued when the peer left is left to the GC).
  */
 export async function sendRange(
   fh: FileHandle,
@@ -44,6 +45,10 @@ export async function sendRange(
   const closed = new Promise<void>((resolve) => res.once('close', resolve));
   let open = !res.destroyed;
   void closed.then(() => (open = false));
+  const over = new Promise<void>((resolve) => {
+    res.once('finish', resolve);
+    void closed.then(resolve);
+  });
   const buffers = [pool.take(), pool.take()];
   /** Per buffer: its last write, resolved once the socket took it (or failed it). */
   const written: (Promise<void> | undefined)[] = [undefined, undefined];
@@ -74,7 +79,7 @@ export async function sendRange(
   } catch {
     res.destroy();
   } finally {
-    await closed;
+    await over;
     for (const [k, b] of buffers.entries()) if (settled[k]) pool.give(b);
   }
 }

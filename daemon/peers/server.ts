@@ -204,7 +204,9 @@ async function servePiece(
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(length) });
     await sendRange(fh, res, start, length, pool);
   } finally {
-    await fh.close();
+    // Closed in the background: the upload slot, and the count of bytes served, do not wait on the threadpool (a
+    // peer that asks for its next piece the moment this one arrived would meet the slot still taken).
+    void fh.close().catch(() => undefined);
   }
   return length;
 }

@@ -343,6 +343,15 @@ test('with maxUploads 1, a second piece while one is in flight gets 429 with Ret
   assert.ok(!served.some((s) => s.key === big.key), 'a piece the peer dropped is not counted as served');
 });
 
+test('with maxUploads 1, a peer asking for each piece as soon as the last arrived is never refused, each counted', async () => {
+  const before = served.length;
+  const path = piecePath(model.key, { file: fileIndex(model, 'sub/config.json'), piece: 0 });
+  const statuses: number[] = [];
+  for (let i = 0; i < 60; i++) statuses.push((await get(path, tokens.daemon)).status);
+  assert.deepEqual(new Set(statuses), new Set([200]), `no 429 between pieces asked one after another: ${statuses}`);
+  assert.equal(served.length - before, 60, 'every piece counted served by the time it arrived');
+});
+
 test('a reviewer without the shipped RBAC cannot review: 503, never admitted', async () => {
   const r = await send(noRbacServer.url, manifestPath(model.key), tokens.daemon);
   assert.equal(r.status, 503);
